@@ -94,8 +94,8 @@ def decode_protobuf(body: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedBatc
             scope = ss.scope
             resource = walker.resource(
                 res_attrs,
-                scope.name,
-                scope.version,
+                walker.text(scope.name),
+                walker.text(scope.version),
                 walker.pb_attributes(scope.attributes, f"resourceSpans[{ri}].scopeSpans[{si}].scope"),
             )
             for pi, span in enumerate(ss.spans):

@@ -324,3 +324,23 @@ def _span_json(s: ReadableSpan) -> dict:
     if s.parent is not None:
         doc["parentSpanId"] = f"{s.parent.span_id:016x}"
     return doc
+
+
+def test_otlp_grpc_exporter_when_enabled(tmp_path: Path) -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+    from tests.helpers import free_port
+
+    port = free_port()
+    server = ServeProcess(tmp_path / "data", "--otlp-grpc-enabled", "--otlp-grpc-addr", f"127.0.0.1:{port}")
+    try:
+        provider = TracerProvider(resource=Resource.create({"service.name": "grpc-client"}))
+        provider.add_span_processor(SimpleSpanProcessor(GrpcExporter(endpoint=f"127.0.0.1:{port}", insecure=True)))
+        with provider.get_tracer("t").start_as_current_span("over-grpc") as s:
+            trace_id = f"{s.get_span_context().trace_id:032x}"
+        provider.shutdown()
+        jtrace = _fetch(server, trace_id)
+        assert jtrace["spans"][0]["operationName"] == "over-grpc"
+        assert jtrace["processes"]["p1"]["serviceName"] == "grpc-client"
+    finally:
+        server.stop()
