@@ -50,11 +50,16 @@ def create_app(settings: Settings | None = None, *, store: SpanStore | None = No
         auth_token=settings.auth_token,
     )
 
-    from app import api, overview
+    from app import api, api_v1, breakers, overview, registry, sagas, services
     from collectors import receiver
 
     app.register_blueprint(overview.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(api_v1.bp)
+    app.register_blueprint(breakers.bp)
+    app.register_blueprint(registry.bp)
+    app.register_blueprint(sagas.bp)
+    app.register_blueprint(services.bp)
     app.register_blueprint(receiver.bp)
     auth.register(app, settings.auth_token)
     errors.register(app)
