@@ -45,10 +45,11 @@ def create_app(settings: Settings | None = None, *, store: SpanStore | None = No
         auth_token=settings.auth_token,
     )
 
-    from app import api, overview
+    from app import api, overview, traces
     from collectors import receiver
 
     app.register_blueprint(overview.bp)
+    app.register_blueprint(traces.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(receiver.bp)
     errors.register(app)
