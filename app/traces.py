@@ -27,7 +27,7 @@ from app.analysis.values import (
     EXCEPTION_TYPE,
     typed_attributes,
 )
-from app.htmx import render_page_or_fragment
+from app.htmx import is_htmx, render_page_or_fragment
 from app.params import parse_duration, parse_limit, parse_logfmt_tags, parse_trace_id
 from collectors.store import SORT_ORDERS, SpanStore, TraceQuery
 
@@ -139,6 +139,16 @@ class SearchForm:
 
 def _store() -> SpanStore:
     return current_app.extensions["spyglass.store"]
+
+
+@bp.after_request
+def _vary_on_htmx(response: Response) -> Response:
+    # One URL serves a page and a fragment: without this, Back can show a cached fragment
+    # as if it were the page.
+    response.vary.add("HX-Request")
+    if is_htmx():
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/traces")
