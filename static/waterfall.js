@@ -31,11 +31,17 @@
     applyCollapse(wf);
   }
 
+  // Large traces load their rows in pages: past the last loaded match, fetch the next page.
   function navigate(wf, cls, dir) {
     var rows = rowsOf(wf).filter(function (r) { return r.classList.contains(cls); });
-    if (!rows.length) return;
     var current = wf.querySelector(".wf-row.focused");
     var at = current ? rows.indexOf(current) : -1;
+    var more = wf.querySelector(".wf-more");
+    if (more && dir > 0 && at === rows.length - 1) {
+      more.scrollIntoView({ block: "end" });
+      return;
+    }
+    if (!rows.length) return;
     var next = rows[(at + dir + rows.length) % rows.length];
     if (at === -1 && dir < 0) next = rows[rows.length - 1];
     if (current) current.classList.remove("focused");

@@ -129,3 +129,52 @@ def test_huge_trace_loads_more_rows_when_scrolled(page, live_server, load_trace)
     assert 0 < first < 5000
     page.locator(".wf-more").scroll_into_view_if_needed()
     page.wait_for_function(f"document.querySelectorAll('.wf-row').length > {first}")
+
+
+def test_live_mode_shows_new_traces_without_a_reload(page, live_server, tracer_provider_factory):
+    page.goto(live_server + "/traces?live=1")
+    page.locator("[data-live]").wait_for()
+    page.evaluate("window.__samePage = true")
+    assert page.locator("tr.trace-row").count() == 0
+    page.mouse.move(0, 0)  # the pointer resting on the list pauses live mode
+    trace_id = _send_checkout_trace(tracer_provider_factory)
+    page.locator(f"tr.trace-row[data-trace-id='{trace_id}']").wait_for(timeout=15_000)
+    assert page.evaluate("window.__samePage") is True
+
+
+def test_live_toggle_puts_live_in_the_url(page, live_server):
+    page.goto(live_server + "/traces")
+    page.check("#live")
+    page.wait_for_url(re.compile(r"live=1"))
+    page.locator("[data-live]").wait_for()
+
+
+def test_dragging_across_the_minimap_zooms_the_waterfall_and_reset_restores_it(page, live_server, load_trace):
+    _post_fixture(live_server, load_trace, "skew")
+    page.goto(f"{live_server}/traces/{0x20:032x}")
+    box = page.locator("[data-minimap]").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.75, y)
+    page.mouse.up()
+    width = page.evaluate("getComputedStyle(document.querySelector('.wf-rows')).getPropertyValue('--vw')")
+    assert abs(float(width) - 0.25) < 0.02
+    assert page.locator("[data-axis] span").first.inner_text() == "150ms"
+    page.click("[data-zoom-reset]")
+    assert page.locator("[data-axis] span").first.inner_text() == "0ns"
+
+
+def test_next_error_walks_error_spans_and_loads_more_rows_of_a_huge_trace(page, live_server, load_trace):
+    _post_fixture(live_server, load_trace, "huge")
+    page.goto(f"{live_server}/traces/{0x50:032x}")
+    loaded = page.locator(".wf-row").count()
+    errors_loaded = page.locator(".wf-row.is-error").count()
+    assert errors_loaded >= 1
+    for _ in range(errors_loaded):
+        page.click("button[data-nav=is-error][data-dir='1']")
+    focused = page.locator(".wf-row.focused")
+    assert "is-error" in focused.get_attribute("class")
+    assert focused.get_attribute("id") == page.locator(".wf-row.is-error").nth(errors_loaded - 1).get_attribute("id")
+    page.click("button[data-nav=is-error][data-dir='1']")
+    page.wait_for_function(f"document.querySelectorAll('.wf-row').length > {loaded}")
