@@ -306,8 +306,9 @@ def _skew_shift(start: int, end: int, parent_start: int, parent_end: int) -> int
 
 def _critical_path(placed: list[_Placed]) -> set[str]:
     """Spans on the critical path: from each root, walk back from its end through the
-    child that finished last before the cursor, then through the children finishing
-    before that child started, and so on (Jaeger's definition, on adjusted times)."""
+    child that finished last, then the child that finished last before that one
+    started, and so on (Jaeger's definition, on adjusted times, ends clipped to the
+    parent). A child still running when the next one started did not delay it."""
     kids: dict[str, list[_Placed]] = defaultdict(list)
     for p in placed:
         if p.parent_id:
@@ -318,12 +319,12 @@ def _critical_path(placed: list[_Placed]) -> set[str]:
         node = stack.pop()
         out.add(node.span.span_id)
         cursor = node.end
-        for child in sorted(kids.get(node.span.span_id, ()), key=lambda c: (-c.end, c.start)):
-            if child.start < cursor and child.end > node.start:
-                stack.append(child)
-                cursor = child.start
+        for child in sorted(kids.get(node.span.span_id, ()), key=lambda c: (-min(c.end, node.end), c.start)):
             if cursor <= node.start:
                 break
+            if min(child.end, node.end) <= cursor:
+                stack.append(child)
+                cursor = child.start
     return out
 
 
