@@ -21,11 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import create_app  # noqa: E402
-from app.analysis.tree import build_trace_view  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from app.traces import FIRST_PAGE_ROWS, MORE_ROWS  # noqa: E402
-from tests.fixtures.traces.generate import huge  # noqa: E402
+from app import create_app
+from app.analysis.tree import build_trace_view
+from app.settings import Settings
+from app.traces import FIRST_PAGE_ROWS, MORE_ROWS
+from tests.fixtures.traces.generate import huge
 
 TRACE_ID = f"{0x50:032x}"
 

@@ -34,11 +34,12 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Scatter:
-    """The plot: dots, axis ticks and the drawing area."""
+    """The plot: dots, axis ticks and the drawing area; ``long_window`` when ticks need dates."""
 
     dots: list[Dot]
     x_ticks: list[Tick]
     y_ticks: list[Tick]
+    long_window: bool = False
     width: int = PLOT_WIDTH
     height: int = PLOT_HEIGHT
     left: int = _MARGIN_LEFT
@@ -64,7 +65,7 @@ def scatter(traces: list[TraceSummary], start_ns: int, end_ns: int) -> Scatter:
         dots.append(Dot(t, round(x, 1), round(y, 1), round(r, 1)))
     x_ticks = [Tick(round(left + i / 4 * (right - left), 1), start_ns + span * i // 4) for i in range(5)]
     y_ticks = [Tick(round(bottom - i / 2 * (bottom - top), 1), top_ns * i // 2) for i in range(3)]
-    return Scatter(dots, x_ticks, y_ticks)
+    return Scatter(dots, x_ticks, y_ticks, long_window=span > 86_400_000_000_000)
 
 
 def duration_fractions(traces: list[TraceSummary]) -> dict[str, float]:

@@ -195,7 +195,7 @@ def test_unknown_trace_for_htmx_is_an_error_fragment_retargeted_at_messages(clie
 
 
 @pytest.mark.parametrize("path", ["/traces/not-hex", f"/traces/{'1' * 33}", f"/traces/{'0' * 32}",
-                                  f"/traces/zz/otlp.json", f"/traces/zz/spans/{sid(1)}"])
+                                  "/traces/zz/otlp.json", f"/traces/zz/spans/{sid(1)}"])
 def test_malformed_trace_id_is_400(client, store, path):
     response = client.get(path)
     assert response.status_code == 400
@@ -372,3 +372,15 @@ def test_overview_links_to_the_trace_page(client, store):
     doc = html(client.get("/"))
     assert doc.select_one("table.traces a")["href"] == f"/traces/{tid(9)}"
     assert doc.select_one("header nav a[href='/traces']") is not None
+
+
+def test_scatter_ticks_show_dates_when_the_window_is_longer_than_a_day():
+    from app.analysis.search import scatter
+    from collectors.model import TraceSummary
+
+    day = 86_400 * 10**9
+    t = TraceSummary("a" * 32, "s", "op", NOW - 2 * day, NOW - 2 * day + MS, 1, 0)
+    assert scatter([t], NOW - 3 * day, NOW).long_window
+    assert not scatter([t], NOW - 3 * day, NOW - 2 * day - 3600 * 10**9).long_window
+    plot = scatter([t], NOW - day, NOW)
+    assert plot.dots[0].x == plot.left and plot.dots[0].y == plot.top

@@ -24,9 +24,8 @@ def _post_fixture(live_server: str, load_trace, name: str) -> None:
 def _send_checkout_trace(tracer_provider_factory) -> str:
     provider = tracer_provider_factory("checkout-svc")
     tracer = provider.get_tracer("t")
-    with tracer.start_as_current_span("POST /checkout") as root:
-        with tracer.start_as_current_span("reserve stock") as child:
-            child.set_attribute("stock.sku", "sku-<42>")
+    with tracer.start_as_current_span("POST /checkout") as root, tracer.start_as_current_span("reserve stock") as child:
+        child.set_attribute("stock.sku", "sku-<42>")
     provider.force_flush()
     return format(root.get_span_context().trace_id, "032x")
 
