@@ -9,6 +9,7 @@ Differences between SQLite and PostgreSQL live in the private helpers at the top
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -32,12 +33,13 @@ from collectors.model import (
 )
 from collectors.store import patterns
 from collectors.store import rows as _rows
+from collectors.store import tag_index
+from collectors.store.bulk import insert_ignoring_duplicates
 from collectors.store.schema import (
     edges,
     operations,
     resources,
     spans,
-    trace_attributes,
     trace_services,
     trace_summaries,
 )
@@ -49,6 +51,11 @@ MAX_QUERY_LIMIT = 1500
 """Hard upper bound on traces returned by one search, whatever the caller asks."""
 
 _SCAN_CHUNK = 200
+
+COMPACT_INTERVAL_S = 1.0
+"""How often the background thread moves staged tag-index entries into the index."""
+
+log = logging.getLogger(__name__)
 
 SORT_ORDERS = ("recent", "slowest", "spans", "errors")
 """The orders a trace search can return its results in."""
@@ -132,6 +139,8 @@ class SpanStore:
         self._resource_ids: dict[str, int] = {}
         self._known_operations: set[tuple[str, str, int]] = set()
         self._lock = threading.Lock()
+        self._compactor: threading.Thread | None = None
+        self._closing = threading.Event()
 
     @classmethod
     def from_url(cls, url: str, *, migrate: bool = True) -> SpanStore:
@@ -153,8 +162,45 @@ class SpanStore:
         return cls(engine)
 
     def close(self) -> None:
-        """Release the engine's connections."""
+        """Index what is staged, stop the compactor thread, release the connections."""
+        self._closing.set()
+        if self._compactor is not None:
+            self._compactor.join(timeout=30)
+        try:
+            self.compact_tag_index()
+        except StoreError as err:
+            # The staged entries stay in the database; the next process to open it compacts them.
+            log.warning("tag index left staged at close: %s", err)
         self.engine.dispose()
+
+    def compact_tag_index(self) -> int:
+        """Move every staged tag-index entry into the index; returns the rows moved.
+
+        Raises StoreError if the database refuses the transaction.
+        """
+        moved = 0
+        try:
+            while True:
+                with self._write() as conn:
+                    step = tag_index.compact(conn)
+                if not step:
+                    return moved
+                moved += step
+        except sa.exc.SQLAlchemyError as err:
+            raise StoreError(f"could not compact the tag index: {_first_line(err)}") from err
+
+    def _start_compactor(self) -> None:
+        with self._lock:
+            if self._compactor is None and not self._closing.is_set():
+                self._compactor = threading.Thread(target=self._compact_forever, name="spyglass-tag-index", daemon=True)
+                self._compactor.start()
+
+    def _compact_forever(self) -> None:
+        while not self._closing.wait(COMPACT_INTERVAL_S):
+            try:
+                self.compact_tag_index()
+            except StoreError as err:
+                log.warning("%s; retrying", err)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -180,6 +226,8 @@ class SpanStore:
         except sa.exc.SQLAlchemyError as err:
             raise StoreError(f"could not store the batch: {_first_line(err)}") from err
         self._known_operations.update(new_ops)
+        if self._compactor is None:
+            self._start_compactor()
         return WriteResult(len(unique), offered - len(unique))
 
     def _write_in(
@@ -219,7 +267,9 @@ class SpanStore:
         if not unique:
             return set()
         new = list(unique.values())
-        self._insert_spans(conn, [_rows.span_row(s, resource_ids[id(s.resource)]) for s in new])
+        insert_ignoring_duplicates(
+            conn, spans, _rows.SPAN_COLUMNS, [_rows.span_values(s, resource_ids[id(s.resource)]) for s in new]
+        )
         self._upsert_summaries(conn, new, received_ns)
         self._insert_indexes(conn, new)
         new_ops = {(s.service, s.name, s.kind) for s in new} - self._known_operations
@@ -249,12 +299,6 @@ class SpanStore:
                     self._resource_ids[digest] = rid
             out[id(res)] = rid
         return out
-
-    def _insert_spans(self, conn: Connection, span_rows: list[dict[str, Any]]) -> None:
-        # Existing spans were filtered out under the write lock (SQLite) or are skipped by
-        # ON CONFLICT (several PostgreSQL writers), so summaries never double count on
-        # SQLite; on PostgreSQL a concurrent identical retry is the only race left.
-        conn.execute(self._insert(spans).on_conflict_do_nothing(), span_rows)
 
     def _upsert_summaries(self, conn: Connection, new: list[Span], received_ns: int) -> None:
         per_trace: dict[str, list[Span]] = defaultdict(list)
@@ -313,31 +357,16 @@ class SpanStore:
         conn.execute(stmt, values)
 
     def _insert_indexes(self, conn: Connection, new: list[Span]) -> None:
-        service_rows: dict[tuple[str, bytes], int] = {}
-        attr_rows: dict[tuple[int, bytes], int] = {}
-        seen_resources: set[tuple[int, bytes]] = set()
+        first_start: dict[tuple[str, bytes], int] = {}
         for s in new:
-            key = bytes.fromhex(s.trace_id)
-            sk = (s.service, key)
-            if s.start_ns < service_rows.get(sk, 1 << 63):
-                service_rows[sk] = s.start_ns
-            hashes = _rows.attribute_hashes(s.attributes)
-            if (id(s.resource), key) not in seen_resources:
-                seen_resources.add((id(s.resource), key))
-                hashes += _rows.attribute_hashes(s.resource.attributes)
-            for h in hashes:
-                ak = (h, key)
-                if s.start_ns < attr_rows.get(ak, 1 << 63):
-                    attr_rows[ak] = s.start_ns
-        conn.execute(
-            self._insert(trace_services).on_conflict_do_nothing(),
-            [{"service": sv, "trace_id": t, "start_ns": st} for (sv, t), st in service_rows.items()],
+            key = (s.service, bytes.fromhex(s.trace_id))
+            if s.start_ns < first_start.get(key, 1 << 63):
+                first_start[key] = s.start_ns
+        insert_ignoring_duplicates(
+            conn, trace_services, ("service", "start_ns", "trace_id"),
+            [(service, start, trace) for (service, trace), start in first_start.items()],
         )
-        if attr_rows:
-            conn.execute(
-                self._insert(trace_attributes).on_conflict_do_nothing(),
-                [{"hash": h, "trace_id": t, "start_ns": st} for (h, t), st in attr_rows.items()],
-            )
+        tag_index.stage(conn, new)
 
     def _upsert_edges(self, conn: Connection, new: list[Span], old: list[_Lite]) -> None:
         lite_new = [
@@ -450,6 +479,11 @@ class SpanStore:
         needs_spans = bool(
             query.operation or query.tags or query.min_duration_ns is not None or query.max_duration_ns is not None
         )
+        if any(key != "error" for key in query.tags):
+            with self.engine.connect() as conn:
+                pending = tag_index.has_staged(conn)
+            if pending:
+                self.compact_tag_index()
         wanted = limit if query.sort == "recent" else MAX_SORT_SCAN
         matched: list[bytes] = []
         truncated = False
@@ -482,8 +516,8 @@ class SpanStore:
             if key == "error":
                 table, where = trace_summaries, [trace_summaries.c.error_count > 0] if value == "true" else []
             else:
-                table = trace_attributes
-                where = [trace_attributes.c.hash == _rows.attribute_hash(key, value)]
+                yield from tag_index.candidates(conn, key, value, q.start_ns, q.end_ns)
+                return
         elif q.service:
             table, where = trace_services, [trace_services.c.service == q.service]
         else:
@@ -522,7 +556,9 @@ class SpanStore:
     def _filter_chunk(self, conn: Connection, chunk: list[bytes], q: TraceQuery, needs_spans: bool) -> set[bytes]:
         """The ids in ``chunk`` that exist and satisfy the query."""
         stmt = sa.select(trace_summaries.c.trace_id, trace_summaries.c.error_count).where(
-            trace_summaries.c.trace_id.in_(chunk)
+            trace_summaries.c.trace_id.in_(chunk),
+            trace_summaries.c.start_ns <= q.end_ns,
+            trace_summaries.c.end_ns >= q.start_ns,
         )
         alive = {r.trace_id: r.error_count for r in conn.execute(stmt)}
         if q.status == "error":
@@ -631,12 +667,12 @@ class SpanStore:
             oldest = conn.execute(sa.select(sa.func.min(trace_summaries.c.start_ns))).scalar()
         with self._write() as conn:
             patterns.drop_stale_rows(conn, oldest)
+            tag_index.drop_before(conn, oldest)
             if oldest is None:
-                for table in (trace_services, trace_attributes, edges):
+                for table in (trace_services, edges):
                     conn.execute(sa.delete(table))
                 return
             conn.execute(sa.delete(trace_services).where(trace_services.c.start_ns < oldest))
-            conn.execute(sa.delete(trace_attributes).where(trace_attributes.c.start_ns < oldest))
             conn.execute(sa.delete(edges).where(edges.c.bucket_ns < oldest - oldest % EDGE_BUCKET_NS))
 
     def checkpoint(self) -> None:

@@ -7,6 +7,7 @@ hash used by the tag index) can be read and tested on its own.
 from __future__ import annotations
 
 import hashlib
+import zlib
 import json
 import math
 from typing import Any
@@ -56,8 +57,15 @@ def resource_from_row(row: Any) -> Resource:
     )
 
 
-def span_row(span: Span, resource_id: int) -> dict[str, Any]:
-    """The ``spans`` row for a span; optional parts are NULL when empty."""
+SPAN_COLUMNS = (
+    "trace_id", "span_id", "parent_span_id", "service", "name", "kind", "start_ns", "duration_ns",
+    "status_code", "status_message", "resource_id", "attributes", "events", "links", "extra",
+)
+"""Column order of :func:`span_values`."""
+
+
+def span_values(span: Span, resource_id: int) -> tuple:
+    """The ``spans`` row for a span as a tuple in SPAN_COLUMNS order; empty parts are NULL."""
     extra = None
     if span.trace_state or span.flags or span.dropped_attributes_count or span.dropped_events_count or span.dropped_links_count:
         extra = _dumps(
@@ -69,27 +77,25 @@ def span_row(span: Span, resource_id: int) -> dict[str, Any]:
                 "dl": span.dropped_links_count,
             }
         )
-    return {
-        "trace_id": bytes.fromhex(span.trace_id),
-        "span_id": bytes.fromhex(span.span_id),
-        "parent_span_id": bytes.fromhex(span.parent_span_id) if span.parent_span_id else None,
-        "service": span.resource.service_name,
-        "name": span.name,
-        "kind": span.kind,
-        "start_ns": span.start_ns,
-        "duration_ns": span.end_ns - span.start_ns,
-        "status_code": span.status_code,
-        "status_message": span.status_message or None,
-        "resource_id": resource_id,
-        "attributes": _dumps(span.attributes) if span.attributes else None,
-        "events": _dumps([[e.time_ns, e.name, e.attributes, e.dropped_attributes_count] for e in span.events])
+    return (
+        bytes.fromhex(span.trace_id),
+        bytes.fromhex(span.span_id),
+        bytes.fromhex(span.parent_span_id) if span.parent_span_id else None,
+        span.resource.service_name,
+        span.name,
+        span.kind,
+        span.start_ns,
+        span.end_ns - span.start_ns,
+        span.status_code,
+        span.status_message or None,
+        resource_id,
+        _dumps(span.attributes) if span.attributes else None,
+        _dumps([[e.time_ns, e.name, e.attributes, e.dropped_attributes_count] for e in span.events])
         if span.events
         else None,
-        "links": _dumps([[lk.trace_id, lk.span_id, lk.attributes, lk.trace_state] for lk in span.links])
-        if span.links
-        else None,
-        "extra": extra,
-    }
+        _dumps([[lk.trace_id, lk.span_id, lk.attributes, lk.trace_state] for lk in span.links]) if span.links else None,
+        extra,
+    )
 
 
 def span_from_row(row: Any, resource: Resource) -> Span:
@@ -118,9 +124,27 @@ def span_from_row(row: Any, resource: Resource) -> Span:
 
 
 def attribute_hash(key: str, text: str) -> int:
-    """The signed 64-bit key of ``key=text`` in the tag index."""
-    digest = hashlib.blake2b(f"{key}\x00{text}".encode("utf-8", "replace"), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    """The signed 64-bit key of ``key=text`` in the tag index.
+
+    Two CRC-32s (key, then value seeded by the key) are cheap enough for every attribute
+    of every span; the rare collision only adds a candidate, which the search discards
+    after checking the span itself.
+    """
+    k = _KEY_CRCS.get(key)
+    if k is None:
+        k = _key_crc(key)
+    h = (k << 32) | zlib.crc32(text.encode("utf-8", "surrogatepass"), k)
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
+_KEY_CRCS: dict[str, int] = {}
+
+
+def _key_crc(key: str) -> int:
+    crc = zlib.crc32(key.encode("utf-8", "surrogatepass"))
+    if len(_KEY_CRCS) < 65536:  # bounded: keys are few, but span data is untrusted
+        _KEY_CRCS[key] = crc
+    return crc
 
 
 def tag_text(value: Any) -> str | None:
@@ -143,10 +167,29 @@ def tag_text(value: Any) -> str | None:
 
 
 def attribute_hashes(attributes: dict[str, Any]) -> list[int]:
-    """Tag-index keys for the indexable attributes of a span or resource."""
+    """Tag-index keys for the indexable attributes of a span or resource.
+
+    The hot loop of the write path: :func:`tag_text` and :func:`attribute_hash` inlined.
+    """
     out = []
+    key_crcs = _KEY_CRCS
     for key, value in attributes.items():
-        text = tag_text(value)
-        if text is not None:
-            out.append(attribute_hash(key, text))
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_INDEXED_VALUE_LENGTH:
+                continue
+            text = value
+        elif kind is int:
+            text = str(value)
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif kind is float:
+            text = tag_text(value)
+        else:
+            continue
+        k = key_crcs.get(key)
+        if k is None:
+            k = _key_crc(key)
+        h = (k << 32) | zlib.crc32(text.encode("utf-8", "surrogatepass"), k)
+        out.append(h - (1 << 64) if h >= 1 << 63 else h)
     return out

@@ -75,10 +75,25 @@ trace_services = sa.Table(
 trace_attributes = sa.Table(
     "trace_attributes",
     metadata,
+    # Time bucket first: bulk inserts land in the newest buckets, not all over the tree.
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
     sa.Column("hash", sa.BigInteger, primary_key=True),
-    sa.Column("start_ns", sa.BigInteger, primary_key=True),
     sa.Column("trace_id", sa.LargeBinary(16), primary_key=True),
     sqlite_with_rowid=False,
+)
+
+attribute_buckets = sa.Table(
+    "attribute_buckets",
+    metadata,
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+attribute_staging = sa.Table(
+    "attribute_staging",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
 )
 
 operations = sa.Table(

@@ -201,3 +201,39 @@ def test_resources_differing_only_in_service_name_stay_apart(store: SpanStore):
     store.write_spans([span(1, 1, None, a)])
     store.write_spans([span(1, 2, 1, b)])
     assert [s.service for s in store.get_trace(f"{1:032x}")] == ["alpha", "beta"]
+
+
+def test_tag_index_entries_survive_a_process_that_never_compacted(store: SpanStore, settings):
+    from collectors.store.schema import attribute_staging
+    import sqlalchemy as sa
+
+    store._closing.set()  # this store's compactor never runs, as if its process died
+    store.write_spans(checkout(5))
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(attribute_staging)).scalar_one() == 1
+    other = SpanStore.from_url(settings.store_url)
+    try:
+        found = other.find_traces(TraceQuery(*ALL, tags={"amount": "1999"}))
+        assert [int(t.trace_id, 16) for t in found.traces] == [5]
+        with other.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(attribute_staging)).scalar_one() == 0
+    finally:
+        other.close()
+
+
+def test_background_compaction_makes_tags_searchable_without_a_search(store: SpanStore):
+    import time
+
+    from collectors.store.schema import attribute_staging, trace_attributes
+    import sqlalchemy as sa
+
+    store.write_spans(checkout(6))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with store.engine.connect() as conn:
+            staged = conn.execute(sa.select(sa.func.count()).select_from(attribute_staging)).scalar_one()
+            indexed = conn.execute(sa.select(sa.func.count()).select_from(trace_attributes)).scalar_one()
+        if staged == 0 and indexed:
+            break
+        time.sleep(0.05)
+    assert (staged, indexed > 0) == (0, True)
