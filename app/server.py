@@ -49,9 +49,12 @@ def build_wsgi(settings: Settings, *, background: bool = True) -> PortDispatcher
     return PortDispatcher(app, split_addr(settings.otlp_http_addr)[1])
 
 
-class _Gunicorn(BaseApplication):
-    def __init__(self, settings: Settings) -> None:
+class GunicornServer(BaseApplication):
+    """gunicorn bound to the OTLP and UI addresses, loading ``loader(settings)`` in each worker."""
+
+    def __init__(self, settings: Settings, loader: Callable[[Settings], Callable] | None = None) -> None:
         self.settings = settings
+        self.loader = loader or build_wsgi
         super().__init__()
 
     def load_config(self) -> None:
@@ -74,7 +77,7 @@ class _Gunicorn(BaseApplication):
               flush=True)
 
     def load(self) -> Callable:
-        return build_wsgi(self.settings)
+        return self.loader(self.settings)
 
 
 def run(settings: Settings) -> int:
@@ -83,7 +86,7 @@ def run(settings: Settings) -> int:
     sys.argv = sys.argv[:1]  # gunicorn parses argv; our options are already read
     grpc_process = _start_grpc(settings) if settings.otlp_grpc_enabled else None
     try:
-        _Gunicorn(settings).run()
+        GunicornServer(settings).run()
     finally:
         if grpc_process is not None:
             grpc_process.terminate()

@@ -1,0 +1,187 @@
+"""Ingest benchmark: sustained spans/s and request latency into `spyglass serve`, against a
+decode-to-rows-and-discard receiver run with the same gunicorn set-up in the same run.
+
+Posts pre-encoded 512-span OTLP batches (10 attributes a span, 5 services, 16-span traces)
+over loopback from several sender threads for a bounded time, then prints spans/s,
+request p50/p99, the ratio to the baseline, how soon an acknowledged trace is readable,
+and the largest size SQLite's write-ahead log reached.
+
+    python bench/ingest.py                      # 20 s per phase
+    python bench/ingest.py --seconds 60 --workers 2
+    python bench/ingest.py --target-spans 10000000 --phases full   # grow the store to 10M spans
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.workload import SPANS_PER_BATCH, Batches  # noqa: E402
+from tests.helpers import free_port, wait_until  # noqa: E402
+
+
+class Server:
+    """`spyglass serve` or the discard baseline, on free loopback ports."""
+
+    def __init__(self, kind: str, data_dir: Path, workers: int) -> None:
+        self.otlp, self.ui = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        self.data_dir = data_dir
+        if kind == "full":
+            cmd = [sys.executable, "-m", "app.cli", "serve", "--data-dir", str(data_dir), "--otlp-http-addr", self.otlp,
+                   "--ui-addr", self.ui, "--workers", str(workers), "--max-spans", "0", "--retention-hours", "0"]
+        else:
+            cmd = [sys.executable, str(ROOT / "bench" / "discard_server.py"), self.otlp, self.ui, str(workers)]
+        self.log = open(data_dir.parent / f"{kind}.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(self._up, timeout=60, message=f"{kind} server to start")
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise SystemExit(f"server exited: {Path(self.log.name).read_text()[-2000:]}")
+        try:
+            return requests.get(f"http://{self.otlp}/health", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+def run_phase(name: str, server: Server, encoding: str, seconds: float, senders: int, target_spans: int | None,
+              check_reads: bool) -> dict:
+    batches = Batches(time.time_ns(), encoding)
+    url = f"http://{server.otlp}/v1/traces"
+    latencies: list[float] = []
+    read_delays: list[float] = []
+    errors: list[str] = []
+    sent = [0]
+    lock = threading.Lock()
+    stop = threading.Event()
+    wal = server.data_dir / "spyglass.db-wal"
+    wal_max = [0]
+
+    def sender(n: int) -> None:
+        session = requests.Session()
+        headers = {"Content-Type": batches.content_type}
+        i = 0
+        while not stop.is_set():
+            body, trace_id = batches.next()
+            t0 = time.perf_counter()
+            r = session.post(url, data=body, headers=headers, timeout=60)
+            dt = time.perf_counter() - t0
+            if r.status_code != 200:
+                with lock:
+                    errors.append(f"{r.status_code} {r.text[:200]}")
+                time.sleep(float(r.headers.get("Retry-After", "0.1")))
+                continue
+            with lock:
+                latencies.append(dt)
+                sent[0] += SPANS_PER_BATCH
+            i += 1
+            if check_reads and n == 0 and i % 20 == 0:
+                t1 = time.perf_counter()
+                while requests.get(f"http://{server.ui}/api/traces/{trace_id}", timeout=10).status_code != 200:
+                    if time.perf_counter() - t1 > 5:
+                        break
+                read_delays.append(time.perf_counter() - t1)
+
+    def watch() -> None:
+        last, last_t = 0, time.perf_counter()
+        while not stop.wait(0.5):
+            if wal.exists():
+                wal_max[0] = max(wal_max[0], wal.stat().st_size)
+            now = time.perf_counter()
+            if now - last_t >= 5:
+                with lock:
+                    total = sent[0]
+                print(f"  {name}: {total:,} spans, {(total - last) / (now - last_t):,.0f} spans/s now", flush=True)
+                last, last_t = total, now
+            if target_spans and sent[0] >= target_spans:
+                stop.set()
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
+    watcher = threading.Thread(target=watch)
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    watcher.start()
+    if not target_spans:
+        stop.wait(seconds)
+        stop.set()
+    for t in threads:
+        t.join()
+    watcher.join()
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    result = {
+        "phase": name,
+        "spans_per_s": sent[0] / elapsed,
+        "spans": sent[0],
+        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else float("nan"),
+        "refused": len(errors),
+        "wal_max_mb": wal_max[0] / 1e6,
+        "read_after_ack_ms": 1000 * max(read_delays) if read_delays else None,
+    }
+    if errors:
+        print(f"  {name}: {len(errors)} refused, e.g. {errors[0]}", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20, help="length of each phase (default 20)")
+    parser.add_argument("--senders", type=int, default=4, help="concurrent sender threads (default 4)")
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers for both servers (default 1)")
+    parser.add_argument("--phases", default="discard,full,json", help="comma-separated: discard, full, json")
+    parser.add_argument("--target-spans", type=int, default=0, help="run the full phase until this many spans")
+    args = parser.parse_args()
+    phases = args.phases.split(",")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="spyglass-bench-") as tmp:
+        for phase in phases:
+            kind = "discard" if phase == "discard" else "full"
+            data_dir = Path(tmp) / phase / "data"
+            data_dir.mkdir(parents=True)
+            print(f"== {phase}: starting the {kind} receiver ({args.workers} worker(s))", flush=True)
+            server = Server(kind, data_dir, args.workers)
+            try:
+                encoding = "json" if phase == "json" else "protobuf"
+                target = args.target_spans if phase == "full" else 0
+                results.append(run_phase(phase, server, encoding, args.seconds, args.senders, target or None,
+                                         check_reads=kind == "full"))
+                db = data_dir / "spyglass.db"
+                if db.exists() and kind == "full":
+                    size = sum(p.stat().st_size for p in data_dir.glob("spyglass.db*"))
+                    results[-1]["bytes_per_span"] = size / max(1, results[-1]["spans"])
+            finally:
+                server.stop()
+    print()
+    print(f"{'phase':<8} {'spans/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'refused':>8} {'WAL max MB':>11} "
+          f"{'read after 200':>15} {'bytes/span':>11}")
+    for r in results:
+        read = f"{r['read_after_ack_ms']:.1f} ms" if r["read_after_ack_ms"] is not None else "-"
+        bps = f"{r['bytes_per_span']:.0f}" if "bytes_per_span" in r else "-"
+        print(f"{r['phase']:<8} {r['spans_per_s']:>10,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['refused']:>8} "
+              f"{r['wal_max_mb']:>11.1f} {read:>15} {bps:>11}")
+    by = {r["phase"]: r for r in results}
+    if "discard" in by and "full" in by:
+        print(f"\nfull write path / discard receiver: {by['full']['spans_per_s'] / by['discard']['spans_per_s']:.0%}")
+
+
+if __name__ == "__main__":
+    main()
