@@ -20,7 +20,13 @@ from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 
 from demo_services.client import ServiceClient, UpstreamError
-from demo_services.service import Service, ServiceSettings, error_response, main_for, make_service
+from demo_services.service import (
+    Service,
+    ServiceSettings,
+    error_response,
+    main_for,
+    make_service,
+)
 
 ROUTES = {"users": "users", "orders": "orders", "products": "inventory", "payments": "payment"}
 DEPENDS_ON = ["users", "orders", "inventory", "payment"]

@@ -13,7 +13,14 @@ import sqlalchemy as sa
 from flask import Response, jsonify, request
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from demo_services.service import Service, ServiceSettings, error_response, main_for, make_service
+from demo_services.service import (
+    Service,
+    ServiceSettings,
+    create_schema,
+    error_response,
+    main_for,
+    make_service,
+)
 
 metadata = sa.MetaData()
 products = sa.Table(
@@ -46,7 +53,7 @@ def create_service(settings: ServiceSettings) -> Service:
     service = make_service("inventory", settings)
     app, engine, chaos = service.app, service.engine, service.chaos
     assert engine is not None
-    metadata.create_all(engine)
+    create_schema(engine, metadata)
     with engine.begin() as conn:
         conn.execute(
             sqlite_insert(products).on_conflict_do_nothing(index_elements=["id"]),

@@ -15,7 +15,14 @@ from flask import Response, jsonify, request
 from opentelemetry import trace
 
 from demo_services.patterns.events import Inbox, Message
-from demo_services.service import Service, ServiceSettings, error_response, main_for, make_service
+from demo_services.service import (
+    Service,
+    ServiceSettings,
+    create_schema,
+    error_response,
+    main_for,
+    make_service,
+)
 
 metadata = sa.MetaData()
 notifications = sa.Table(
@@ -39,7 +46,7 @@ def create_service(settings: ServiceSettings) -> Service:
     app, engine = service.app, service.engine
     assert engine is not None
     inbox = Inbox(metadata, trace.get_tracer(__name__))
-    metadata.create_all(engine)
+    create_schema(engine, metadata)
 
     @app.post("/events")
     def receive() -> tuple[Response, int]:

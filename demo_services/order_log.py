@@ -15,6 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from demo_services.service import create_schema
+
 ORDER_CREATED = "OrderCreated"
 ITEM_ADDED = "ItemAdded"
 QUANTITY_UPDATED = "QuantityUpdated"
@@ -110,7 +112,7 @@ class OrderLog:
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
-        metadata.create_all(engine)
+        create_schema(engine, metadata)
 
     def append(
         self, conn: sa.Connection, order_id: str, event_type: str, data: dict[str, Any]

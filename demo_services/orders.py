@@ -29,7 +29,14 @@ from demo_services.order_log import (
 from demo_services.order_log import metadata as order_metadata
 from demo_services.patterns.events import Message, Outbox, OutboxRelay
 from demo_services.patterns.saga import SagaOrchestrator, SagaStep, SagaStepError
-from demo_services.service import Service, ServiceSettings, error_response, main_for, make_service
+from demo_services.service import (
+    Service,
+    ServiceSettings,
+    create_schema,
+    error_response,
+    main_for,
+    make_service,
+)
 
 SAGA_NAME = "order"
 DEPENDS_ON = ["inventory", "payment", "shipping", "notifications"]
@@ -37,7 +44,11 @@ _tracer = trace.get_tracer(__name__)
 
 
 class OrderStepError(SagaStepError):
-    """A step of the order saga failed; ``status`` is the HTTP status to answer with."""
+    """A step of the order saga failed; ``status`` is the HTTP status to answer with.
+
+    A dependency that is down gives 424 (Failed Dependency), not a 5xx: the saga handled
+    it, and the gateway's breaker in front of orders should not count it as a failure.
+    """
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
@@ -58,7 +69,7 @@ def create_service(settings: ServiceSettings) -> Service:
     )
     log = OrderLog(engine)
     outbox = Outbox(order_metadata, _tracer)
-    order_metadata.create_all(engine)
+    create_schema(engine, order_metadata)
     saga = SagaOrchestrator(
         SAGA_NAME, _order_steps(client, log, outbox, engine), tracer=_tracer,
         failure_types=(OrderStepError,),
@@ -153,7 +164,7 @@ def _order_steps(
         try:
             response = client.request(service, method, path, json=json)
         except UpstreamError as err:
-            raise OrderStepError(str(err), 503) from err
+            raise OrderStepError(str(err), 424) from err
         if response.status_code not in ok:
             message = response.json().get("error", response.text) if response.content else ""
             raise OrderStepError(f"{service}: {message}", response.status_code)

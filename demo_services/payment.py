@@ -11,7 +11,14 @@ import uuid
 import sqlalchemy as sa
 from flask import Response, jsonify, request
 
-from demo_services.service import Service, ServiceSettings, error_response, main_for, make_service
+from demo_services.service import (
+    Service,
+    ServiceSettings,
+    create_schema,
+    error_response,
+    main_for,
+    make_service,
+)
 
 DECLINED_CARD_SUFFIX = "0002"
 metadata = sa.MetaData()
@@ -31,7 +38,7 @@ def create_service(settings: ServiceSettings) -> Service:
     service = make_service("payment", settings)
     app, engine, chaos = service.app, service.engine, service.chaos
     assert engine is not None
-    metadata.create_all(engine)
+    create_schema(engine, metadata)
 
     @app.post("/payments")
     def authorize() -> tuple[Response, int] | Response:

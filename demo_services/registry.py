@@ -19,7 +19,14 @@ import sqlalchemy as sa
 from flask import Response, jsonify, request
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from demo_services.service import Service, ServiceSettings, error_response, main_for, make_service
+from demo_services.service import (
+    Service,
+    ServiceSettings,
+    create_schema,
+    error_response,
+    main_for,
+    make_service,
+)
 
 metadata = sa.MetaData()
 instances = sa.Table(
@@ -39,7 +46,7 @@ def create_service(settings: ServiceSettings) -> Service:
     service = make_service("registry", settings, traced=False)
     app, engine = service.app, service.engine
     assert engine is not None
-    metadata.create_all(engine)
+    create_schema(engine, metadata)
     with engine.begin() as conn:
         conn.execute(instances.delete())
 

@@ -7,6 +7,7 @@ A service module only declares its routes and calls ``run_service``; failure inj
 
 from __future__ import annotations
 
+import fcntl
 import hmac
 import json
 import logging
@@ -98,7 +99,7 @@ class Chaos:
         """Apply ``changes``; raise ``ValueError`` on an unknown key or bad value."""
         with self._lock:
             for key, value in changes.items():
-                if key.startswith("_") or key not in self.public():
+                if key not in _CHAOS_KEYS:
                     raise ValueError(f"unknown control setting {key!r}")
                 current = getattr(self, key)
                 if isinstance(current, bool):
@@ -114,7 +115,10 @@ class Chaos:
 
     def public(self) -> dict[str, Any]:
         """Return the settings as JSON-ready values."""
-        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        return {key: getattr(self, key) for key in _CHAOS_KEYS}
+
+
+_CHAOS_KEYS = ("error_rate", "latency_ms", "hang", "out_of_stock", "decline", "stopped")
 
 
 @dataclass
@@ -201,11 +205,24 @@ def create_engine(path: Path) -> sa.Engine:
     @sa.event.listens_for(engine, "connect")
     def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
 
     return engine
+
+
+def create_schema(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create missing tables, serialized across processes sharing the database file.
+
+    Two inventory instances share one file and start together; without the lock both
+    may try to create the same table.
+    """
+    database = engine.url.database
+    assert database is not None
+    with open(f"{database}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        metadata.create_all(engine)
 
 
 def lookup_instances(registry_url: str, service: str) -> list[Instance]:

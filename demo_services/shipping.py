@@ -7,7 +7,14 @@ import uuid
 import sqlalchemy as sa
 from flask import Response, jsonify, request
 
-from demo_services.service import Service, ServiceSettings, error_response, main_for, make_service
+from demo_services.service import (
+    Service,
+    ServiceSettings,
+    create_schema,
+    error_response,
+    main_for,
+    make_service,
+)
 
 metadata = sa.MetaData()
 shipments = sa.Table(
@@ -24,7 +31,7 @@ def create_service(settings: ServiceSettings) -> Service:
     service = make_service("shipping", settings)
     app, engine = service.app, service.engine
     assert engine is not None
-    metadata.create_all(engine)
+    create_schema(engine, metadata)
 
     @app.post("/shipments")
     def schedule() -> tuple[Response, int] | Response:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Response, jsonify
 
-from demo_services.service import Service, ServiceSettings, error_response, main_for, make_service
+from demo_services.service import (
+    Service,
+    ServiceSettings,
+    create_schema,
+    error_response,
+    main_for,
+    make_service,
+)
 
 metadata = sa.MetaData()
 users = sa.Table(
@@ -29,7 +36,7 @@ def create_service(settings: ServiceSettings) -> Service:
     service = make_service("users", settings)
     app, engine = service.app, service.engine
     assert engine is not None
-    metadata.create_all(engine)
+    create_schema(engine, metadata)
     with engine.begin() as conn:
         if conn.execute(sa.select(sa.func.count()).select_from(users)).scalar_one() == 0:
             conn.execute(users.insert(), [{"id": i, "name": n, "email": e} for i, n, e in SEED])
