@@ -1,0 +1,57 @@
+"""The Spyglass dashboard and collector as one Flask app.
+
+``create_app(settings)`` opens the store, registers the receiver and every blueprint in
+URL order, and installs error handlers and Jinja filters. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+from htmx_flask import Htmx
+
+from app import errors, filters
+from app.settings import Settings
+from collectors.otlp import Limits
+from collectors.receiver import ReceiverConfig
+from collectors.store import SpanStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(settings: Settings | None = None, *, store: SpanStore | None = None, migrate: bool = True) -> Flask:
+    """Build the WSGI app; reads the environment only when no settings are given."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config["SPYGLASS_SETTINGS"] = settings
+    Htmx(app)
+    if store is None:
+        if not settings.database_url:
+            Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        store = SpanStore.from_url(settings.store_url, migrate=migrate)
+    app.extensions["spyglass.store"] = store
+    app.extensions["spyglass.receiver"] = ReceiverConfig(
+        max_body_bytes=settings.max_body_bytes,
+        limits=Limits(
+            max_attributes=settings.max_attributes,
+            max_value_length=settings.max_value_length,
+            max_events=settings.max_events,
+            max_links=settings.max_links,
+            max_depth=settings.max_value_depth,
+        ),
+        max_inflight=settings.max_inflight,
+        auth_token=settings.auth_token,
+    )
+
+    from app import api, overview
+    from collectors import receiver
+
+    app.register_blueprint(overview.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(receiver.bp)
+    errors.register(app)
+    filters.register(app)
+    logging.getLogger("app").setLevel(logging.INFO)
+    return app

@@ -1,0 +1,84 @@
+"""Serving: gunicorn bound to the OTLP and UI addresses, one app per worker.
+
+Requests that reach the OTLP port see only the receiver; the UI port serves the
+dashboard and the JSON API (and accepts OTLP too, which is handy behind one proxy).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from app import create_app
+from app.retention import Pruner
+from app.settings import Settings, split_addr
+
+OTLP_PATHS = ("/v1/traces", "/health")
+
+
+class PortDispatcher:
+    """WSGI middleware: on the OTLP port, only the receiver paths exist."""
+
+    def __init__(self, app: Callable, otlp_port: int) -> None:
+        self.app = app
+        self.otlp_port = str(otlp_port)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ.get("SERVER_PORT") == self.otlp_port and environ.get("PATH_INFO") not in OTLP_PATHS:
+            body = b'{"code":5,"message":"not found: the OTLP port serves POST /v1/traces"}'
+            start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        return self.app(environ, start_response)
+
+
+def build_wsgi(settings: Settings, *, background: bool = True) -> PortDispatcher:
+    """The app for one worker process, with its retention thread."""
+    app = create_app(settings, migrate=False)
+    if background and settings.prune_interval_s > 0 and (settings.retention_hours > 0 or settings.max_spans > 0):
+        Pruner(
+            app.extensions["spyglass.store"],
+            retention_hours=settings.retention_hours,
+            max_spans=settings.max_spans,
+            interval_s=settings.prune_interval_s,
+        ).start()
+    return PortDispatcher(app, split_addr(settings.otlp_http_addr)[1])
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        self.cfg.set("bind", [s.otlp_http_addr, s.ui_addr])
+        self.cfg.set("workers", s.workers)
+        self.cfg.set("worker_class", "gthread")
+        self.cfg.set("threads", 8)
+        self.cfg.set("timeout", 60)
+        self.cfg.set("graceful_timeout", 10)
+        self.cfg.set("keepalive", 30)
+        self.cfg.set("accesslog", None)
+        self.cfg.set("loglevel", "warning")
+        self.cfg.set("proc_name", "spyglass")
+        self.cfg.set("when_ready", self._when_ready)
+
+    def _when_ready(self, _server: Any) -> None:
+        s = self.settings
+        print(f"Spyglass is ready: dashboard http://{s.ui_addr}/  OTLP/HTTP http://{s.otlp_http_addr}/v1/traces",
+              flush=True)
+
+    def load(self) -> Callable:
+        return build_wsgi(self.settings)
+
+
+def run(settings: Settings) -> int:
+    """Serve until interrupted; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.argv = sys.argv[:1]  # gunicorn parses argv; our options are already read
+    _Gunicorn(settings).run()
+    return 0

@@ -1,0 +1,21 @@
+"""The span store: SQLAlchemy Core tables and every query, for SQLite and PostgreSQL."""
+
+from collectors.store.core import (
+    MAX_QUERY_LIMIT,
+    PruneResult,
+    SpanStore,
+    StoreError,
+    TraceList,
+    TraceQuery,
+    WriteResult,
+)
+
+__all__ = [
+    "MAX_QUERY_LIMIT",
+    "PruneResult",
+    "SpanStore",
+    "StoreError",
+    "TraceList",
+    "TraceQuery",
+    "WriteResult",
+]

@@ -1,0 +1,151 @@
+"""Pure conversions between model objects and table rows; no database here.
+
+Kept apart from the SQL so that the encoding (compact JSON, binary ids, the attribute
+hash used by the tag index) can be read and tested on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+from collectors.model import Resource, Span, SpanEvent, SpanLink
+
+MAX_INDEXED_VALUE_LENGTH = 256
+"""Attribute values longer than this are stored but not put in the tag index."""
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.loads
+
+
+def resource_hash(resource: Resource) -> str:
+    """A stable digest of a resource and scope, the key under which it is deduplicated."""
+    doc = [
+        resource.attributes,
+        resource.scope_name,
+        resource.scope_version,
+        resource.scope_attributes,
+    ]
+    raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+def resource_row(resource: Resource, digest: str) -> dict[str, Any]:
+    """The ``resources`` row for a resource."""
+    return {
+        "hash": digest,
+        "service_name": resource.service_name,
+        "attributes": _dumps(resource.attributes),
+        "scope_name": resource.scope_name,
+        "scope_version": resource.scope_version,
+        "scope_attributes": _dumps(resource.scope_attributes),
+    }
+
+
+def resource_from_row(row: Any) -> Resource:
+    """Rebuild a Resource from a ``resources`` row."""
+    return Resource(
+        service_name=row.service_name,
+        attributes=_loads(row.attributes),
+        scope_name=row.scope_name,
+        scope_version=row.scope_version,
+        scope_attributes=_loads(row.scope_attributes),
+    )
+
+
+def span_row(span: Span, resource_id: int) -> dict[str, Any]:
+    """The ``spans`` row for a span; optional parts are NULL when empty."""
+    extra = None
+    if span.trace_state or span.flags or span.dropped_attributes_count or span.dropped_events_count or span.dropped_links_count:
+        extra = _dumps(
+            {
+                "ts": span.trace_state,
+                "f": span.flags,
+                "da": span.dropped_attributes_count,
+                "de": span.dropped_events_count,
+                "dl": span.dropped_links_count,
+            }
+        )
+    return {
+        "trace_id": bytes.fromhex(span.trace_id),
+        "span_id": bytes.fromhex(span.span_id),
+        "parent_span_id": bytes.fromhex(span.parent_span_id) if span.parent_span_id else None,
+        "service": span.resource.service_name,
+        "name": span.name,
+        "kind": span.kind,
+        "start_ns": span.start_ns,
+        "duration_ns": span.end_ns - span.start_ns,
+        "status_code": span.status_code,
+        "status_message": span.status_message or None,
+        "resource_id": resource_id,
+        "attributes": _dumps(span.attributes) if span.attributes else None,
+        "events": _dumps([[e.time_ns, e.name, e.attributes, e.dropped_attributes_count] for e in span.events])
+        if span.events
+        else None,
+        "links": _dumps([[lk.trace_id, lk.span_id, lk.attributes, lk.trace_state] for lk in span.links])
+        if span.links
+        else None,
+        "extra": extra,
+    }
+
+
+def span_from_row(row: Any, resource: Resource) -> Span:
+    """Rebuild a Span from a ``spans`` row and its resource."""
+    extra = _loads(row.extra) if row.extra else {}
+    return Span(
+        trace_id=row.trace_id.hex(),
+        span_id=row.span_id.hex(),
+        parent_span_id=row.parent_span_id.hex() if row.parent_span_id else "",
+        name=row.name,
+        kind=row.kind,
+        start_ns=row.start_ns,
+        end_ns=row.start_ns + row.duration_ns,
+        resource=resource,
+        attributes=_loads(row.attributes) if row.attributes else {},
+        events=tuple(SpanEvent(t, n, a, d) for t, n, a, d in _loads(row.events)) if row.events else (),
+        links=tuple(SpanLink(t, s, a, ts) for t, s, a, ts in _loads(row.links)) if row.links else (),
+        status_code=row.status_code,
+        status_message=row.status_message or "",
+        trace_state=extra.get("ts", ""),
+        flags=extra.get("f", 0),
+        dropped_attributes_count=extra.get("da", 0),
+        dropped_events_count=extra.get("de", 0),
+        dropped_links_count=extra.get("dl", 0),
+    )
+
+
+def attribute_hash(key: str, text: str) -> int:
+    """The signed 64-bit key of ``key=text`` in the tag index."""
+    digest = hashlib.blake2b(f"{key}\x00{text}".encode("utf-8", "replace"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def tag_text(value: Any) -> str | None:
+    """The text a tag search compares against, or None for values that are not indexed.
+
+    Scalars are indexed as they read in a query string: ``true``/``false`` for booleans,
+    decimal for numbers. Arrays, maps, bytes and long strings are not indexed.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if len(value) <= MAX_INDEXED_VALUE_LENGTH else None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer() or abs(value) >= 2**53:
+            return repr(value)
+        return str(int(value))
+    return None
+
+
+def attribute_hashes(attributes: dict[str, Any]) -> list[int]:
+    """Tag-index keys for the indexable attributes of a span or resource."""
+    out = []
+    for key, value in attributes.items():
+        text = tag_text(value)
+        if text is not None:
+            out.append(attribute_hash(key, text))
+    return out

@@ -1,0 +1,37 @@
+"""The landing page in a real browser: htmx loads, spans sent by the SDK appear."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def test_overview_lists_a_service_sent_by_the_sdk_and_escapes_its_name(page, live_server, tracer_provider_factory):
+    provider = tracer_provider_factory("<script>alert(1)</script>-svc")
+    with provider.get_tracer("t").start_as_current_span("<b>checkout</b>"):
+        pass
+    provider.force_flush()
+    page.goto(live_server + "/")
+    services = page.locator("ul.services li")
+    services.first.wait_for()
+    assert services.first.inner_text() == "<script>alert(1)</script>-svc"
+    assert "<b>checkout</b>" in page.locator("table.traces").inner_text()
+    assert page.evaluate("typeof htmx") == "object", "htmx did not load from static/vendor"
+
+
+def test_overview_refreshes_itself_when_new_traces_arrive(page, live_server, tracer_provider_factory):
+    page.goto(live_server + "/")
+    page.locator("text=No service has sent spans yet.").wait_for()
+    provider = tracer_provider_factory("late-service")
+    with provider.get_tracer("t").start_as_current_span("arrives-later"):
+        pass
+    provider.force_flush()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if page.locator("ul.services li", has_text="late-service").count():
+            break
+        page.wait_for_timeout(200)
+    assert page.locator("ul.services li", has_text="late-service").count() == 1

@@ -1,0 +1,136 @@
+"""Shared fixtures: real SQLite files, real loopback servers, the real OTLP exporter."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.settings import Settings
+from collectors.store import SpanStore
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+POSTGRES_URL = os.environ.get("SPYGLASS_TEST_POSTGRES_URL", "")
+
+
+def _backends() -> list:
+    params = [pytest.param("sqlite", id="sqlite")]
+    params.append(
+        pytest.param(
+            "postgresql",
+            id="postgresql",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(not POSTGRES_URL, reason="SPYGLASS_TEST_POSTGRES_URL is not set"),
+            ],
+        )
+    )
+    return params
+
+
+@pytest.fixture(params=_backends())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: an SQLite file, or a new schema on the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'spans.db'}"
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings for one test: its own data directory and database."""
+    return Settings(data_dir=str(tmp_path / "data"), database_url=database_url, prune_interval_s=0)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[SpanStore]:
+    """The span store the app under test uses."""
+    store = SpanStore.from_url(settings.store_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def app(settings: Settings, store: SpanStore):
+    """The Flask app over the test store."""
+    return create_app(settings, store=store)
+
+
+@pytest.fixture
+def client(app):
+    """Flask's test client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[str]:
+    """The app on a real loopback port in a thread; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def tracer_provider_factory(live_server: str) -> Iterator[Callable]:
+    """Build real SDK tracer providers exporting OTLP/HTTP protobuf to ``live_server``."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    providers = []
+
+    def make(service: str, **resource_attrs: object) -> TracerProvider:
+        provider = TracerProvider(resource=Resource.create({"service.name": service, **resource_attrs}))
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{live_server}/v1/traces")))
+        providers.append(provider)
+        return provider
+
+    yield make
+    for provider in providers:
+        provider.shutdown()
+
+
+@pytest.fixture
+def load_trace() -> Callable[[str], bytes]:
+    """The bytes of ``tests/fixtures/traces/<name>.json`` (an OTLP/JSON request)."""
+
+    def load(name: str) -> bytes:
+        return (FIXTURES / "traces" / f"{name}.json").read_bytes()
+
+    return load
+
+
+def otlp_json_example() -> bytes:
+    """The OTLP specification's own JSON example request."""
+    return (SHARED_FIXTURES / "otlp" / "example-trace.json").read_bytes()
+
+
+def jaeger_get(client, path: str, status: int = 200) -> dict:
+    """GET a JSON API path through the test client and check the status."""
+    response = client.get(path)
+    assert response.status_code == status, response.get_data(as_text=True)
+    return json.loads(response.get_data())
