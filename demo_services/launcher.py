@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import requests
 
-from demo_services.service import CONTROL_TOKEN_HEADER
+from demo_services.protocol import CONTROL_TOKEN_HEADER
 from demo_services.traffic import TrafficGenerator
 
 API_TOKEN = "demo-token"

@@ -31,9 +31,9 @@ from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from werkzeug.serving import make_server
 
 from demo_services.patterns.discovery import DiscoveryClient, Instance
+from demo_services.protocol import CONTROL_TOKEN_HEADER
 from demo_services.telemetry import configure_tracing
 
-CONTROL_TOKEN_HEADER = "X-Spyglass-Control-Token"
 LOOPBACK = ("127.0.0.1", "::1")
 HANG_LIMIT_S = 60.0
 

@@ -13,7 +13,7 @@ import requests
 
 from demo_services.launcher import TRAFFIC_TOKEN, Demo
 from demo_services.order_log import OrderEvent, build_read_model
-from demo_services.service import CONTROL_TOKEN_HEADER
+from demo_services.protocol import CONTROL_TOKEN_HEADER
 from tests.demo.helpers import (
     TEST_ENV,
     Jaeger,
@@ -352,6 +352,12 @@ def test_orders_complete_through_the_other_inventory_instance_after_one_dies(
     served_by = {process_tag(trace, s, "service.instance.id") for s in trace["spans"]
                  if service_of(trace, s) == "inventory"}
     assert served_by == {"inventory-2"}
+
+    def dropped() -> bool:
+        listing = requests.get(f"{demo.registry_url}/instances", timeout=5).json()["instances"]
+        return "inventory-1" not in {i["instance_id"] for i in listing}
+
+    poll(demo, "the registry to drop inventory-1 after its TTL", dropped)
 
 
 def test_stopping_the_demo_leaves_no_process_or_port_behind(tmp_path: Path) -> None:
