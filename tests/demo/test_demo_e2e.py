@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -37,7 +38,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """Start Spyglass and every demo service once for the module."""
     data_dir = tmp_path_factory.mktemp("demo")
     with Demo(data_dir=data_dir, env=TEST_ENV, spyglass_command=spyglass_command(),
-              out=open(os.devnull, "w")) as running:
+              out=io.StringIO()) as running:
         yield running
 
 
@@ -330,6 +331,43 @@ def test_exceeding_the_rate_limit_gives_429_with_retry_after(demo: Demo) -> None
     assert "rate limit" in limited[0].json()["error"]
 
 
+def test_stopped_instance_leaves_discovery_and_comes_back(
+    demo: Demo, api: requests.Session
+) -> None:
+    def healthy_inventory() -> set[str]:
+        answer = requests.get(f"{demo.registry_url}/services/inventory", timeout=5).json()
+        return {i["instance_id"] for i in answer["instances"]}
+
+    demo.control("inventory-2", stopped=True)
+    try:
+        poll(demo, "inventory-2 to leave discovery",
+             lambda: healthy_inventory() == {"inventory-1"})
+        assert requests.get(f"{demo.url('inventory-2')}/health", timeout=5).status_code == 503
+        assert [place_order(demo, api).status_code for _ in range(3)] == [201] * 3
+    finally:
+        demo.control("inventory-2", stopped=False)
+    poll(demo, "inventory-2 to come back",
+         lambda: healthy_inventory() == {"inventory-1", "inventory-2"})
+
+
+def test_gateway_serves_cached_products_when_inventory_is_down(
+    demo: Demo, api: requests.Session
+) -> None:
+    fresh = api.get(f"{demo.gateway_url}/api/products", timeout=10)
+    assert fresh.status_code == 200
+    for instance in ("inventory-1", "inventory-2"):
+        demo.control(instance, stopped=True)
+    try:
+        cached = api.get(f"{demo.gateway_url}/api/products", timeout=10)
+    finally:
+        for instance in ("inventory-1", "inventory-2"):
+            demo.control(instance, stopped=False)
+
+    assert cached.status_code == 200
+    assert cached.headers["X-Spyglass-Fallback"] == "cache"
+    assert cached.json() == fresh.json()
+
+
 def test_crashed_child_is_restarted(demo: Demo) -> None:
     before = demo.pids()["users"]
 
@@ -362,7 +400,7 @@ def test_orders_complete_through_the_other_inventory_instance_after_one_dies(
 
 def test_stopping_the_demo_leaves_no_process_or_port_behind(tmp_path: Path) -> None:
     demo = Demo(data_dir=tmp_path, env=TEST_ENV, spyglass_command=spyglass_command(),
-                out=open(os.devnull, "w"))
+                out=io.StringIO())
     demo.start()
     pids = list(demo.pids().values())
     ports = list(demo.ports.values())
