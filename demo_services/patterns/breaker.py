@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pybreaker
 from opentelemetry import trace
@@ -55,8 +55,9 @@ class CircuitBreaker:
     the breaker opens, and calls raise ``CircuitOpenError`` without running ``func`` until
     ``reset_after_s`` has passed. The next call is then a half-open trial: success closes
     the breaker, failure opens it again. The failing call that trips the breaker re-raises
-    its own exception. ``clock`` (monotonic seconds) only serves to report the effective
-    state; pybreaker keeps its own timer.
+    its own exception. ``clock`` (monotonic seconds) only serves ``state``, the state a
+    call made now would see; pybreaker keeps its own timer. Calls run concurrently; while
+    half-open, calls that arrive together are all trials.
     """
 
     def __init__(
@@ -73,7 +74,7 @@ class CircuitBreaker:
         self._failure_types = tuple(failure_types)
         self._opened_at: float | None = None
         self._lock = threading.Lock()
-        self._breaker = pybreaker.CircuitBreaker(
+        self._breaker = _ConcurrentBreaker(
             fail_max=failure_threshold,
             reset_timeout=reset_after_s,
             exclude=[self._is_not_failure],
@@ -102,10 +103,12 @@ class CircuitBreaker:
         """Run ``func`` through the breaker; raise ``CircuitOpenError`` if it is open."""
         span = trace.get_current_span()
         span.set_attribute(BREAKER_NAME, self.name)
-        span.set_attribute(BREAKER_STATE, self.state)
         try:
+            # The state attribute is set by the listener's before_call hook, which sees
+            # the state pybreaker actually runs the call in (half-open for a trial).
             return self._breaker.call(func)
         except pybreaker.CircuitBreakerError as err:
+            span.set_attribute(BREAKER_STATE, OPEN)
             span.set_attribute(BREAKER_REJECTED, True)
             span.set_status(Status(StatusCode.ERROR, f"circuit breaker {self.name} is open"))
             raise CircuitOpenError(self.name) from err
@@ -127,11 +130,28 @@ class CircuitBreaker:
         )
 
 
+class _ConcurrentBreaker(pybreaker.CircuitBreaker):
+    """pybreaker's breaker without its per-call lock.
+
+    ``pybreaker.CircuitBreaker.call`` holds one lock for the whole guarded call, so calls
+    to a slow service would queue behind each other, and the demo would show that queue
+    as if it were the service's own latency. State transitions keep their own locks.
+    """
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self.state.call(func, *args, **kwargs)
+
+
 class _SpanListener(pybreaker.CircuitBreakerListener):
     """Forward pybreaker's state changes to the owning breaker."""
 
     def __init__(self, owner: CircuitBreaker) -> None:
         self._owner = owner
+
+    def before_call(
+        self, cb: pybreaker.CircuitBreaker, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> None:
+        trace.get_current_span().set_attribute(BREAKER_STATE, _STATE_NAMES[cb.current_state])
 
     def state_change(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -120,3 +121,19 @@ def test_discovery_raises_when_no_instance_answers() -> None:
         client.call("inv", refuse)
     with pytest.raises(NoHealthyInstanceError):
         DiscoveryClient(lambda s: [], clock=lambda: 0.0).call("inv", refuse)
+
+
+def test_calls_through_one_breaker_run_concurrently() -> None:
+    breaker = CircuitBreaker("a->b", failure_threshold=3, reset_after_s=60, failure_types=(Boom,))
+    inside = threading.Barrier(2, timeout=5)
+
+    def call() -> None:
+        breaker.call(inside.wait)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert not inside.broken, "the second call waited for the first to finish"
