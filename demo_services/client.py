@@ -80,7 +80,12 @@ class ServiceClient:
             return self._breakers[service]
 
     def request(
-        self, service: str, method: str, path: str, *, json: Any = None,
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
         params: dict[str, str] | None = None,
     ) -> requests.Response:
         """Call ``service`` and return its (2xx-4xx) response; raise ``UpstreamError``."""
@@ -99,17 +104,19 @@ class ServiceClient:
                 span.set_attribute(INSTANCE_ID, instance.instance_id)
                 span.set_attribute(SERVER_PORT, int(instance.url.rsplit(":", 1)[1]))
                 response = self._session.request(
-                    method, f"{instance.url}{path}", json=json, params=params,
-                    headers=headers, timeout=self._timeout_s,
+                    method,
+                    f"{instance.url}{path}",
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=self._timeout_s,
                 )
                 if response.status_code >= 500:
                     raise _ServerError(response)
                 return response
 
             try:
-                response = self.breaker(service).call(
-                    lambda: self._discovery.call(service, send)
-                )
+                response = self.breaker(service).call(lambda: self._discovery.call(service, send))
             except CircuitOpenError as err:
                 raise UpstreamError(service, str(err)) from err
             except _ServerError as err:

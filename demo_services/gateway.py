@@ -91,7 +91,9 @@ def create_service(settings: ServiceSettings) -> Service:
         path = f"/{resource}" + (f"/{rest}" if rest else "")
         try:
             upstream = client.request(
-                target, request.method, path,
+                target,
+                request.method,
+                path,
                 json=request.get_json(silent=True) if request.data else None,
                 params=dict(request.args) or None,
             )
@@ -123,11 +125,17 @@ def create_service(settings: ServiceSettings) -> Service:
             return error_response(404, f"no order {order_id}")
         ids = ",".join(str(i["product_id"]) for i in order["items"]) or "0"
         user_future = pool.submit(
-            contextvars.copy_context().run, _get_json, client, "users",
+            contextvars.copy_context().run,
+            _get_json,
+            client,
+            "users",
             f"/users/{order['user_id']}",
         )
         products_future = pool.submit(
-            contextvars.copy_context().run, _get_json, client, "inventory",
+            contextvars.copy_context().run,
+            _get_json,
+            client,
+            "inventory",
             f"/products?ids={ids}",
         )
         details: dict[str, Any] = {"order": order}

@@ -77,9 +77,11 @@ def create_service(settings: ServiceSettings) -> Service:
     @app.get("/products/<int:product_id>")
     def get_product(product_id: int) -> Response:
         with engine.connect() as conn:
-            row = conn.execute(
-                sa.select(products).where(products.c.id == product_id)
-            ).mappings().first()
+            row = (
+                conn.execute(sa.select(products).where(products.c.id == product_id))
+                .mappings()
+                .first()
+            )
         if row is None:
             return error_response(404, f"no product {product_id}")
         return jsonify(dict(row))
@@ -116,9 +118,11 @@ class _OutOfStockError(Exception):
 def _reserve(engine: sa.Engine, order_id: str, items: list[dict]) -> str:
     """Take ``items`` out of stock for ``order_id`` in one transaction (idempotent)."""
     with engine.begin() as conn:
-        existing = conn.execute(
-            sa.select(reservations).where(reservations.c.order_id == order_id)
-        ).mappings().first()
+        existing = (
+            conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id))
+            .mappings()
+            .first()
+        )
         if existing is not None:
             return str(existing["status"])
         for item in items:
@@ -131,7 +135,9 @@ def _reserve(engine: sa.Engine, order_id: str, items: list[dict]) -> str:
             if not updated:
                 raise _OutOfStockError(f"product {item['product_id']} out of stock")
         conn.execute(
-            reservations.insert().values(order_id=order_id, items=json.dumps(items), status="reserved")
+            reservations.insert().values(
+                order_id=order_id, items=json.dumps(items), status="reserved"
+            )
         )
     return "reserved"
 
@@ -139,9 +145,11 @@ def _reserve(engine: sa.Engine, order_id: str, items: list[dict]) -> str:
 def _set_status(engine: sa.Engine, order_id: str, status: str) -> Response:
     """Commit or release a reservation; releasing puts its items back in stock."""
     with engine.begin() as conn:
-        row = conn.execute(
-            sa.select(reservations).where(reservations.c.order_id == order_id)
-        ).mappings().first()
+        row = (
+            conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id))
+            .mappings()
+            .first()
+        )
         if row is None:
             return error_response(404, f"no reservation for order {order_id}")
         if row["status"] == status:

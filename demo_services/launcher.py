@@ -76,8 +76,12 @@ class _Child:
     def start(self) -> None:
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            self.command, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            self.command,
+            env=self.env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
 
@@ -225,8 +229,10 @@ class Demo:
     def control(self, name: str, **changes: Any) -> dict[str, Any]:
         """Change failure injection of child ``name``; return its current settings."""
         response = requests.post(
-            f"{self.url(name)}/control", json=changes,
-            headers={CONTROL_TOKEN_HEADER: self.control_token}, timeout=5,
+            f"{self.url(name)}/control",
+            json=changes,
+            headers={CONTROL_TOKEN_HEADER: self.control_token},
+            timeout=5,
         )
         response.raise_for_status()
         return response.json()
@@ -245,14 +251,26 @@ class Demo:
     def _create_children(self) -> None:
         root = str(Path(__file__).resolve().parent.parent)
         python_path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        base_env = {**os.environ, **self._extra_env, "PYTHONUNBUFFERED": "1",
-                    "PYTHONPATH": python_path}
+        base_env = {
+            **os.environ,
+            **self._extra_env,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": python_path,
+        }
         if self._spyglass_command:
             spyglass_dir = self.data_dir
             self._children["spyglass"] = _Child(
                 "spyglass",
-                [*self._spyglass_command, "serve", "--ui-addr", self.ui_addr,
-                 "--otlp-http-addr", self.otlp_http_addr, "--data-dir", str(spyglass_dir)],
+                [
+                    *self._spyglass_command,
+                    "serve",
+                    "--ui-addr",
+                    self.ui_addr,
+                    "--otlp-http-addr",
+                    self.otlp_http_addr,
+                    "--data-dir",
+                    str(spyglass_dir),
+                ],
                 base_env,
                 self.logs_dir / "spyglass.log",
                 f"{self.ui_url}/health",
@@ -269,7 +287,10 @@ class Demo:
                 "SPYGLASS_DEMO_API_TOKENS": f"{API_TOKEN},{TRAFFIC_TOKEN}",
             }
             self._children[name] = _Child(
-                name, [sys.executable, "-m", module], env, self.logs_dir / f"{name}.log",
+                name,
+                [sys.executable, "-m", module],
+                env,
+                self.logs_dir / f"{name}.log",
                 f"{self.url(name)}/health",
             )
 
@@ -309,8 +330,10 @@ class Demo:
                 code = child.process.returncode
                 if child.restart:
                     child.restarts += 1
-                    self._say(f"[demo] {name} exited with code {code}; restarting "
-                              f"(restart {child.restarts})")
+                    self._say(
+                        f"[demo] {name} exited with code {code}; restarting "
+                        f"(restart {child.restarts})"
+                    )
                     if child.log_file is not None:
                         child.log_file.close()
                     child.start()
@@ -339,18 +362,28 @@ def run_demo(
         stop.set()
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    demo = Demo(data_dir=data_dir, ui_addr=ui_addr, otlp_http_addr=otlp_http_addr,
-                base_port=base_port, traffic=traffic, rate=rate)
+    demo = Demo(
+        data_dir=data_dir,
+        ui_addr=ui_addr,
+        otlp_http_addr=otlp_http_addr,
+        base_port=base_port,
+        traffic=traffic,
+        rate=rate,
+    )
     try:
         try:
             demo.start()
         except DemoStartupError as err:
             print(f"spyglass demo: {err}", file=sys.stderr)
             return 1
-        print(f"\nDashboard: {demo.ui_url}\nGateway:   {demo.gateway_url} "
-              f"(bearer token {demo.api_token})\n")
-        print(WHAT_TO_TRY.format(token=demo.api_token, gateway=demo.gateway_url, ui=demo.ui_url),
-              flush=True)
+        print(
+            f"\nDashboard: {demo.ui_url}\nGateway:   {demo.gateway_url} "
+            f"(bearer token {demo.api_token})\n"
+        )
+        print(
+            WHAT_TO_TRY.format(token=demo.api_token, gateway=demo.gateway_url, ui=demo.ui_url),
+            flush=True,
+        )
         if open_browser:
             webbrowser.open(demo.ui_url)
         stop.wait()
@@ -397,17 +430,24 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo standalone: ``python -m demo_services.launcher``."""
     parser = argparse.ArgumentParser(description="Run Spyglass with the demo services.")
     parser.add_argument("--ui-addr", default=os.environ.get("SPYGLASS_UI_ADDR", "127.0.0.1:8080"))
-    parser.add_argument("--otlp-http-addr",
-                        default=os.environ.get("SPYGLASS_OTLP_HTTP_ADDR", "127.0.0.1:4318"))
+    parser.add_argument(
+        "--otlp-http-addr", default=os.environ.get("SPYGLASS_OTLP_HTTP_ADDR", "127.0.0.1:4318")
+    )
     parser.add_argument("--data-dir", default=os.environ.get("SPYGLASS_DATA_DIR", "./data"))
     parser.add_argument("--no-traffic", action="store_true", help="do not generate traffic")
     parser.add_argument("--rate", type=float, default=1.0, help="traffic, requests per second")
     parser.add_argument("--base-port", type=int, default=9000)
     parser.add_argument("--open-browser", action="store_true")
     args = parser.parse_args(argv)
-    return run_demo(ui_addr=args.ui_addr, otlp_http_addr=args.otlp_http_addr,
-                    data_dir=args.data_dir, traffic=not args.no_traffic, rate=args.rate,
-                    base_port=args.base_port, open_browser=args.open_browser)
+    return run_demo(
+        ui_addr=args.ui_addr,
+        otlp_http_addr=args.otlp_http_addr,
+        data_dir=args.data_dir,
+        traffic=not args.no_traffic,
+        rate=args.rate,
+        base_port=args.base_port,
+        open_browser=args.open_browser,
+    )
 
 
 if __name__ == "__main__":

@@ -122,7 +122,9 @@ class OrderLog:
             raise ValueError(f"unknown order event type {event_type!r}")
         seq = conn.execute(
             order_events.insert().values(
-                order_id=order_id, type=event_type, data=json.dumps(data),
+                order_id=order_id,
+                type=event_type,
+                data=json.dumps(data),
                 recorded_ns=time.time_ns(),
             )
         ).inserted_primary_key[0]

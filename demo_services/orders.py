@@ -71,7 +71,9 @@ def create_service(settings: ServiceSettings) -> Service:
     outbox = Outbox(order_metadata, _tracer)
     create_schema(engine, order_metadata)
     saga = SagaOrchestrator(
-        SAGA_NAME, _order_steps(client, log, outbox, engine), tracer=_tracer,
+        SAGA_NAME,
+        _order_steps(client, log, outbox, engine),
+        tracer=_tracer,
         failure_types=(OrderStepError,),
     )
 
@@ -81,7 +83,10 @@ def create_service(settings: ServiceSettings) -> Service:
             raise UpstreamError("notifications", f"event refused: {response.status_code}")
 
     relay = OutboxRelay(
-        outbox, engine, deliver, delivery_errors=(UpstreamError,),
+        outbox,
+        engine,
+        deliver,
+        delivery_errors=(UpstreamError,),
         interval_s=settings.relay_interval_s,
     )
     service.background.append(relay.start)
@@ -96,7 +101,9 @@ def create_service(settings: ServiceSettings) -> Service:
             return error_response(400, f"user_id and items [{{product_id, quantity}}]: {err}"), 400
         order_id = uuid.uuid4().hex[:16]
         context: dict[str, Any] = {
-            "order_id": order_id, "user_id": user_id, "items": items,
+            "order_id": order_id,
+            "user_id": user_id,
+            "items": items,
             "card": str(body.get("card") or "4242424242424242"),
         }
         result = saga.run(context)
@@ -140,8 +147,9 @@ def create_service(settings: ServiceSettings) -> Service:
         events = log.events(order_id)
         if not events:
             return error_response(404, f"no order {order_id}")
-        return jsonify(events=[e.__dict__ for e in events],
-                       rebuilt=build_read_model(events).get(order_id))
+        return jsonify(
+            events=[e.__dict__ for e in events], rebuilt=build_read_model(events).get(order_id)
+        )
 
     return service
 
@@ -179,19 +187,34 @@ def _order_steps(
             raise OrderStepError(f"unknown products {sorted(missing)}", 404)
         quantities: OrderedDict[int, int] = OrderedDict()
         with engine.begin() as conn:
-            log.append(conn, ctx["order_id"], ORDER_CREATED,
-                       {"user_id": ctx["user_id"], "saga_id": ctx["saga_id"]})
+            log.append(
+                conn,
+                ctx["order_id"],
+                ORDER_CREATED,
+                {"user_id": ctx["user_id"], "saga_id": ctx["saga_id"]},
+            )
             for item in ctx["items"]:
                 pid = item["product_id"]
                 if pid in quantities:
                     quantities[pid] += item["quantity"]
-                    log.append(conn, ctx["order_id"], QUANTITY_UPDATED,
-                               {"product_id": pid, "quantity": quantities[pid]})
+                    log.append(
+                        conn,
+                        ctx["order_id"],
+                        QUANTITY_UPDATED,
+                        {"product_id": pid, "quantity": quantities[pid]},
+                    )
                 else:
                     quantities[pid] = item["quantity"]
-                    log.append(conn, ctx["order_id"], ITEM_ADDED,
-                               {"product_id": pid, "quantity": item["quantity"],
-                                "unit_price_cents": prices[pid]})
+                    log.append(
+                        conn,
+                        ctx["order_id"],
+                        ITEM_ADDED,
+                        {
+                            "product_id": pid,
+                            "quantity": item["quantity"],
+                            "unit_price_cents": prices[pid],
+                        },
+                    )
         ctx["amount_cents"] = sum(q * prices[p] for p, q in quantities.items())
         ctx["reserved_items"] = [{"product_id": p, "quantity": q} for p, q in quantities.items()]
 
@@ -199,15 +222,24 @@ def _order_steps(
         reason = str(ctx.get("failure", "saga compensated"))
         with engine.begin() as conn:
             log.append(conn, ctx["order_id"], ORDER_CANCELLED, {"reason": reason})
-            outbox.publish(conn, ORDER_CANCELLED,
-                           {"order_id": ctx["order_id"], "user_id": ctx["user_id"],
-                            "reason": reason})
+            outbox.publish(
+                conn,
+                ORDER_CANCELLED,
+                {"order_id": ctx["order_id"], "user_id": ctx["user_id"], "reason": reason},
+            )
 
     def reserve_payment(ctx: dict[str, Any]) -> None:
         try:
-            payment = call("payment", "POST", "/payments", {
-                "order_id": ctx["order_id"], "amount_cents": ctx["amount_cents"],
-                "card": ctx["card"]})
+            payment = call(
+                "payment",
+                "POST",
+                "/payments",
+                {
+                    "order_id": ctx["order_id"],
+                    "amount_cents": ctx["amount_cents"],
+                    "card": ctx["card"],
+                },
+            )
         except OrderStepError as err:
             ctx["failure"] = str(err)
             raise
@@ -218,8 +250,12 @@ def _order_steps(
 
     def reserve_inventory(ctx: dict[str, Any]) -> None:
         try:
-            call("inventory", "POST", "/reservations",
-                 {"order_id": ctx["order_id"], "items": ctx["reserved_items"]})
+            call(
+                "inventory",
+                "POST",
+                "/reservations",
+                {"order_id": ctx["order_id"], "items": ctx["reserved_items"]},
+            )
         except OrderStepError as err:
             ctx["failure"] = str(err)
             raise
@@ -247,11 +283,21 @@ def _order_steps(
             ctx["failure"] = str(err)
             raise
         with engine.begin() as conn:
-            log.append(conn, ctx["order_id"], ORDER_PLACED,
-                       {"payment_id": ctx["payment_id"], "shipment_id": ctx["shipment_id"]})
-            outbox.publish(conn, ORDER_PLACED,
-                           {"order_id": ctx["order_id"], "user_id": ctx["user_id"],
-                            "total_cents": ctx["amount_cents"]})
+            log.append(
+                conn,
+                ctx["order_id"],
+                ORDER_PLACED,
+                {"payment_id": ctx["payment_id"], "shipment_id": ctx["shipment_id"]},
+            )
+            outbox.publish(
+                conn,
+                ORDER_PLACED,
+                {
+                    "order_id": ctx["order_id"],
+                    "user_id": ctx["user_id"],
+                    "total_cents": ctx["amount_cents"],
+                },
+            )
 
     return [
         SagaStep("create_order", create_order, cancel_order),

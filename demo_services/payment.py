@@ -64,9 +64,11 @@ def create_service(settings: ServiceSettings) -> Service:
             return error_response(404, f"unknown payment action {action!r}")
         before, after = _TRANSITIONS[action]
         with engine.begin() as conn:
-            row = conn.execute(
-                sa.select(payments).where(payments.c.id == payment_id)
-            ).mappings().first()
+            row = (
+                conn.execute(sa.select(payments).where(payments.c.id == payment_id))
+                .mappings()
+                .first()
+            )
             if row is None:
                 return error_response(404, f"no payment {payment_id}")
             if row["status"] not in (before, after):
@@ -77,9 +79,11 @@ def create_service(settings: ServiceSettings) -> Service:
     @app.get("/payments/<payment_id>")
     def get_payment(payment_id: str) -> Response:
         with engine.connect() as conn:
-            row = conn.execute(
-                sa.select(payments).where(payments.c.id == payment_id)
-            ).mappings().first()
+            row = (
+                conn.execute(sa.select(payments).where(payments.c.id == payment_id))
+                .mappings()
+                .first()
+            )
         if row is None:
             return error_response(404, f"no payment {payment_id}")
         return jsonify(dict(row))

@@ -70,7 +70,8 @@ def create_service(settings: ServiceSettings) -> Service:
         }
         statement = sqlite_insert(instances).values(**row)
         statement = statement.on_conflict_do_update(
-            index_elements=["instance_id"], set_={k: v for k, v in row.items() if k != "instance_id"}
+            index_elements=["instance_id"],
+            set_={k: v for k, v in row.items() if k != "instance_id"},
         )
         with engine.begin() as conn:
             conn.execute(statement)
@@ -102,9 +103,11 @@ def create_service(settings: ServiceSettings) -> Service:
 
     @app.get("/services/<name>")
     def lookup(name: str) -> Response:
-        query = sa.select(instances).where(
-            instances.c.service == name, instances.c.healthy.is_(True)
-        ).order_by(instances.c.instance_id)
+        query = (
+            sa.select(instances)
+            .where(instances.c.service == name, instances.c.healthy.is_(True))
+            .order_by(instances.c.instance_id)
+        )
         with engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return jsonify(service=name, instances=[_public(dict(r)) for r in rows])

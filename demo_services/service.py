@@ -7,6 +7,7 @@ A service module only declares its routes and calls ``run_service``; failure inj
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hmac
 import json
@@ -74,9 +75,7 @@ class ServiceSettings:
             try:
                 values[f.name] = kind(raw)
             except ValueError as err:
-                raise ValueError(
-                    f"{name}={raw!r} is not a valid {kind.__name__}"
-                ) from err
+                raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from err
         settings = cls(**values)
         if not settings.control_token:
             settings = cls(**{**asdict(settings), "control_token": secrets.token_hex(16)})
@@ -136,8 +135,12 @@ class Service:
 
 
 def make_service(
-    name: str, settings: ServiceSettings, *, depends_on: list[str] | None = None,
-    database: bool = True, traced: bool = True,
+    name: str,
+    settings: ServiceSettings,
+    *,
+    depends_on: list[str] | None = None,
+    database: bool = True,
+    traced: bool = True,
 ) -> Service:
     """Build the Flask app with /health and /control, a database file and discovery."""
     app = Flask(name)
@@ -324,10 +327,9 @@ def _keep_registered(
 
 
 def _deregister(registry_url: str, instance_id: str) -> None:
-    try:
+    # If the registry cannot be reached, it drops us when the TTL runs out anyway.
+    with contextlib.suppress(requests.RequestException):
         requests.delete(f"{registry_url}/instances/{instance_id}", timeout=0.5)
-    except requests.RequestException:
-        pass  # the registry drops us when the TTL runs out anyway
 
 
 def _env_name(field_name: str) -> str:

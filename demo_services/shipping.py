@@ -59,9 +59,11 @@ def create_service(settings: ServiceSettings) -> Service:
 
 def _set_status(engine: sa.Engine, shipment_id: str, status: str) -> Response:
     with engine.begin() as conn:
-        row = conn.execute(
-            sa.select(shipments).where(shipments.c.id == shipment_id)
-        ).mappings().first()
+        row = (
+            conn.execute(sa.select(shipments).where(shipments.c.id == shipment_id))
+            .mappings()
+            .first()
+        )
         if row is None:
             return error_response(404, f"no shipment {shipment_id}")
         if row["status"] not in ("scheduled", status):

@@ -54,7 +54,9 @@ class TrafficGenerator:
                     self._orders = (self._orders + [response.json()["order_id"]])[-20:]
             elif roll < 0.9 and self._orders:
                 order_id = self._rng.choice(self._orders)
-                response = self._session.get(f"{self._url}/api/order-details/{order_id}", timeout=10)
+                response = self._session.get(
+                    f"{self._url}/api/order-details/{order_id}", timeout=10
+                )
             else:
                 user_id = self._rng.randint(1, 5)
                 response = self._session.get(f"{self._url}/api/users/{user_id}", timeout=10)

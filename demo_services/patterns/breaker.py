@@ -89,9 +89,9 @@ class CircuitBreaker:
         current = _STATE_NAMES[self._breaker.current_state]
         with self._lock:
             opened_at = self._opened_at
-        if current == OPEN and opened_at is not None:
-            if self._clock() - opened_at >= self._breaker.reset_timeout:
-                return HALF_OPEN
+        elapsed = self._clock() - opened_at if opened_at is not None else 0.0
+        if current == OPEN and opened_at is not None and elapsed >= self._breaker.reset_timeout:
+            return HALF_OPEN
         return current
 
     @property

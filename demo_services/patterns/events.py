@@ -247,7 +247,9 @@ class Inbox:
             rows = conn.execute(query).mappings().all()
         for row in rows:
             message = Message(
-                row["message_id"], row["topic"], json.loads(row["payload"]),
+                row["message_id"],
+                row["topic"],
+                json.loads(row["payload"]),
                 json.loads(row["headers"]),
             )
             self._process(engine, message, handler)
@@ -261,22 +263,24 @@ class Inbox:
     ) -> None:
         producer = trace.get_current_span(extract_context(message.headers)).get_span_context()
         links = [Link(producer)] if producer.is_valid else []
-        with self._tracer.start_as_current_span(
-            f"process {message.topic}",
-            context=Context(),
-            kind=SpanKind.CONSUMER,
-            links=links,
-            attributes={
-                MESSAGING_SYSTEM: SYSTEM_NAME,
-                MESSAGING_OPERATION_TYPE: "process",
-                MESSAGING_DESTINATION: message.topic,
-                MESSAGING_MESSAGE_ID: message.message_id,
-            },
+        with (
+            self._tracer.start_as_current_span(
+                f"process {message.topic}",
+                context=Context(),
+                kind=SpanKind.CONSUMER,
+                links=links,
+                attributes={
+                    MESSAGING_SYSTEM: SYSTEM_NAME,
+                    MESSAGING_OPERATION_TYPE: "process",
+                    MESSAGING_DESTINATION: message.topic,
+                    MESSAGING_MESSAGE_ID: message.message_id,
+                },
+            ),
+            engine.begin() as conn,
         ):
-            with engine.begin() as conn:
-                handler(conn, message)
-                conn.execute(
-                    self.table.update()
-                    .where(self.table.c.message_id == message.message_id)
-                    .values(processed_ns=time.time_ns())
-                )
+            handler(conn, message)
+            conn.execute(
+                self.table.update()
+                .where(self.table.c.message_id == message.message_id)
+                .values(processed_ns=time.time_ns())
+            )

@@ -122,8 +122,12 @@ class SagaOrchestrator:
                 continue
             try:
                 self._run_phase(
-                    step, index, PHASE_COMPENSATION, self._retrying(step.compensation),
-                    context, saga_id,
+                    step,
+                    index,
+                    PHASE_COMPENSATION,
+                    self._retrying(step.compensation),
+                    context,
+                    saga_id,
                 )
             except self._failure_types:
                 result.compensation_failures.append(name)

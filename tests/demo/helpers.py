@@ -56,8 +56,13 @@ class Jaeger:
     def __init__(self, ui_url: str) -> None:
         self.ui_url = ui_url
 
-    def find(self, service: str, tags: dict[str, Any] | None = None,
-             operation: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    def find(
+        self,
+        service: str,
+        tags: dict[str, Any] | None = None,
+        operation: str | None = None,
+        limit: int = 20,
+    ) -> list[dict[str, Any]]:
         """Return traces with a span of ``service`` matching ``tags`` and ``operation``."""
         params: dict[str, Any] = {"service": service, "limit": limit, "lookback": "1h"}
         if tags:
@@ -81,7 +86,8 @@ class Jaeger:
         end_ms = int(time.time() * 1000) + 60_000
         response = requests.get(
             f"{self.ui_url}/api/dependencies",
-            params={"endTs": end_ms, "lookback": 3_600_000}, timeout=5,
+            params={"endTs": end_ms, "lookback": 3_600_000},
+            timeout=5,
         )
         response.raise_for_status()
         return {(d["parent"], d["child"]) for d in response.json()["data"]}

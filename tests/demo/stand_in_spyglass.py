@@ -37,9 +37,17 @@ def _tags(attributes: Any) -> list[dict[str, Any]]:
     tags = []
     for kv in attributes:
         value = _value(kv.value)
-        kind = "bool" if isinstance(value, bool) else (
-            "int64" if isinstance(value, int) else "float64" if isinstance(value, float)
-            else "string")
+        kind = (
+            "bool"
+            if isinstance(value, bool)
+            else (
+                "int64"
+                if isinstance(value, int)
+                else "float64"
+                if isinstance(value, float)
+                else "string"
+            )
+        )
         tags.append({"key": kv.key, "type": kind, "value": value})
     return tags
 
@@ -61,35 +69,60 @@ def otlp_app() -> Flask:
             for ss in rs.scope_spans:
                 for s in ss.spans:
                     tags = _tags(s.attributes)
-                    tags.append({"key": "span.kind", "type": "string",
-                                 "value": _KINDS.get(s.kind, "unspecified")})
+                    tags.append(
+                        {
+                            "key": "span.kind",
+                            "type": "string",
+                            "value": _KINDS.get(s.kind, "unspecified"),
+                        }
+                    )
                     if s.status.code == 2:
                         tags.append({"key": "error", "type": "bool", "value": True})
                     refs = []
                     if s.parent_span_id:
-                        refs.append({"refType": "CHILD_OF", "traceID": s.trace_id.hex(),
-                                     "spanID": s.parent_span_id.hex()})
-                    refs += [{"refType": "FOLLOWS_FROM", "traceID": link.trace_id.hex(),
-                              "spanID": link.span_id.hex()} for link in s.links]
-                    rows.append({
-                        "traceID": s.trace_id.hex(),
-                        "spanID": s.span_id.hex(),
-                        "operationName": s.name,
-                        "references": refs,
-                        "startTime": s.start_time_unix_nano // 1000,
-                        "duration": (s.end_time_unix_nano - s.start_time_unix_nano) // 1000,
-                        "tags": tags,
-                        "logs": [{"timestamp": e.time_unix_nano // 1000,
-                                  "fields": [{"key": "event", "type": "string",
-                                              "value": e.name}, *_tags(e.attributes)]}
-                                 for e in s.events],
-                        "_service": resource.get("service.name", "unknown"),
-                        "_resource": resource,
-                    })
+                        refs.append(
+                            {
+                                "refType": "CHILD_OF",
+                                "traceID": s.trace_id.hex(),
+                                "spanID": s.parent_span_id.hex(),
+                            }
+                        )
+                    refs += [
+                        {
+                            "refType": "FOLLOWS_FROM",
+                            "traceID": link.trace_id.hex(),
+                            "spanID": link.span_id.hex(),
+                        }
+                        for link in s.links
+                    ]
+                    rows.append(
+                        {
+                            "traceID": s.trace_id.hex(),
+                            "spanID": s.span_id.hex(),
+                            "operationName": s.name,
+                            "references": refs,
+                            "startTime": s.start_time_unix_nano // 1000,
+                            "duration": (s.end_time_unix_nano - s.start_time_unix_nano) // 1000,
+                            "tags": tags,
+                            "logs": [
+                                {
+                                    "timestamp": e.time_unix_nano // 1000,
+                                    "fields": [
+                                        {"key": "event", "type": "string", "value": e.name},
+                                        *_tags(e.attributes),
+                                    ],
+                                }
+                                for e in s.events
+                            ],
+                            "_service": resource.get("service.name", "unknown"),
+                            "_resource": resource,
+                        }
+                    )
         with _lock:
             _spans.extend(rows)
-        return Response(ExportTraceServiceResponse().SerializeToString(),
-                        mimetype="application/x-protobuf")
+        return Response(
+            ExportTraceServiceResponse().SerializeToString(), mimetype="application/x-protobuf"
+        )
 
     return app
 
@@ -109,8 +142,7 @@ def _trace(trace_id: str) -> dict[str, Any] | None:
             keys[key] = f"p{len(keys) + 1}"
             processes[keys[key]] = {
                 "serviceName": service,
-                "tags": [{"key": k, "type": "string", "value": v}
-                         for k, v in resource.items()],
+                "tags": [{"key": k, "type": "string", "value": v} for k, v in resource.items()],
             }
         span["processID"] = keys[key]
     return {"traceID": trace_id, "spans": spans, "processes": processes}
@@ -176,8 +208,9 @@ def ui_app() -> Flask:
                 continue
             edge = (parent["_service"], span["_service"])
             counts[edge] = counts.get(edge, 0) + 1
-        return jsonify(data=[{"parent": p, "child": c, "callCount": n}
-                             for (p, c), n in sorted(counts.items())])
+        return jsonify(
+            data=[{"parent": p, "child": c, "callCount": n} for (p, c), n in sorted(counts.items())]
+        )
 
     return app
 
@@ -195,8 +228,9 @@ def main() -> None:
         host, port = addr.rsplit(":", 1)
         servers.append(make_server(host, int(port), app, threaded=True))
     threading.Thread(target=servers[0].serve_forever, daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(
-        target=servers[1].shutdown, daemon=True).start())
+    signal.signal(
+        signal.SIGTERM, lambda *_: threading.Thread(target=servers[1].shutdown, daemon=True).start()
+    )
     servers[1].serve_forever()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,15 +29,19 @@ from tests.demo.helpers import (
 
 pytestmark = [pytest.mark.demo, pytest.mark.timeout(240)]
 DECLINED_CARD = "4000000000000002"
-ORDER = {"user_id": 2, "items": [{"product_id": 1, "quantity": 1}, {"product_id": 3, "quantity": 2}]}
+ORDER = {
+    "user_id": 2,
+    "items": [{"product_id": 1, "quantity": 1}, {"product_id": 3, "quantity": 2}],
+}
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """Start Spyglass and every demo service once for the module."""
     data_dir = tmp_path_factory.mktemp("demo")
-    with Demo(data_dir=data_dir, env=TEST_ENV, spyglass_command=spyglass_command(),
-              out=io.StringIO()) as running:
+    with Demo(
+        data_dir=data_dir, env=TEST_ENV, spyglass_command=spyglass_command(), out=io.StringIO()
+    ) as running:
         yield running
 
 
@@ -61,8 +64,9 @@ def place_order(demo: Demo, api: requests.Session, **changes: Any) -> requests.R
     return api.post(f"{demo.gateway_url}/api/orders", json={**ORDER, **changes}, timeout=30)
 
 
-def saga_trace(demo: Demo, jaeger: Jaeger, saga_id: str,
-               ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+def saga_trace(
+    demo: Demo, jaeger: Jaeger, saga_id: str, ready: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
     """Poll until the trace of saga ``saga_id`` is stored and satisfies ``ready``."""
 
     def check() -> dict[str, Any] | None:
@@ -96,8 +100,16 @@ def test_registry_lists_every_instance_with_declared_dependencies(demo: Demo) ->
     listing = requests.get(f"{demo.registry_url}/instances", timeout=5).json()["instances"]
 
     by_id = {i["instance_id"]: i for i in listing}
-    assert set(by_id) >= {"gateway", "users", "orders", "inventory-1", "inventory-2",
-                          "payment", "shipping", "notifications"}
+    assert set(by_id) >= {
+        "gateway",
+        "users",
+        "orders",
+        "inventory-1",
+        "inventory-2",
+        "payment",
+        "shipping",
+        "notifications",
+    }
     assert all(i["healthy"] and i["last_heartbeat"] > 0 for i in listing)
     assert by_id["inventory-2"]["service"] == "inventory"
     assert by_id["orders"]["depends_on"] == ["inventory", "payment", "shipping", "notifications"]
@@ -120,7 +132,9 @@ def test_one_order_yields_one_trace_across_services_with_saga_attributes(
     wanted = {"gateway", "orders", "payment", "inventory", "shipping"}
 
     trace = saga_trace(
-        demo, jaeger, saga_id,
+        demo,
+        jaeger,
+        saga_id,
         lambda t: finished_saga(t) and wanted <= {service_of(t, s) for s in t["spans"]},
     )
 
@@ -132,15 +146,31 @@ def test_one_order_yields_one_trace_across_services_with_saga_attributes(
     assert tag(root, "saga.outcome") == "completed"
     actions = step_spans(trace, "action")
     assert [tag(s, "saga.step") for s in actions] == [
-        "create_order", "reserve_payment", "reserve_inventory", "schedule_shipping", "commit"]
+        "create_order",
+        "reserve_payment",
+        "reserve_inventory",
+        "schedule_shipping",
+        "commit",
+    ]
     assert [tag(s, "saga.step.index") for s in actions] == [0, 1, 2, 3, 4]
     assert all(tag(s, "saga.id") == saga_id for s in actions)
     assert all(parent_id(s) == root["spanID"] for s in actions)
     assert step_spans(trace, "compensation") == []
-    edges = poll(demo, "dependency edges", lambda: (
-        jaeger.dependencies() if {("gateway", "orders"), ("orders", "payment"),
-                                  ("orders", "inventory"), ("orders", "shipping")}
-        <= jaeger.dependencies() else None))
+    edges = poll(
+        demo,
+        "dependency edges",
+        lambda: (
+            jaeger.dependencies()
+            if {
+                ("gateway", "orders"),
+                ("orders", "payment"),
+                ("orders", "inventory"),
+                ("orders", "shipping"),
+            }
+            <= jaeger.dependencies()
+            else None
+        ),
+    )
     assert ("gateway", "orders") in edges
 
 
@@ -162,8 +192,11 @@ def test_order_details_calls_users_and_products_in_parallel(
             full = jaeger.trace(candidate["traceID"])
             if full is None:
                 continue
-            ops = [s for s in full["spans"]
-                   if tag(s, "span.kind") == "client" and service_of(full, s) == "gateway"]
+            ops = [
+                s
+                for s in full["spans"]
+                if tag(s, "span.kind") == "client" and service_of(full, s) == "gateway"
+            ]
             if {tag(s, "peer.service") for s in ops} == {"orders", "users", "inventory"} and any(
                 order_id in str(tag(s, "url.full")) for s in ops
             ):
@@ -171,11 +204,16 @@ def test_order_details_calls_users_and_products_in_parallel(
         return None
 
     trace = poll(demo, "the order-details trace", composed)
-    clients = {tag(s, "peer.service"): s for s in trace["spans"]
-               if tag(s, "span.kind") == "client" and service_of(trace, s) == "gateway"}
+    clients = {
+        tag(s, "peer.service"): s
+        for s in trace["spans"]
+        if tag(s, "span.kind") == "client" and service_of(trace, s) == "gateway"
+    }
     users, products = clients["users"], clients["inventory"]
     assert parent_id(users) == parent_id(products)
-    overlap = min(users["startTime"] + users["duration"], products["startTime"] + products["duration"])
+    overlap = min(
+        users["startTime"] + users["duration"], products["startTime"] + products["duration"]
+    )
     assert overlap > max(users["startTime"], products["startTime"]), "calls did not overlap"
 
 
@@ -232,7 +270,8 @@ def test_repeated_payment_failures_open_breaker_and_half_open_trial_closes_it(
 
     def rejected_call(trace: dict[str, Any]) -> bool:
         return finished_saga(trace) and any(
-            is_true(tag(s, "circuit_breaker.rejected")) for s in trace["spans"])
+            is_true(tag(s, "circuit_breaker.rejected")) for s in trace["spans"]
+        )
 
     trace = saga_trace(demo, jaeger, rejected.json()["saga_id"], rejected_call)
     call = next(s for s in trace["spans"] if is_true(tag(s, "circuit_breaker.rejected")))
@@ -244,17 +283,22 @@ def test_repeated_payment_failures_open_breaker_and_half_open_trial_closes_it(
 
     tripped = saga_trace(demo, jaeger, failing[-1].json()["saga_id"], finished_saga)
     changes = [e for s in tripped["spans"] for e in log_events(s, "circuit_breaker.state_change")]
-    assert [(c["circuit_breaker.state.from"], c["circuit_breaker.state.to"]) for c in changes] \
-        == [("closed", "open")]
+    assert [(c["circuit_breaker.state.from"], c["circuit_breaker.state.to"]) for c in changes] == [
+        ("closed", "open")
+    ]
 
-    recovered = poll(demo, "an order after the breaker's reset timeout",
-                     lambda: (r := place_order(demo, api)).status_code == 201 and r)
+    recovered = poll(
+        demo,
+        "an order after the breaker's reset timeout",
+        lambda: (r := place_order(demo, api)).status_code == 201 and r,
+    )
     trace = saga_trace(demo, jaeger, recovered.json()["saga_id"], finished_saga)
-    trial = next(s for s in trace["spans"]
-                 if tag(s, "circuit_breaker.name") == "orders->payment")
+    trial = next(s for s in trace["spans"] if tag(s, "circuit_breaker.name") == "orders->payment")
     assert tag(trial, "circuit_breaker.state") == "half_open"
-    moves = [(e["circuit_breaker.state.from"], e["circuit_breaker.state.to"])
-             for e in log_events(trial, "circuit_breaker.state_change")]
+    moves = [
+        (e["circuit_breaker.state.from"], e["circuit_breaker.state.to"])
+        for e in log_events(trial, "circuit_breaker.state_change")
+    ]
     assert moves == [("open", "half_open"), ("half_open", "closed")]
 
 
@@ -284,24 +328,36 @@ def test_notification_consumer_span_links_to_its_producer(
     assert span["operationName"] == "process OrderPlaced"
     assert span["traceID"] != producer["traceID"]
     links = [r for r in span["references"] if r["refType"] == "FOLLOWS_FROM"]
-    assert [(r["traceID"], r["spanID"]) for r in links] == [(producer["traceID"], producer["spanID"])]
-    texts = requests.get(f"{demo.url('notifications')}/notifications",
-                         params={"order_id": response.json()["order_id"]}, timeout=5).json()
+    assert [(r["traceID"], r["spanID"]) for r in links] == [
+        (producer["traceID"], producer["spanID"])
+    ]
+    texts = requests.get(
+        f"{demo.url('notifications')}/notifications",
+        params={"order_id": response.json()["order_id"]},
+        timeout=5,
+    ).json()
     assert len(texts["notifications"]) == 1
 
 
 def test_rebuilding_the_read_model_from_the_event_log_equals_the_stored_one(
     demo: Demo, api: requests.Session
 ) -> None:
-    place_order(demo, api, items=[{"product_id": 2, "quantity": 1}, {"product_id": 2, "quantity": 4}])
+    place_order(
+        demo, api, items=[{"product_id": 2, "quantity": 1}, {"product_id": 2, "quantity": 4}]
+    )
     events = api.get(f"{demo.gateway_url}/api/orders/events", timeout=10).json()["events"]
     stored = api.get(f"{demo.gateway_url}/api/orders", timeout=10).json()["orders"]
 
     rebuilt = build_read_model(OrderEvent(**e) for e in events)
 
     assert {o["order_id"]: o for o in stored} == rebuilt
-    assert {e["type"] for e in events} >= {"OrderCreated", "ItemAdded", "QuantityUpdated",
-                                           "OrderPlaced", "OrderCancelled"}
+    assert {e["type"] for e in events} >= {
+        "OrderCreated",
+        "ItemAdded",
+        "QuantityUpdated",
+        "OrderPlaced",
+        "OrderCancelled",
+    }
     answer = api.post(f"{demo.gateway_url}/api/orders/read-model/rebuild", timeout=10).json()
     assert answer == {"orders": len(rebuilt), "unchanged": True}
 
@@ -312,10 +368,17 @@ def test_control_endpoint_needs_the_launcher_token(demo: Demo) -> None:
     assert requests.get(url, timeout=5).status_code == 403
     assert requests.get(url, headers={CONTROL_TOKEN_HEADER: "wrong"}, timeout=5).status_code == 403
     current = requests.get(url, headers={CONTROL_TOKEN_HEADER: demo.control_token}, timeout=5)
-    assert current.json() == {"error_rate": 0.0, "latency_ms": 0, "hang": False,
-                              "out_of_stock": False, "decline": False, "stopped": False}
-    bad = requests.post(url, json={"error_rate": 2}, timeout=5,
-                        headers={CONTROL_TOKEN_HEADER: demo.control_token})
+    assert current.json() == {
+        "error_rate": 0.0,
+        "latency_ms": 0,
+        "hang": False,
+        "out_of_stock": False,
+        "decline": False,
+        "stopped": False,
+    }
+    bad = requests.post(
+        url, json={"error_rate": 2}, timeout=5, headers={CONTROL_TOKEN_HEADER: demo.control_token}
+    )
     assert bad.status_code == 400
 
 
@@ -340,14 +403,16 @@ def test_stopped_instance_leaves_discovery_and_comes_back(
 
     demo.control("inventory-2", stopped=True)
     try:
-        poll(demo, "inventory-2 to leave discovery",
-             lambda: healthy_inventory() == {"inventory-1"})
+        poll(demo, "inventory-2 to leave discovery", lambda: healthy_inventory() == {"inventory-1"})
         assert requests.get(f"{demo.url('inventory-2')}/health", timeout=5).status_code == 503
         assert [place_order(demo, api).status_code for _ in range(3)] == [201] * 3
     finally:
         demo.control("inventory-2", stopped=False)
-    poll(demo, "inventory-2 to come back",
-         lambda: healthy_inventory() == {"inventory-1", "inventory-2"})
+    poll(
+        demo,
+        "inventory-2 to come back",
+        lambda: healthy_inventory() == {"inventory-1", "inventory-2"},
+    )
 
 
 def test_gateway_serves_cached_products_when_inventory_is_down(
@@ -385,10 +450,17 @@ def test_orders_complete_through_the_other_inventory_instance_after_one_dies(
     answers = [place_order(demo, api) for _ in range(4)]
 
     assert [r.status_code for r in answers] == [201] * 4, [r.text for r in answers]
-    trace = saga_trace(demo, jaeger, answers[-1].json()["saga_id"], lambda t: finished_saga(t)
-                       and "inventory" in {service_of(t, s) for s in t["spans"]})
-    served_by = {process_tag(trace, s, "service.instance.id") for s in trace["spans"]
-                 if service_of(trace, s) == "inventory"}
+    trace = saga_trace(
+        demo,
+        jaeger,
+        answers[-1].json()["saga_id"],
+        lambda t: finished_saga(t) and "inventory" in {service_of(t, s) for s in t["spans"]},
+    )
+    served_by = {
+        process_tag(trace, s, "service.instance.id")
+        for s in trace["spans"]
+        if service_of(trace, s) == "inventory"
+    }
     assert served_by == {"inventory-2"}
 
     def dropped() -> bool:
@@ -399,8 +471,9 @@ def test_orders_complete_through_the_other_inventory_instance_after_one_dies(
 
 
 def test_stopping_the_demo_leaves_no_process_or_port_behind(tmp_path: Path) -> None:
-    demo = Demo(data_dir=tmp_path, env=TEST_ENV, spyglass_command=spyglass_command(),
-                out=io.StringIO())
+    demo = Demo(
+        data_dir=tmp_path, env=TEST_ENV, spyglass_command=spyglass_command(), out=io.StringIO()
+    )
     demo.start()
     pids = list(demo.pids().values())
     ports = list(demo.ports.values())

@@ -91,9 +91,8 @@ def test_publish_rolls_back_with_its_transaction(spans: Spans) -> None:
 def test_consumer_span_starts_new_trace_linked_to_producer(spans: Spans) -> None:
     outbox, engine = _producer(spans.tracer)
     consumer = _Consumer(spans.tracer)
-    with spans.tracer.start_as_current_span("request"):
-        with engine.begin() as conn:
-            message = outbox.publish(conn, "OrderPlaced", {"n": 7})
+    with spans.tracer.start_as_current_span("request"), engine.begin() as conn:
+        message = outbox.publish(conn, "OrderPlaced", {"n": 7})
 
     assert consumer.inbox.receive(consumer.engine, message) is True
     assert consumer.inbox.receive(consumer.engine, message) is False

@@ -31,6 +31,7 @@ def _build(
             calls.append(f"do{index}")
             if index == failing:
                 raise SagaStepError(f"step {index} failed")
+
         return run
 
     def compensation(index: int):
@@ -39,6 +40,7 @@ def _build(
             if remaining.get(index, 0) > 0:
                 remaining[index] -= 1
                 raise SagaStepError(f"undo {index} failed")
+
         return run
 
     return [SagaStep(f"s{i}", action(i), compensation(i)) for i in range(count)]
@@ -59,8 +61,11 @@ def test_saga_compensates_exactly_the_completed_steps_in_reverse_order(
     recorder = Spans()
     calls: list[str] = []
     saga = SagaOrchestrator(
-        "test", _build(count, failing, failures, calls), tracer=recorder.tracer,
-        compensation_attempts=ATTEMPTS, sleep=lambda _s: None,
+        "test",
+        _build(count, failing, failures, calls),
+        tracer=recorder.tracer,
+        compensation_attempts=ATTEMPTS,
+        sleep=lambda _s: None,
     )
 
     result = saga.run({})
@@ -100,8 +105,11 @@ def test_saga_spans_carry_design_attributes(spans: Spans) -> None:
     assert all(s.parent.span_id == root.context.span_id for s in steps)
     phases = [(s.attributes["saga.step"], s.attributes["saga.phase"]) for s in steps]
     assert phases == [
-        ("s0", "action"), ("s1", "action"), ("s2", "action"),
-        ("s1", "compensation"), ("s0", "compensation"),
+        ("s0", "action"),
+        ("s1", "action"),
+        ("s2", "action"),
+        ("s1", "compensation"),
+        ("s0", "compensation"),
     ]
     failed = steps[2]
     assert failed.status.is_ok is False
@@ -111,8 +119,11 @@ def test_saga_spans_carry_design_attributes(spans: Spans) -> None:
 def test_saga_records_failed_outcome_when_compensation_keeps_failing(spans: Spans) -> None:
     calls: list[str] = []
     saga = SagaOrchestrator(
-        "order", _build(2, 1, {0: 10}, calls), tracer=spans.tracer,
-        compensation_attempts=3, sleep=lambda _s: None,
+        "order",
+        _build(2, 1, {0: 10}, calls),
+        tracer=spans.tracer,
+        compensation_attempts=3,
+        sleep=lambda _s: None,
     )
 
     result = saga.run({})
