@@ -210,6 +210,10 @@ class Demo:
                 child.log_file.close()
                 child.log_file = None
 
+    def interrupt(self) -> None:
+        """Make a ``start()`` in progress give up (safe to call from a signal handler)."""
+        self._stopping.set()
+
     def pids(self) -> dict[str, int]:
         """Return the process id of each running child."""
         return {
@@ -300,6 +304,8 @@ class Demo:
         expected = {instance or name for name, _m, _o, instance in SERVICES if name != "registry"}
         registered: set[str] = set()
         while time.monotonic() < deadline:
+            if self._stopping.is_set():
+                raise DemoStartupError("interrupted while starting")
             for name, child in list(pending.items()):
                 assert child.process is not None
                 if child.process.poll() is not None:
@@ -357,11 +363,6 @@ def run_demo(
 ) -> int:
     """Run the demo until Ctrl-C or SIGTERM; return the process exit code."""
     stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     demo = Demo(
         data_dir=data_dir,
         ui_addr=ui_addr,
@@ -370,12 +371,18 @@ def run_demo(
         traffic=traffic,
         rate=rate,
     )
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+        demo.interrupt()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
             demo.start()
         except DemoStartupError as err:
             print(f"spyglass demo: {err}", file=sys.stderr)
-            return 1
+            return 130 if stop.is_set() else 1
         print(
             f"\nDashboard: {demo.ui_url}\nGateway:   {demo.gateway_url} "
             f"(bearer token {demo.api_token})\n"

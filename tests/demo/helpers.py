@@ -1,4 +1,4 @@
-"""Helpers for the end-to-end demo tests: polling and reading Spyglass's Jaeger API."""
+"""Helpers for the demo tests: an in-memory tracer, polling, Spyglass's Jaeger API."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from demo_services.launcher import Demo
 
@@ -25,6 +28,24 @@ TEST_ENV = {
     "SPYGLASS_DEMO_RATE_LIMIT": "25/second",
     "SPYGLASS_DEMO_CALL_TIMEOUT_S": "2",
 }
+
+
+class Spans:
+    """A tracer provider whose finished spans can be read back."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("tests")
+
+    def finished(self) -> list:
+        """Return the finished spans, in the order they ended."""
+        return list(self.exporter.get_finished_spans())
+
+    def clear(self) -> None:
+        """Forget the spans seen so far."""
+        self.exporter.clear()
 
 
 def spyglass_command() -> list[str] | None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from demo_services.patterns.breaker import CircuitBreaker, CircuitOpenError
 from demo_services.patterns.discovery import DiscoveryClient, Instance, NoHealthyInstanceError
-from tests.demo.conftest import Spans
+from tests.demo.helpers import Spans
 
 
 class Boom(Exception):

@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanKind
 
 from demo_services.patterns.events import Inbox, Message, Outbox, OutboxRelay
 from demo_services.service import create_engine
-from tests.demo.conftest import Spans
+from tests.demo.helpers import Spans
 
 
 class _Consumer:

@@ -16,7 +16,7 @@ from demo_services.patterns.saga import (
     SagaStep,
     SagaStepError,
 )
-from tests.demo.conftest import Spans
+from tests.demo.helpers import Spans
 
 ATTEMPTS = 3
 
