@@ -15,6 +15,14 @@ from flask import Response, jsonify, request
 from opentelemetry import trace
 
 from demo_services.patterns.events import Inbox, Message
+from demo_services.patterns.saga import (
+    PHASE_ACTION,
+    SAGA_ID,
+    SAGA_NAME,
+    SAGA_PHASE,
+    SAGA_STEP,
+    SAGA_STEP_INDEX,
+)
 from demo_services.service import (
     Service,
     ServiceSettings,
@@ -34,6 +42,9 @@ notifications = sa.Table(
     sa.Column("text", sa.String, nullable=False),
     sa.Column("created_ns", sa.BigInteger, nullable=False),
 )
+# The orchestrated order saga has steps 0-4; notifying the customer follows them.
+NOTIFY_STEP = "notify_customer"
+NOTIFY_STEP_INDEX = 5
 _TEXTS = {
     "OrderPlaced": "Your order {order_id} is on its way.",
     "OrderCancelled": "Your order {order_id} was cancelled: {reason}.",
@@ -78,8 +89,22 @@ def create_service(settings: ServiceSettings) -> Service:
 
 
 def notify(conn: sa.Connection, message: Message) -> None:
-    """Write the customer notification for one order event."""
+    """Write the customer notification for one order event.
+
+    Notifying the customer of a placed order is the order saga's choreographed last step:
+    the CONSUMER span carries the saga attributes (and links to the producer span).
+    """
     payload = message.payload
+    if message.topic == "OrderPlaced" and payload.get("saga_id"):
+        trace.get_current_span().set_attributes(
+            {
+                SAGA_NAME: "order",
+                SAGA_ID: str(payload["saga_id"]),
+                SAGA_STEP: NOTIFY_STEP,
+                SAGA_STEP_INDEX: NOTIFY_STEP_INDEX,
+                SAGA_PHASE: PHASE_ACTION,
+            }
+        )
     template = _TEXTS.get(message.topic, "Update on order {order_id}.")
     text = template.format(order_id=payload.get("order_id"), reason=payload.get("reason", ""))
     conn.execute(

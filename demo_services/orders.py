@@ -296,6 +296,7 @@ def _order_steps(
                     "order_id": ctx["order_id"],
                     "user_id": ctx["user_id"],
                     "total_cents": ctx["amount_cents"],
+                    "saga_id": ctx["saga_id"],
                 },
             )
 

@@ -326,6 +326,8 @@ def test_notification_consumer_span_links_to_its_producer(
 
     span = poll(demo, f"the consumer span of message {message_id}", consumer)
     assert span["operationName"] == "process OrderPlaced"
+    assert tag(span, "saga.id") == response.json()["saga_id"]
+    assert tag(span, "saga.step") == "notify_customer"
     assert span["traceID"] != producer["traceID"]
     links = [r for r in span["references"] if r["refType"] == "FOLLOWS_FROM"]
     assert [(r["traceID"], r["spanID"]) for r in links] == [
