@@ -34,6 +34,8 @@ API_TOKEN = "demo-token"
 TRAFFIC_TOKEN = "traffic-token"
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
+RESTART_BACKOFF_S = 0.5
+RESTART_BACKOFF_MAX_S = 10.0
 # name, module, port offset from base_port, instance id
 SERVICES: list[tuple[str, str, int, str]] = [
     ("gateway", "demo_services.gateway", 0, ""),
@@ -70,6 +72,7 @@ class _Child:
     health_url: str
     restart: bool = True
     restarts: int = 0
+    restart_at: float | None = None
     process: subprocess.Popen | None = None
     log_file: IO[bytes] | None = field(default=None, repr=False)
 
@@ -130,6 +133,7 @@ class Demo:
         self._out = out or sys.stdout
         self._children: dict[str, _Child] = {}
         self._stopping = threading.Event()
+        self._lifecycle = threading.Lock()
         self._traffic: TrafficGenerator | None = None
         self._monitor: threading.Thread | None = None
 
@@ -188,7 +192,8 @@ class Demo:
 
     def stop(self) -> None:
         """Stop traffic, then terminate every child (Spyglass last); kill stragglers."""
-        self._stopping.set()
+        with self._lifecycle:  # no restart can begin after this
+            self._stopping.set()
         if self._traffic is not None:
             self._traffic.stop()
         ordered = [c for n, c in self._children.items() if n != "spyglass"]
@@ -327,25 +332,36 @@ class Demo:
         )
 
     def _watch(self) -> None:
-        while not self._stopping.wait(0.5):
+        while not self._stopping.wait(0.2):
+            now = time.monotonic()
             for name, child in self._children.items():
                 if child.process is None or child.process.poll() is None:
                     continue
                 if self._stopping.is_set():
                     return
-                code = child.process.returncode
-                if child.restart:
-                    child.restarts += 1
+                if not child.restart:
                     self._say(
-                        f"[demo] {name} exited with code {code}; restarting "
-                        f"(restart {child.restarts})"
+                        f"[demo] {name} exited with code {child.process.returncode}; not restarting"
                     )
-                    if child.log_file is not None:
-                        child.log_file.close()
-                    child.start()
-                else:
-                    self._say(f"[demo] {name} exited with code {code}; not restarting")
                     child.process = None
+                    continue
+                if child.restart_at is None:
+                    # Back off when a child keeps crashing: 0.5 s, 1 s, 2 s ... up to 10 s.
+                    delay = min(RESTART_BACKOFF_S * 2**child.restarts, RESTART_BACKOFF_MAX_S)
+                    child.restart_at = now + (delay if child.restarts else 0.0)
+                    self._say(
+                        f"[demo] {name} exited with code {child.process.returncode}; "
+                        f"restarting in {child.restart_at - now:.1f} s"
+                    )
+                if now >= child.restart_at:
+                    with self._lifecycle:
+                        if self._stopping.is_set():
+                            return
+                        child.restarts += 1
+                        child.restart_at = None
+                        if child.log_file is not None:
+                            child.log_file.close()
+                        child.start()
 
     def _say(self, line: str) -> None:
         print(line, file=self._out, flush=True)
