@@ -12,13 +12,24 @@ from pathlib import Path
 from flask import Flask
 from htmx_flask import Htmx
 
-from app import errors, filters
+from app import auth, errors, filters
 from app.settings import Settings
 from collectors.otlp import Limits
 from collectors.receiver import ReceiverConfig
 from collectors.store import SpanStore
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def receiver_limits(settings: Settings) -> Limits:
+    """The per-span ingest limits from the settings."""
+    return Limits(
+        max_attributes=settings.max_attributes,
+        max_value_length=settings.max_value_length,
+        max_events=settings.max_events,
+        max_links=settings.max_links,
+        max_depth=settings.max_value_depth,
+    )
 
 
 def create_app(settings: Settings | None = None, *, store: SpanStore | None = None, migrate: bool = True) -> Flask:
@@ -34,23 +45,23 @@ def create_app(settings: Settings | None = None, *, store: SpanStore | None = No
     app.extensions["spyglass.store"] = store
     app.extensions["spyglass.receiver"] = ReceiverConfig(
         max_body_bytes=settings.max_body_bytes,
-        limits=Limits(
-            max_attributes=settings.max_attributes,
-            max_value_length=settings.max_value_length,
-            max_events=settings.max_events,
-            max_links=settings.max_links,
-            max_depth=settings.max_value_depth,
-        ),
+        limits=receiver_limits(settings),
         max_inflight=settings.max_inflight,
         auth_token=settings.auth_token,
     )
 
-    from app import api, overview
+    from app import api, api_v1, breakers, overview, registry, sagas, services
     from collectors import receiver
 
     app.register_blueprint(overview.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(api_v1.bp)
+    app.register_blueprint(breakers.bp)
+    app.register_blueprint(registry.bp)
+    app.register_blueprint(sagas.bp)
+    app.register_blueprint(services.bp)
     app.register_blueprint(receiver.bp)
+    auth.register(app, settings.auth_token)
     errors.register(app)
     filters.register(app)
     logging.getLogger("app").setLevel(logging.INFO)

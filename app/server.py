@@ -7,13 +7,14 @@ dashboard and the JSON API (and accepts OTLP too, which is handy behind one prox
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from app import create_app
+from app import create_app, receiver_limits
 from app.retention import Pruner
 from app.settings import Settings, split_addr
 
@@ -80,5 +81,30 @@ def run(settings: Settings) -> int:
     """Serve until interrupted; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.argv = sys.argv[:1]  # gunicorn parses argv; our options are already read
-    _Gunicorn(settings).run()
+    grpc_process = _start_grpc(settings) if settings.otlp_grpc_enabled else None
+    try:
+        _Gunicorn(settings).run()
+    finally:
+        if grpc_process is not None:
+            grpc_process.terminate()
+            grpc_process.join(timeout=10)
     return 0
+
+
+def _start_grpc(settings: Settings) -> multiprocessing.process.BaseProcess:
+    from collectors.grpc_receiver import serve as serve_grpc
+
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    process = ctx.Process(
+        target=serve_grpc,
+        args=(settings.otlp_grpc_addr, settings.store_url, receiver_limits(settings), settings.max_body_bytes, ready),
+        name="spyglass-grpc",
+        daemon=True,
+    )
+    process.start()
+    if not ready.wait(timeout=30):
+        process.terminate()
+        raise SystemExit(f"spyglass: the OTLP/gRPC receiver did not start on {settings.otlp_grpc_addr}")
+    print(f"OTLP/gRPC on {settings.otlp_grpc_addr}", flush=True)
+    return process

@@ -46,6 +46,7 @@ class Settings:
     max_events: int = _setting(512, "events kept per span")
     max_links: int = _setting(512, "links kept per span")
     max_value_depth: int = _setting(16, "deepest nesting of array and map values; deeper spans are rejected")
+    registry_url: str = _setting("http://127.0.0.1:9001", "base URL of the service registry the /registry page asks")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -18,6 +18,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,7 @@ _KIND_BY_NAME = {
 }
 _STATUS_BY_NAME = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _HEX = frozenset("0123456789abcdef")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class DecodeError(ValueError):
@@ -92,8 +94,8 @@ def decode_protobuf(body: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedBatc
             scope = ss.scope
             resource = walker.resource(
                 res_attrs,
-                scope.name,
-                scope.version,
+                walker.text(scope.name),
+                walker.text(scope.version),
                 walker.pb_attributes(scope.attributes, f"resourceSpans[{ri}].scopeSpans[{si}].scope"),
             )
             for pi, span in enumerate(ss.spans):
@@ -194,7 +196,7 @@ class _Walker:
             value = value[: self.limits.max_value_length]
             self.truncated += 1
         if not value.isascii():
-            value = value.encode("utf-8", "replace").decode("utf-8")
+            value = _SURROGATES.sub("\ufffd", value)
         if "\x00" in value:
             # PostgreSQL text cannot hold NUL; keep it visible as U+FFFD.
             value = value.replace("\x00", "\ufffd")

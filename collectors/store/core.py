@@ -30,6 +30,7 @@ from collectors.model import (
     Span,
     TraceSummary,
 )
+from collectors.store import patterns
 from collectors.store import rows as _rows
 from collectors.store.schema import (
     edges,
@@ -210,6 +211,7 @@ class SpanStore:
             stmt = self._insert(operations).on_conflict_do_nothing()
             conn.execute(stmt, [{"service": a, "name": b, "kind": c} for a, b, c in new_ops])
         self._upsert_edges(conn, new, old_spans)
+        self._record_patterns(conn, new)
         return new_ops
 
     def _resource_ids_for(self, conn: Connection, batch: Iterable[Span]) -> dict[int, int]:
@@ -331,6 +333,8 @@ class SpanStore:
         by_id.update({(x.trace_id, x.span_id): x for x in lite_new})
         new_keys = {(x.trace_id, x.span_id) for x in lite_new}
         agg: dict[tuple[str, str, int], list[int]] = {}
+        stats = patterns.EdgeAccumulator()
+        stats.add_peers(new)
         for child in by_id.values():
             if not child.parent_span_id:
                 continue
@@ -350,6 +354,9 @@ class SpanStore:
             a[1] += failed
             a[2] += duration
             a[3] = max(a[3], duration)
+            stats.add(parent.service, child.service, patterns.edge_mode(parent.kind, child.kind), child.start_ns,
+                      duration, failed)
+        patterns.write_edge_stats(conn, stats)
         if not agg:
             return
         stmt = self._insert(edges)
@@ -371,6 +378,10 @@ class SpanStore:
                 for (p, c, b), v in agg.items()
             ],
         )
+
+    def _record_patterns(self, conn: Connection, new: list[Span]) -> None:
+        """Operation, instance, breaker and saga rows for the pattern views."""
+        patterns.write_pattern_rows(conn, new)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -595,6 +606,7 @@ class SpanStore:
         with self.engine.connect() as conn:
             oldest = conn.execute(sa.select(sa.func.min(trace_summaries.c.start_ns))).scalar()
         with self._write() as conn:
+            patterns.drop_stale_rows(conn, oldest)
             if oldest is None:
                 for table in (trace_services, trace_attributes, edges):
                     conn.execute(sa.delete(table))

@@ -102,3 +102,127 @@ edges = sa.Table(
     sa.Column("duration_max_ns", sa.BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )
+
+# -- pattern views (service graph RED, circuit breakers, sagas, instances) -------------------
+
+HISTOGRAM_BUCKETS = 40
+"""Latency histogram columns ``h00``..``h39`` of the per-minute stats tables."""
+
+HISTOGRAM_BOUNDS_NS = tuple(int(50_000 * 2 ** (i / 2)) for i in range(HISTOGRAM_BUCKETS - 1))
+"""Upper bound (exclusive) of each histogram bucket but the last, which is unbounded:
+50µs times powers of √2, up to about 26s, so a percentile is within about 20%."""
+
+HISTOGRAM_COLUMNS = tuple(f"h{i:02d}" for i in range(HISTOGRAM_BUCKETS))
+
+
+def _histogram_columns() -> list[sa.Column]:
+    return [sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in HISTOGRAM_COLUMNS]
+
+
+edge_stats = sa.Table(
+    "edge_stats",
+    metadata,
+    sa.Column("parent", sa.Text, primary_key=True),
+    sa.Column("child", sa.Text, primary_key=True),
+    sa.Column("mode", sa.SmallInteger, primary_key=True),
+    sa.Column("bucket_ns", sa.BigInteger, primary_key=True),
+    sa.Column("call_count", sa.BigInteger, nullable=False),
+    sa.Column("error_count", sa.BigInteger, nullable=False),
+    sa.Column("duration_sum_ns", sa.BigInteger, nullable=False),
+    sa.Column("duration_max_ns", sa.BigInteger, nullable=False),
+    *_histogram_columns(),
+    sa.Index("ix_edge_stats_bucket_ns", "bucket_ns"),
+    sqlite_with_rowid=False,
+)
+
+operation_stats = sa.Table(
+    "operation_stats",
+    metadata,
+    sa.Column("service", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("bucket_ns", sa.BigInteger, primary_key=True),
+    sa.Column("request_count", sa.BigInteger, nullable=False),
+    sa.Column("error_count", sa.BigInteger, nullable=False),
+    sa.Column("duration_sum_ns", sa.BigInteger, nullable=False),
+    sa.Column("duration_max_ns", sa.BigInteger, nullable=False),
+    *_histogram_columns(),
+    sa.Index("ix_operation_stats_bucket_ns", "bucket_ns"),
+    sqlite_with_rowid=False,
+)
+
+instance_stats = sa.Table(
+    "instance_stats",
+    metadata,
+    sa.Column("service", sa.Text, primary_key=True),
+    sa.Column("instance_id", sa.Text, primary_key=True),
+    sa.Column("bucket_ns", sa.BigInteger, primary_key=True),
+    sa.Column("request_count", sa.BigInteger, nullable=False),
+    sa.Column("error_count", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_ns", sa.BigInteger, nullable=False),
+    sa.Index("ix_instance_stats_bucket_ns", "bucket_ns"),
+    sqlite_with_rowid=False,
+)
+
+breaker_calls = sa.Table(
+    "breaker_calls",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("caller", sa.Text, primary_key=True),
+    sa.Column("bucket_ns", sa.BigInteger, primary_key=True),
+    sa.Column("callee", sa.Text, nullable=False),
+    sa.Column("call_count", sa.BigInteger, nullable=False),
+    sa.Column("failure_count", sa.BigInteger, nullable=False),
+    sa.Column("rejected_count", sa.BigInteger, nullable=False),
+    sa.Column("last_ns", sa.BigInteger, nullable=False),
+    sa.Column("last_state", sa.Text, nullable=False),
+    sa.Index("ix_breaker_calls_bucket_ns", "bucket_ns"),
+    sqlite_with_rowid=False,
+)
+
+breaker_transitions = sa.Table(
+    "breaker_transitions",
+    metadata,
+    sa.Column("trace_id", sa.LargeBinary(16), primary_key=True),
+    sa.Column("span_id", sa.LargeBinary(8), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("caller", sa.Text, nullable=False),
+    sa.Column("time_ns", sa.BigInteger, nullable=False),
+    sa.Column("from_state", sa.Text, nullable=False),
+    sa.Column("to_state", sa.Text, nullable=False),
+    sa.Column("failure_count", sa.BigInteger, nullable=True),
+    sa.Index("ix_breaker_transitions_name_time", "name", "time_ns"),
+    sa.Index("ix_breaker_transitions_time_ns", "time_ns"),
+)
+
+sagas = sa.Table(
+    "sagas",
+    metadata,
+    sa.Column("saga_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("trace_id", sa.LargeBinary(16), nullable=False),
+    sa.Column("root_span_id", sa.LargeBinary(8), nullable=True),
+    sa.Column("service", sa.Text, nullable=False),
+    sa.Column("start_ns", sa.BigInteger, nullable=False),
+    sa.Column("end_ns", sa.BigInteger, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Index("ix_sagas_start_ns", "start_ns"),
+    sa.Index("ix_sagas_outcome_start_ns", "outcome", "start_ns"),
+)
+
+saga_steps = sa.Table(
+    "saga_steps",
+    metadata,
+    sa.Column("trace_id", sa.LargeBinary(16), primary_key=True),
+    sa.Column("span_id", sa.LargeBinary(8), primary_key=True),
+    sa.Column("saga_id", sa.Text, nullable=False),
+    sa.Column("step", sa.Text, nullable=False),
+    sa.Column("step_index", sa.Integer, nullable=True),
+    sa.Column("phase", sa.Text, nullable=False),
+    sa.Column("service", sa.Text, nullable=False),
+    sa.Column("start_ns", sa.BigInteger, nullable=False),
+    sa.Column("end_ns", sa.BigInteger, nullable=False),
+    sa.Column("status_code", sa.SmallInteger, nullable=False),
+    sa.Column("status_message", sa.Text, nullable=True),
+    sa.Index("ix_saga_steps_saga_id", "saga_id"),
+)

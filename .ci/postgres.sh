@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Start Debian's PostgreSQL cluster on loopback and create the test role and database.
+# Prints the export line for SPYGLASS_TEST_POSTGRES_URL (use with eval).
+set -euo pipefail
+version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+if ! pg_lsclusters -h | grep -q "^$version main"; then
+    pg_createcluster "$version" main >/dev/null
+fi
+pg_ctlcluster "$version" main start 2>/dev/null || true
+for _ in $(seq 50); do
+    pg_isready -h 127.0.0.1 -q && break
+    sleep 0.2
+done
+pg_isready -h 127.0.0.1 -q || { echo "PostgreSQL did not start" >&2; exit 1; }
+runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'spyglass') THEN
+    CREATE ROLE spyglass LOGIN PASSWORD 'spyglass';
+  END IF;
+END $$;
+SELECT 'CREATE DATABASE spyglass OWNER spyglass' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'spyglass')\gexec
+SQL
+echo "export SPYGLASS_TEST_POSTGRES_URL=postgresql+psycopg://spyglass:spyglass@127.0.0.1:5432/spyglass"

@@ -1,0 +1,1 @@
+"""Pure functions from model objects to view models: no Flask, no SQL."""

@@ -1,0 +1,287 @@
+"""The service graph: a networkx DiGraph from edge aggregates, its RED figures, a layered
+layout (callers left, callees right), cycles and the longest synchronous call chain."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from app.analysis.stats import Red, health, merge, red
+from collectors.store.patterns import EdgeStats, Histogram, OperationStats
+
+NODE_W = 172
+NODE_H = 54
+LAYER_GAP = 250
+ROW_GAP = 78
+PAD = 24
+LABEL_CHARS = 22
+MAX_CYCLES = 20
+
+_MODE_PRIORITY = {"sync": 0, "async": 1, "peer": 2, "database": 3, "queue": 4}
+_PEER_KINDS = {"database": "database", "queue": "queue", "peer": "peer"}
+
+
+@dataclass(slots=True)
+class GraphNode:
+    """A service or an uninstrumented peer, with its RED figures and position."""
+
+    name: str
+    kind: str
+    red: Red
+    health: str
+    label: str
+    layer: int = 0
+    x: float = 0.0
+    y: float = 0.0
+    on_chain: bool = False
+    in_cycle: bool = False
+
+
+@dataclass(slots=True)
+class GraphEdge:
+    """Calls from one node to another, with RED figures, drawing path and badges."""
+
+    parent: str
+    child: str
+    mode: str
+    red: Red
+    health: str
+    path: str = ""
+    label_x: float = 0.0
+    label_y: float = 0.0
+    breaker: str = ""
+    in_cycle: bool = False
+    on_chain: bool = False
+    backward: bool = False
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the edge goes through a producer and a consumer (or to a queue)."""
+        return self.mode in ("async", "queue")
+
+
+@dataclass(slots=True)
+class ServiceGraph:
+    """Everything the graph page draws."""
+
+    nodes: list[GraphNode] = field(default_factory=list)
+    edges: list[GraphEdge] = field(default_factory=list)
+    cycles: list[list[str]] = field(default_factory=list)
+    longest_chain: list[str] = field(default_factory=list)
+    width: float = 0.0
+    height: float = 0.0
+
+    def node(self, name: str) -> GraphNode | None:
+        """The node with this name, or None."""
+        return next((n for n in self.nodes if n.name == name), None)
+
+    def edge(self, parent: str, child: str) -> GraphEdge | None:
+        """The edge parent -> child, or None."""
+        return next((e for e in self.edges if e.parent == parent and e.child == child), None)
+
+
+def build_digraph(edge_stats: Iterable[EdgeStats], operations: Iterable[OperationStats]) -> nx.DiGraph:
+    """A DiGraph of services and peers; edge attributes: mode, count, errors, duration, histogram.
+
+    Calls to a ``peer.service`` that is itself instrumented are already counted by the
+    client/server pairing, so such peer edges are dropped when the pair edge exists.
+    Edges of one pair in several modes are merged; the mode shown is the most
+    synchronous one.
+    """
+    g = nx.DiGraph()
+    services = {op.service for op in operations}
+    for name in services:
+        g.add_node(name, kind="service")
+    by_pair: dict[tuple[str, str], list[EdgeStats]] = defaultdict(list)
+    for e in edge_stats:
+        by_pair[(e.parent, e.child)].append(e)
+    for (parent, child), group in sorted(by_pair.items()):
+        paired = [e for e in group if e.mode in ("sync", "async")]
+        if paired:
+            group = paired + [e for e in group if e.mode in ("database", "queue")]
+        mode = min((e.mode for e in group), key=lambda m: _MODE_PRIORITY.get(m, 9))
+        g.add_node(parent, kind="service")
+        if child not in g:
+            g.add_node(child, kind=_PEER_KINDS.get(mode, "service"))
+        elif mode in ("sync", "async"):
+            g.nodes[child]["kind"] = "service"
+        g.add_edge(
+            parent, child, mode=mode,
+            count=sum(e.call_count for e in group),
+            errors=sum(e.error_count for e in group),
+            duration=sum(e.duration_sum_ns for e in group),
+            histogram=merge([e.histogram for e in group]),
+        )
+    for node in g.nodes:
+        if node in services:
+            g.nodes[node]["kind"] = "service"
+    return g
+
+
+def build_service_graph(
+    edge_stats: Sequence[EdgeStats],
+    operations: Sequence[OperationStats],
+    window_ns: int,
+    breaker_states: Mapping[tuple[str, str], str] | None = None,
+) -> ServiceGraph:
+    """Build the service graph for a window: RED per node and edge, layout, cycles, chain.
+
+    ``breaker_states`` maps (caller, callee) to a breaker state; an open or half-open
+    breaker puts a badge on that edge.
+    """
+    g = build_digraph(edge_stats, operations)
+    per_service: dict[str, list[OperationStats]] = defaultdict(list)
+    for op in operations:
+        per_service[op.service].append(op)
+    nodes: dict[str, GraphNode] = {}
+    for name, data in g.nodes(data=True):
+        if per_service.get(name):
+            ops = per_service[name]
+            r = red(sum(o.request_count for o in ops), sum(o.error_count for o in ops),
+                    sum(o.duration_sum_ns for o in ops), merge([o.histogram for o in ops]), window_ns)
+        else:
+            incoming = [g.edges[p, name] for p in g.predecessors(name)]
+            r = red(sum(e["count"] for e in incoming), sum(e["errors"] for e in incoming),
+                    sum(e["duration"] for e in incoming),
+                    merge([e["histogram"] for e in incoming]) if incoming else Histogram(()), window_ns)
+        nodes[name] = GraphNode(name, data["kind"], r, health(r.error_rate, r.count), _label(name))
+    edges = []
+    states = breaker_states or {}
+    for parent, child, data in g.edges(data=True):
+        r = red(data["count"], data["errors"], data["duration"], data["histogram"], window_ns)
+        state = states.get((parent, child), "")
+        edges.append(GraphEdge(parent, child, data["mode"], r, health(r.error_rate, r.count),
+                               breaker=state if state in ("open", "half_open") else ""))
+    graph = ServiceGraph(nodes=sorted(nodes.values(), key=lambda n: n.name), edges=edges)
+    back = feedback_edges(g)
+    _mark_cycles(graph, g)
+    _mark_longest_chain(graph, g, back)
+    _layout(graph, g, back)
+    return graph
+
+
+def feedback_edges(g: nx.DiGraph) -> set[tuple[str, str]]:
+    """Edges whose removal leaves the graph acyclic: the back edges of a depth-first
+    search started from the nodes nobody calls, in name order (deterministic)."""
+    back: set[tuple[str, str]] = set()
+    state: dict[str, int] = {}
+    roots = sorted(n for n in g.nodes if g.in_degree(n) == 0) + sorted(g.nodes)
+    for root in roots:
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(sorted(g.successors(root))))]
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                if state.get(child) == 1:
+                    back.add((node, child))
+                elif child not in state:
+                    state[child] = 1
+                    stack.append((child, iter(sorted(g.successors(child)))))
+                    break
+            else:
+                state[node] = 2
+                stack.pop()
+    return back
+
+
+def longest_sync_chain(g: nx.DiGraph, back: set[tuple[str, str]] | None = None) -> list[str]:
+    """The longest chain of synchronous calls (most hops), ignoring cycle-closing edges."""
+    back = feedback_edges(g) if back is None else back
+    dag = nx.DiGraph()
+    dag.add_edges_from((u, v) for u, v, d in g.edges(data=True) if d["mode"] == "sync" and (u, v) not in back)
+    if dag.number_of_edges() == 0:
+        return []
+    return list(nx.dag_longest_path(dag, topo_order=list(nx.lexicographical_topological_sort(dag))))
+
+
+def _mark_cycles(graph: ServiceGraph, g: nx.DiGraph) -> None:
+    cycles = []
+    for cycle in nx.simple_cycles(g, length_bound=len(g)):
+        cycles.append(cycle)
+        if len(cycles) >= MAX_CYCLES:
+            break
+    graph.cycles = [_rotate(c) for c in sorted(cycles, key=lambda c: (len(c), _rotate(c)))]
+    in_cycle_edges = {(c[i], c[(i + 1) % len(c)]) for c in graph.cycles for i in range(len(c))}
+    for e in graph.edges:
+        e.in_cycle = (e.parent, e.child) in in_cycle_edges
+    names = {n for c in graph.cycles for n in c}
+    for n in graph.nodes:
+        n.in_cycle = n.name in names
+
+
+def _mark_longest_chain(graph: ServiceGraph, g: nx.DiGraph, back: set[tuple[str, str]]) -> None:
+    chain = longest_sync_chain(g, back)
+    graph.longest_chain = chain
+    pairs = set(zip(chain, chain[1:]))
+    for e in graph.edges:
+        e.on_chain = (e.parent, e.child) in pairs
+    for n in graph.nodes:
+        n.on_chain = n.name in chain
+
+
+def _layout(graph: ServiceGraph, g: nx.DiGraph, back: set[tuple[str, str]]) -> None:
+    dag = nx.DiGraph()
+    dag.add_nodes_from(g.nodes)
+    dag.add_edges_from(e for e in g.edges if e not in back and e[0] != e[1])
+    layer: dict[str, int] = {}
+    for n in nx.lexicographical_topological_sort(dag):
+        layer[n] = max((layer[p] + 1 for p in dag.predecessors(n)), default=0)
+    layers: dict[int, list[str]] = defaultdict(list)
+    for n in sorted(layer):
+        layers[layer[n]].append(n)
+    # Barycenter sweeps reduce crossings: order each layer by the mean position of its
+    # neighbours in the previous (then the next) layer.
+    for _ in range(4):
+        for direction in (1, -1):
+            keys = sorted(layers) if direction == 1 else sorted(layers, reverse=True)
+            for k in keys:
+                neighbour_layer = layers.get(k - direction, [])
+                pos = {n: i for i, n in enumerate(neighbour_layer)}
+                def bary(n: str) -> float:
+                    linked = [pos[m] for m in (dag.predecessors(n) if direction == 1 else dag.successors(n)) if m in pos]
+                    return sum(linked) / len(linked) if linked else layers[k].index(n)
+                layers[k] = sorted(layers[k], key=lambda n: (bary(n), n))
+    tallest = max((len(v) for v in layers.values()), default=0)
+    by_name = {n.name: n for n in graph.nodes}
+    for k, names in layers.items():
+        offset = (tallest - len(names)) * ROW_GAP / 2
+        for i, name in enumerate(names):
+            node = by_name[name]
+            node.layer = k
+            node.x = PAD + k * LAYER_GAP
+            node.y = PAD + offset + i * ROW_GAP
+    graph.width = PAD * 2 + max((k for k in layers), default=0) * LAYER_GAP + NODE_W
+    graph.height = PAD * 2 + max(tallest - 1, 0) * ROW_GAP + NODE_H + 40
+    for e in graph.edges:
+        a, b = by_name[e.parent], by_name[e.child]
+        e.backward = (e.parent, e.child) in back or e.parent == e.child
+        if e.parent == e.child:
+            x, y = a.x + NODE_W, a.y + NODE_H / 2
+            e.path = f"M{x:.0f},{y - 8:.0f} C{x + 40:.0f},{y - 40:.0f} {x + 40:.0f},{y + 40:.0f} {x:.0f},{y + 8:.0f}"
+            e.label_x, e.label_y = x + 34, y
+        elif e.backward or b.x <= a.x:
+            x1, y1 = a.x + NODE_W / 2, a.y + NODE_H
+            x2, y2 = b.x + NODE_W / 2, b.y + NODE_H
+            dip = max(y1, y2) + 46
+            e.path = f"M{x1:.0f},{y1:.0f} C{x1:.0f},{dip:.0f} {x2:.0f},{dip:.0f} {x2:.0f},{y2:.0f}"
+            e.label_x, e.label_y = (x1 + x2) / 2, dip - 8
+        else:
+            x1, y1 = a.x + NODE_W, a.y + NODE_H / 2
+            x2, y2 = b.x, b.y + NODE_H / 2
+            mid = (x1 + x2) / 2
+            e.path = f"M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
+            e.label_x, e.label_y = mid, (y1 + y2) / 2 - 4
+
+
+def _label(name: str) -> str:
+    return name if len(name) <= LABEL_CHARS else name[: LABEL_CHARS - 1] + "…"
+
+
+def _rotate(cycle: list[str]) -> list[str]:
+    i = cycle.index(min(cycle))
+    return cycle[i:] + cycle[:i]

@@ -1,0 +1,67 @@
+"""The saga pages: a list of instances (/sagas) and one saga's timeline and checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, request
+from werkzeug.exceptions import BadRequest
+
+from app.analysis.sagas import check_saga, failed_action, saga_timeline
+from app.htmx import render_page_or_fragment
+from app.params import parse_limit
+from collectors.store import SpanStore
+from collectors.store import patterns
+
+bp = Blueprint("sagas", __name__)
+
+OUTCOMES = (*patterns.SAGA_OUTCOMES, patterns.RUNNING)
+
+
+def _store() -> SpanStore:
+    return current_app.extensions["spyglass.store"]
+
+
+def parse_outcome(raw: str | None) -> str | None:
+    """An outcome filter: empty, or one of completed, compensated, failed, running."""
+    if not raw:
+        return None
+    if raw not in OUTCOMES:
+        raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}, got {raw[:64]!r}")
+    return raw
+
+
+def saga_rows(store: SpanStore, outcome: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """Sagas, most recent first, each with its failed step (if any)."""
+    found = patterns.find_sagas(store, outcome=outcome, limit=limit)
+    steps = patterns.find_saga_steps(store, [s.saga_id for s in found.sagas])
+    rows = []
+    for s in found.sagas:
+        failed = failed_action(steps.get(s.saga_id, []))
+        rows.append({"saga": s, "failed_step": failed.step if failed else None})
+    return rows, found.truncated
+
+
+@bp.get("/sagas")
+def index() -> str:
+    """The list of saga instances, filterable by outcome."""
+    outcome = parse_outcome(request.args.get("outcome"))
+    limit = parse_limit(request.args.get("limit"), default=50)
+    rows, truncated = saga_rows(_store(), outcome, limit)
+    return render_page_or_fragment("sagas/index.html", "sagas/_list.html", rows=rows, truncated=truncated,
+                                   outcome=outcome or "", outcomes=OUTCOMES, limit=limit)
+
+
+def saga_detail(store: SpanStore, saga_id: str) -> dict[str, Any]:
+    """One saga, its steps, timeline and checks; 404 when unknown."""
+    saga = patterns.get_saga(store, saga_id)
+    if saga is None:
+        abort(404, description=f"No saga {saga_id[:200]!r} in the store")
+    steps = patterns.find_saga_steps(store, [saga_id])[saga_id]
+    return {"saga": saga, "steps": steps, "timeline": saga_timeline(saga, steps), "check": check_saga(saga, steps)}
+
+
+@bp.get("/sagas/<path:saga_id>")
+def detail(saga_id: str) -> str:
+    """One saga's timeline and the verdict of its checks."""
+    return render_page_or_fragment("sagas/detail.html", "sagas/_detail.html", **saga_detail(_store(), saga_id))

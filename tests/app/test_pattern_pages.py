@@ -1,0 +1,237 @@
+"""The pattern pages and their /api/v1 JSON over spans sent by the OpenTelemetry SDK."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from bs4 import BeautifulSoup
+
+from app import create_app
+from tests.app import pattern_spans
+
+
+def get_json(client, path: str, status: int = 200) -> dict:
+    response = client.get(path)
+    assert response.status_code == status, response.get_data(as_text=True)[:500]
+    return json.loads(response.get_data())
+
+
+def get_html(client, path: str, status: int = 200, **headers: str) -> BeautifulSoup:
+    response = client.get(path, headers=headers)
+    assert response.status_code == status, response.get_data(as_text=True)[:500]
+    return BeautifulSoup(response.get_data(as_text=True), "html.parser")
+
+
+# -- service graph -------------------------------------------------------------------------------
+
+
+def test_graph_json_has_services_peers_async_edge_and_red(client, tracer_provider_factory):
+    pattern_spans.order_flow(tracer_provider_factory)
+    pattern_spans.order_flow(tracer_provider_factory, fail_payment=True)
+    doc = get_json(client, "/api/v1/graph?window=15m")
+    nodes = {n["name"]: n for n in doc["nodes"]}
+    assert {"gateway", "orders", "payment", "inventory", "notifications"} <= set(nodes)
+    assert nodes["sqlite:orders.db"]["kind"] == "database"
+    assert nodes["outbox"]["kind"] == "queue"
+    edges = {(e["parent"], e["child"]): e for e in doc["edges"]}
+    assert edges[("gateway", "orders")]["mode"] == "sync"
+    assert edges[("gateway", "orders")]["red"]["count"] == 2, "peer.service edge counted twice"
+    assert edges[("orders", "notifications")]["mode"] == "async"
+    assert edges[("orders", "payment")]["red"]["error_count"] == 1
+    assert edges[("orders", "payment")]["health"] == "bad"
+    assert nodes["gateway"]["red"]["count"] == 2 and nodes["gateway"]["red"]["p50_ns"] > 0
+    assert doc["longest_chain"][:2] == ["gateway", "orders"] and len(doc["longest_chain"]) == 3
+
+
+def test_graph_page_draws_svg_with_dashed_async_edge_and_escaped_names(client, tracer_provider_factory):
+    from opentelemetry.trace import SpanKind
+
+    evil = tracer_provider_factory("<script>x</script>").get_tracer("t")
+    other = tracer_provider_factory("callee").get_tracer("t")
+    with evil.start_as_current_span("call", kind=SpanKind.PRODUCER):
+        with other.start_as_current_span("handle", kind=SpanKind.CONSUMER):
+            pass
+    response = client.get("/services")
+    html = response.get_data(as_text=True)
+    assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    soup = BeautifulSoup(html, "html.parser")
+    svg = soup.select_one("svg.service-graph")
+    assert svg is not None
+    assert {a["data-node"] for a in svg.select("a.node-link")} == {"<script>x</script>", "callee"}
+    edge = svg.select_one("a.edge-link g.edge")
+    assert "mode-async" in edge["class"]
+    assert soup.select_one("[hx-trigger='every 5s']") is not None, "live graph does not refresh itself"
+
+
+def test_graph_fragment_for_htmx_and_scrubbed_view_is_not_live(client, tracer_provider_factory):
+    pattern_spans.order_flow(tracer_provider_factory)
+    soup = get_html(client, "/services?ago=30&window=5m", **{"HX-Request": "true"})
+    assert soup.find("html") is None
+    assert soup.select_one("[hx-trigger='every 5s']") is None
+    assert soup.select_one("svg.service-graph") is None, "spans of now shown in a window 30 minutes back"
+    assert "No calls between services" in soup.get_text()
+
+
+def test_node_detail_shows_operations_and_links_to_failing_traces(client, tracer_provider_factory):
+    pattern_spans.order_flow(tracer_provider_factory)
+    bad = pattern_spans.order_flow(tracer_provider_factory, fail_payment=True)
+    soup = get_html(client, "/services/node/payment", **{"HX-Request": "true"})
+    assert soup.find("html") is None
+    assert "POST /charge" in soup.select_one("table.operations").get_text()
+    assert [a["href"] for a in soup.select("ul.failing a")] == [f"/traces/{bad}"]
+    assert len(soup.select("ul.slowest a")) == 2
+    doc = get_json(client, "/api/v1/services/payment")
+    assert doc["red"]["count"] == 2 and doc["red"]["error_count"] == 1
+    assert doc["failing_traces"] == [bad] and sum(p["requests"] for p in doc["series"]) == 2
+
+
+def test_edge_detail_lists_the_traces_that_used_it(client, tracer_provider_factory):
+    first = pattern_spans.order_flow(tracer_provider_factory)
+    pattern_spans.saga(tracer_provider_factory, "unrelated", ["a"], None)
+    soup = get_html(client, "/services/edge?parent=orders&child=payment")
+    assert [a["href"] for a in soup.select("ul.edge-traces a")] == [f"/traces/{first}"]
+    soup = get_html(client, "/services/edge?parent=orders&child=sqlite:orders.db")
+    assert [a["href"] for a in soup.select("ul.edge-traces a")] == [f"/traces/{first}"]
+
+
+def test_unknown_node_and_edge_are_404_and_bad_window_is_400(client):
+    assert client.get("/services/node/nobody").status_code == 404
+    assert client.get("/services/edge?parent=a&child=b").status_code == 404
+    response = client.get("/api/v1/graph?window=soon")
+    assert response.status_code == 400
+    assert "window must be a duration" in json.loads(response.get_data())["errors"][0]["msg"]
+    assert client.get("/services?ago=-1").status_code == 400
+
+
+# -- breakers -------------------------------------------------------------------------------------
+
+
+def test_breakers_json_and_page_show_state_counts_and_transition_link(client, tracer_provider_factory):
+    trace_id, span_id = pattern_spans.breaker_opens(tracer_provider_factory, failures=3, rejected=2)
+    doc = get_json(client, "/api/v1/breakers")
+    [b] = doc["breakers"]
+    assert (b["name"], b["caller"], b["callee"], b["state"]) == ("orders->payment", "orders", "payment", "open")
+    assert (b["calls"], b["failures"], b["rejected"]) == (5, 3, 2)
+    assert [s["state"] for s in b["timeline"]] == ["closed", "open"]
+    assert b["transitions"][0]["trace_id"] == trace_id and b["transitions"][0]["span_id"] == span_id
+    soup = get_html(client, "/breakers")
+    row = soup.select_one("tr.breaker")
+    assert row.select_one(".state").get_text() == "open"
+    assert row.select_one("a.mark")["href"] == f"/traces/{trace_id}?span={span_id}"
+
+
+def test_open_breaker_puts_a_badge_on_the_graph_edge(client, tracer_provider_factory):
+    pattern_spans.breaker_opens(tracer_provider_factory)
+    doc = get_json(client, "/api/v1/graph")
+    edge = next(e for e in doc["edges"] if (e["parent"], e["child"]) == ("orders", "payment"))
+    assert edge["breaker"] == "open"
+    soup = get_html(client, "/services")
+    assert soup.select_one("g.breaker-badge.state-open") is not None
+
+
+def test_breakers_page_without_breakers_says_so(client):
+    assert "No circuit breaker in this window" in get_html(client, "/breakers").get_text()
+
+
+# -- sagas ----------------------------------------------------------------------------------------
+
+
+def test_saga_list_outcomes_failed_step_and_filter(client, tracer_provider_factory):
+    pattern_spans.saga(tracer_provider_factory, "ok-1", ["create", "pay", "ship"], None)
+    pattern_spans.saga(tracer_provider_factory, "comp-1", ["create", "pay", "ship"], 1)
+    doc = get_json(client, "/api/v1/sagas")
+    by_id = {s["saga_id"]: s for s in doc["sagas"]}
+    assert by_id["ok-1"]["outcome"] == "completed" and by_id["ok-1"]["failed_step"] is None
+    assert by_id["comp-1"]["outcome"] == "compensated" and by_id["comp-1"]["failed_step"] == "pay"
+    soup = get_html(client, "/sagas?outcome=compensated")
+    assert [a.get_text() for a in soup.select("table.sagas td a")] == ["comp-1"]
+    assert get_html(client, "/sagas?outcome=running").select("table.sagas") == []
+    assert client.get("/sagas?outcome=weird").status_code == 400
+
+
+def test_saga_page_draws_lanes_and_confirms_a_correct_compensation(client, tracer_provider_factory):
+    trace_id = pattern_spans.saga(tracer_provider_factory, "s-ok", ["create", "pay", "ship"], 2)
+    soup = get_html(client, "/sagas/s-ok")
+    assert [d.get_text() for d in soup.select(".lane-name")] == ["0. create", "1. pay", "2. ship"]
+    bars = soup.select("a.bar")
+    assert len(bars) == 5 and len(soup.select("a.bar.phase-compensation")) == 2
+    assert all(b["href"].startswith(f"/traces/{trace_id}?span=") for b in bars)
+    assert soup.select_one(".failure-point") is not None
+    verdict = soup.select_one(".verdict")
+    assert "violated" not in verdict["class"] and "compensated, in reverse order" in verdict.get_text()
+
+
+def test_saga_page_shows_a_violation_in_red_with_its_spans(client, tracer_provider_factory):
+    pattern_spans.saga(tracer_provider_factory, "s-bad", ["create", "pay", "ship"], 2, compensations=["create", "pay"])
+    soup = get_html(client, "/sagas/s-bad")
+    verdict = soup.select_one(".verdict.violated")
+    assert verdict is not None
+    [v] = verdict.select("li.violation")
+    assert v["data-rule"] == "order" and len(v.select("a")) == 2
+    doc = get_json(client, "/api/v1/sagas/s-bad")
+    assert doc["check"]["ok"] is False and doc["check"]["violations"][0]["rule"] == "order"
+
+
+def test_unknown_saga_is_404_in_page_and_json(client):
+    assert "No saga" in get_html(client, "/sagas/nope", status=404).get_text()
+    assert get_json(client, "/api/v1/sagas/nope", status=404)["errors"][0]["code"] == 404
+
+
+# -- registry -------------------------------------------------------------------------------------
+
+
+class _Registry(BaseHTTPRequestHandler):
+    body = b"[]"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        self.send_response(200 if self.path == "/instances" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def registry_url():
+    """A loopback stand-in for the demo registry's GET /instances."""
+    instances = [
+        {"service": "inventory", "instance_id": "inventory-1", "url": "http://127.0.0.1:9005", "healthy": False,
+         "last_heartbeat": "2024-01-01T00:00:00Z", "depends_on": []},
+        {"service": "inventory", "instance_id": "inventory-2", "url": "http://127.0.0.1:9006", "healthy": True,
+         "last_heartbeat": "2024-01-01T00:00:05Z", "depends_on": []},
+        {"service": "orders", "instance_id": "orders-1", "url": "http://127.0.0.1:9003", "healthy": True,
+         "last_heartbeat": "2024-01-01T00:00:05Z", "depends_on": ["payment", "inventory", "users"]},
+    ]
+    handler = type("Handler", (_Registry,), {"body": json.dumps(instances).encode()})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def test_registry_shows_failover_and_topology_differences(settings, store, registry_url, tracer_provider_factory):
+    pattern_spans.order_flow(tracer_provider_factory, inventory_instance="inventory-2")
+    client = create_app(settings.replace(registry_url=registry_url), store=store).test_client()
+    doc = get_json(client, "/api/v1/registry")
+    assert doc["registry_error"] is None
+    traffic = {i["instance_id"]: i["request_count"] for i in doc["instances"]}
+    assert traffic == {"inventory-1": 0, "inventory-2": 1, "orders-1": 0}
+    assert ["orders", "users"] in doc["unseen"]
+    assert ["gateway", "orders"] in doc["undeclared"] and ["orders", "payment"] not in doc["undeclared"]
+    soup = get_html(client, "/registry")
+    assert len(soup.select("tr.instance.has-traffic")) == 1
+    assert "never seen in traces" in soup.select_one("ul.declared").get_text()
+
+
+def test_registry_unreachable_is_said_plainly(settings, store):
+    client = create_app(settings.replace(registry_url="http://127.0.0.1:9"), store=store).test_client()
+    soup = get_html(client, "/registry")
+    assert "unreachable" in soup.select_one(".registry-down").get_text()
+    assert get_json(client, "/api/v1/registry")["registry_error"].startswith("the registry at")

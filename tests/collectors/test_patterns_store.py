@@ -1,0 +1,94 @@
+"""The pattern tables kept at ingest: idempotent, order-independent, pruned, migrated."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from collectors.model import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, Resource, Span, SpanEvent
+from collectors.store import patterns
+from collectors.store.schema import metadata
+
+NOW = time.time_ns()
+RES = Resource("orders", {"service.name": "orders", "service.instance.id": "orders-7"})
+PAY = Resource("payment", {"service.name": "payment"})
+TID = "0af7651916cd43dd8448eb211c80319c"
+
+
+def span(sid: str, parent: str = "", *, res: Resource = RES, kind: int = KIND_SERVER, attrs: dict | None = None,
+         start: int = 0, dur: int = 5_000_000, status: int = 0, events: tuple = ()) -> Span:
+    return Span(TID, sid, parent, f"op-{sid}", kind, NOW + start, NOW + start + dur, res, attrs or {}, events,
+                status_code=status)
+
+
+def window(store):
+    return NOW - 60_000_000_000, NOW + 60_000_000_000
+
+
+def test_retried_batch_counts_each_breaker_call_and_request_once(store):
+    batch = [
+        span("a" * 16),
+        span("b" * 16, "a" * 16, kind=KIND_CLIENT, status=STATUS_ERROR,
+             attrs={"circuit_breaker.name": "orders->payment", "circuit_breaker.state": "closed"},
+             events=(SpanEvent(NOW + 1, "circuit_breaker.state_change",
+                               {"circuit_breaker.state.from": "closed", "circuit_breaker.state.to": "open"}),)),
+        span("c" * 16, "b" * 16, res=PAY),
+    ]
+    store.write_spans(batch)
+    store.write_spans(batch)
+    start, end = window(store)
+    [calls] = patterns.find_breaker_calls(store, start, end)
+    assert (calls.call_count, calls.failure_count, calls.rejected_count) == (1, 1, 0)
+    [t] = patterns.find_breaker_transitions(store, start, end)
+    assert (t.name, t.from_state, t.to_state, t.span_id) == ("orders->payment", "closed", "open", "b" * 16)
+    ops = {(o.service, o.name): o.request_count for o in patterns.find_operation_stats(store, start, end)}
+    assert ops == {("orders", "op-" + "a" * 16): 1, ("payment", "op-" + "c" * 16): 1}
+    [edge] = patterns.find_edge_stats(store, start, end)
+    assert (edge.parent, edge.child, edge.mode, edge.call_count) == ("orders", "payment", "sync", 1)
+    [inst] = patterns.find_instance_activity(store, start, end)
+    assert (inst.instance_id, inst.request_count) == ("orders-7", 1)
+
+
+def test_edge_pairs_across_batches_in_either_order(store):
+    store.write_spans([span("c" * 16, "b" * 16, res=PAY, dur=3_000_000)])
+    store.write_spans([span("b" * 16, "", kind=KIND_CLIENT, dur=4_000_000)])
+    [edge] = patterns.find_edge_stats(store, *window(store))
+    assert edge.call_count == 1 and edge.duration_sum_ns == 4_000_000, "client-side latency expected"
+
+
+def test_saga_row_is_the_same_whether_the_root_arrives_first_or_last(store):
+    saga = {"saga.name": "order", "saga.id": "s-1"}
+    root = span("1" * 16, attrs={**saga, "saga.outcome": "compensated"}, dur=50_000_000)
+    steps = [span("2" * 16, "1" * 16, start=1_000, attrs={**saga, "saga.step": "pay", "saga.step.index": 0,
+                                                          "saga.phase": "action"}, status=STATUS_ERROR)]
+    store.write_spans(steps)
+    running = patterns.get_saga(store, "s-1")
+    assert running.outcome is None and running.status == "running"
+    store.write_spans([root])
+    done = patterns.get_saga(store, "s-1")
+    assert (done.outcome, done.root_span_id, done.start_ns, done.end_ns) == (
+        "compensated", "1" * 16, NOW, NOW + 50_000_000)
+    assert [s.step for s in patterns.find_saga_steps(store, ["s-1"])["s-1"]] == ["pay"]
+    assert [s.saga_id for s in patterns.find_sagas(store, outcome="compensated").sagas] == ["s-1"]
+    assert patterns.find_sagas(store, outcome="running").sagas == []
+
+
+def test_pruning_every_trace_empties_the_pattern_tables(store):
+    store.write_spans([span("a" * 16, attrs={"saga.id": "s", "saga.name": "n"}),
+                       span("b" * 16, "a" * 16, kind=KIND_CLIENT, attrs={"circuit_breaker.name": "x"})])
+    store.prune(older_than_ns=time.time_ns() + 1)
+    start, end = window(store)
+    assert patterns.find_breaker_calls(store, start, end) == []
+    assert patterns.find_operation_stats(store, start, end) == []
+    assert patterns.get_saga(store, "s") is None
+
+
+def test_migrations_create_exactly_the_schema(store):
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == [], diff
+    with store.engine.connect() as conn:
+        assert "edge_stats" in sa.inspect(conn).get_table_names()

@@ -1,0 +1,195 @@
+"""The storage suite: every SpanStore contract, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from collectors.model import STATUS_ERROR, Resource, Span, SpanEvent, SpanLink
+from collectors.otlp import decode_json
+from collectors.store import MAX_QUERY_LIMIT, SpanStore, TraceQuery
+from collectors.store.migrate import current_revision, head_revision
+from tests.conftest import otlp_json_example
+
+T0 = 1_700_000_000_000_000_000
+MS = 1_000_000
+ALL = (0, 2**62)
+
+
+def res(service: str, **attrs) -> Resource:
+    return Resource(service, {"service.name": service, **attrs}, "scope", "1.0", {})
+
+
+FRONT, BACK, DB = res("frontend", host="a"), res("backend", host="b"), res("db")
+
+
+def span(trace: int, sid: int, parent: int | None, resource: Resource, name: str = "op", *, start: int = 0,
+         dur: int = 10 * MS, kind: int = 1, error: bool = False, **attrs) -> Span:
+    return Span(
+        trace_id=f"{trace:032x}", span_id=f"{sid:016x}", parent_span_id=f"{parent:016x}" if parent else "",
+        name=name, kind=kind, start_ns=T0 + start, end_ns=T0 + start + dur, resource=resource,
+        attributes=attrs, status_code=STATUS_ERROR if error else 0,
+    )
+
+
+def checkout(trace: int, *, error: bool = False, start: int = 0) -> list[Span]:
+    """A three-service trace: frontend server -> frontend client -> backend server -> db client."""
+    return [
+        span(trace, 1, None, FRONT, "GET /checkout", start=start, dur=100 * MS, kind=2, route="/checkout"),
+        span(trace, 2, 1, FRONT, "POST /pay", start=start + 5 * MS, dur=80 * MS, kind=3, error=error),
+        span(trace, 3, 2, BACK, "pay", start=start + 6 * MS, dur=70 * MS, kind=2, error=error, amount=1999),
+        span(trace, 4, 3, BACK, "SELECT", start=start + 10 * MS, dur=20 * MS, kind=3, **{"db.system": "sqlite"}),
+    ]
+
+
+def test_schema_is_at_the_newest_revision(store: SpanStore):
+    assert current_revision(store.engine) == head_revision()
+
+
+def test_write_and_read_back_every_field(store: SpanStore):
+    s = Span(
+        trace_id="ab" * 16, span_id="cd" * 8, parent_span_id="ef" * 8, name="full", kind=3,
+        start_ns=T0, end_ns=T0 + 5, resource=Resource("svc", {"service.name": "svc", "n": [1, {"k": True}]}, "sc", "2", {"x": 1.5}),
+        attributes={"s": "v", "i": 7, "f": 0.5, "b": False, "a": ["x", 2], "m": {"deep": {"er": None}}, "u": "ü ✓"},
+        events=(SpanEvent(T0 + 1, "evt", {"e": 1}, 2),), links=(SpanLink("12" * 16, "34" * 8, {"l": "v"}, "ts=1"),),
+        status_code=STATUS_ERROR, status_message="bad", trace_state="k=v", flags=257,
+        dropped_attributes_count=1, dropped_events_count=2, dropped_links_count=3,
+    )
+    assert store.write_spans([s]).inserted == 1
+    assert store.get_trace("ab" * 16) == [s]
+
+
+def test_writes_are_idempotent_and_summaries_count_each_span_once(store: SpanStore):
+    spans = checkout(1)
+    assert store.write_spans(spans).inserted == 4
+    again = store.write_spans(spans[:2])
+    assert (again.inserted, again.duplicates) == (0, 2)
+    [summary] = store.get_summaries([f"{1:032x}"])
+    assert summary.span_count == 4
+    assert store.count_spans() == 4
+    [edge] = [e for e in store.dependencies(*ALL) if e.parent == "frontend"]
+    assert edge.call_count == 1
+
+
+def test_summary_tracks_root_start_duration_errors_and_services(store: SpanStore):
+    store.write_spans(checkout(7, error=True))
+    [s] = store.get_summaries([f"{7:032x}"])
+    assert (s.root_service, s.root_name) == ("frontend", "GET /checkout")
+    assert (s.start_ns, s.duration_ns) == (T0, 100 * MS)
+    assert (s.span_count, s.error_count) == (4, 2)
+    assert s.services == ("backend", "frontend")
+
+
+def test_summary_built_across_batches_in_any_order(store: SpanStore):
+    spans = checkout(9)
+    store.write_spans([spans[3]])
+    [s] = store.get_summaries([f"{9:032x}"])
+    assert (s.root_name, s.span_count) == ("SELECT", 1)  # the earliest span stands in for the root
+    store.write_spans([spans[2], spans[1]])
+    store.write_spans([spans[0]])
+    [s] = store.get_summaries([f"{9:032x}"])
+    assert (s.root_service, s.root_name, s.span_count) == ("frontend", "GET /checkout", 4)
+    assert (s.start_ns, s.end_ns) == (T0, T0 + 100 * MS)
+    assert s.services == ("backend", "frontend")
+
+
+def test_edges_pair_spans_across_batches_exactly_once(store: SpanStore):
+    spans = checkout(3, error=True)
+    for s in reversed(spans):  # children first, as batch processors usually deliver them
+        store.write_spans([s])
+    store.write_spans(spans)  # a retry of everything changes nothing
+    edges = {(e.parent, e.child): e for e in store.dependencies(*ALL)}
+    assert set(edges) == {("frontend", "backend")}
+    edge = edges[("frontend", "backend")]
+    assert (edge.call_count, edge.error_count) == (1, 1)
+    assert edge.duration_sum_ns == 80 * MS  # the client side's view of the call
+
+
+def test_dependencies_respect_the_window(store: SpanStore):
+    store.write_spans(checkout(1))
+    store.write_spans(checkout(2, start=3_600_000 * MS))
+    assert sum(e.call_count for e in store.dependencies(*ALL)) == 2
+    assert sum(e.call_count for e in store.dependencies(T0 + 1_800_000 * MS, T0 + 7_200_000 * MS)) == 1
+    assert store.dependencies(0, T0 - 120_000 * MS) == []
+
+
+def test_unknown_ids_give_empty_results(store: SpanStore):
+    assert store.get_trace("ff" * 16) == []
+    assert store.get_summaries(["ff" * 16]) == []
+    assert store.find_traces(TraceQuery(*ALL, service="nobody")).traces == []
+
+
+def test_services_and_operations(store: SpanStore):
+    store.write_spans(checkout(1))
+    assert store.list_services() == ["backend", "frontend"]
+    assert store.list_operations("backend") == [("backend", "SELECT", 3), ("backend", "pay", 2)]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (TraceQuery(*ALL), [4, 3, 2, 1]),
+        (TraceQuery(*ALL, service="backend"), [4, 3, 2, 1]),
+        (TraceQuery(*ALL, service="backend", operation="pay"), [4, 3, 2, 1]),
+        (TraceQuery(*ALL, service="frontend", operation="pay"), []),
+        (TraceQuery(*ALL, status="error"), [4, 2]),
+        (TraceQuery(*ALL, status="ok"), [3, 1]),
+        (TraceQuery(*ALL, tags={"error": "true"}), [4, 2]),
+        (TraceQuery(*ALL, tags={"amount": "1999"}), [4, 3, 2, 1]),
+        (TraceQuery(*ALL, tags={"amount": "1999", "error": "true"}), [4, 2]),
+        (TraceQuery(*ALL, tags={"host": "b"}), [4, 3, 2, 1]),
+        (TraceQuery(*ALL, service="frontend", tags={"amount": "1999"}), []),
+        (TraceQuery(*ALL, min_duration_ns=90 * MS), [4, 3, 2, 1]),
+        (TraceQuery(*ALL, service="backend", min_duration_ns=90 * MS), []),
+        (TraceQuery(*ALL, service="backend", max_duration_ns=20 * MS), [4, 3, 2, 1]),
+        (TraceQuery(T0 + 1500 * MS, T0 + 3500 * MS), [3, 2]),
+        (TraceQuery(*ALL, limit=2), [4, 3]),
+    ],
+    ids=lambda v: "" if isinstance(v, list) else None,
+)
+def test_find_traces(store: SpanStore, query: TraceQuery, expected: list[int]):
+    for i in range(1, 5):
+        store.write_spans(checkout(i, error=i % 2 == 0, start=i * 1000 * MS))
+    result = store.find_traces(query)
+    assert [int(t.trace_id, 16) for t in result.traces] == expected
+    assert result.truncated == (query.limit == 2)
+
+
+def test_search_limit_is_capped(store: SpanStore):
+    store.write_spans([span(i, 1, None, FRONT, start=i) for i in range(1, 30)])
+    assert len(store.find_traces(TraceQuery(*ALL, limit=10**9)).traces) == 29
+    assert MAX_QUERY_LIMIT <= 1500
+
+
+def test_prune_by_age_removes_whole_traces_received_earlier(store: SpanStore):
+    store.write_spans(checkout(1), received_ns=1_000)
+    store.write_spans(checkout(2), received_ns=2_000)
+    result = store.prune(older_than_ns=1_500)
+    assert (result.traces, result.spans) == (1, 4)
+    assert store.get_trace(f"{1:032x}") == []
+    assert len(store.get_trace(f"{2:032x}")) == 4
+    assert [int(t.trace_id, 16) for t in store.find_traces(TraceQuery(*ALL, service="backend")).traces] == [2]
+
+
+def test_prune_caps_the_span_count_oldest_received_first(store: SpanStore):
+    for i in range(1, 6):
+        store.write_spans(checkout(i), received_ns=i * 1000)
+    result = store.prune(max_spans=10, chunk=2)
+    assert result.traces == 3
+    assert store.count_spans() == 8
+    assert [int(t.trace_id, 16) for t in store.find_traces(TraceQuery(*ALL)).traces] == [5, 4]
+
+
+def test_old_timestamps_are_kept_retention_counts_from_receipt(store: SpanStore):
+    batch = decode_json(otlp_json_example())
+    store.write_spans(batch.spans)
+    store.prune(older_than_ns=0, max_spans=100)
+    assert len(store.get_trace("5b8efff798038103d269b633813fc60c")) == 1
+
+
+def test_reopening_keeps_data(store: SpanStore, settings):
+    store.write_spans(checkout(1))
+    again = SpanStore.from_url(settings.store_url)
+    try:
+        assert len(again.get_trace(f"{1:032x}")) == 4
+    finally:
+        again.close()
