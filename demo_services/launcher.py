@@ -280,7 +280,12 @@ class Demo:
                     "--data-dir",
                     str(spyglass_dir),
                 ],
-                base_env,
+                # The dashboard's registry and chaos pages talk to the demo services.
+                {
+                    **base_env,
+                    "SPYGLASS_REGISTRY_URL": self.registry_url,
+                    "SPYGLASS_DEMO_CONTROL_TOKEN": self.control_token,
+                },
                 self.logs_dir / "spyglass.log",
                 f"{self.ui_url}/health",
             )

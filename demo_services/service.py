@@ -46,6 +46,7 @@ class ServiceSettings:
     port: int = 0
     instance_id: str = ""
     otlp_http_addr: str = "127.0.0.1:4318"
+    auth_token: str = ""
     registry_url: str = "http://127.0.0.1:9001"
     data_dir: str = "./data/demo"
     control_token: str = ""
@@ -61,7 +62,9 @@ class ServiceSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServiceSettings:
-        """Read ``SPYGLASS_DEMO_<FIELD>`` (and ``SPYGLASS_OTLP_HTTP_ADDR``) from ``environ``.
+        """Read ``SPYGLASS_DEMO_<FIELD>`` from ``environ``; the OTLP address and the
+        collector's bearer token come from ``SPYGLASS_OTLP_HTTP_ADDR`` and
+        ``SPYGLASS_AUTH_TOKEN``, as for Spyglass itself.
 
         Raises ``ValueError`` naming the variable and value when one does not parse.
         """
@@ -248,7 +251,9 @@ def run_service(service: Service) -> int:
     instance_id = settings.instance_id or service.name
     # Health checks and heartbeats every second would drown the useful output.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    provider = configure_tracing(service.name, settings.otlp_http_addr, settings.instance_id)
+    provider = configure_tracing(
+        service.name, settings.otlp_http_addr, settings.instance_id, settings.auth_token
+    )
     server = make_server("127.0.0.1", settings.port, service.app, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
     stop = threading.Event()
@@ -333,6 +338,6 @@ def _deregister(registry_url: str, instance_id: str) -> None:
 
 
 def _env_name(field_name: str) -> str:
-    if field_name == "otlp_http_addr":
-        return "SPYGLASS_OTLP_HTTP_ADDR"
+    if field_name in ("otlp_http_addr", "auth_token"):
+        return f"SPYGLASS_{field_name.upper()}"
     return f"SPYGLASS_DEMO_{field_name.upper()}"

@@ -21,7 +21,10 @@ SERVICE_INSTANCE_ID = "service.instance.id"
 
 
 def configure_tracing(
-    service_name: str, otlp_http_addr: str, instance_id: str | None = None
+    service_name: str,
+    otlp_http_addr: str,
+    instance_id: str | None = None,
+    auth_token: str = "",
 ) -> TracerProvider:
     """Install a global tracer provider that batches spans to ``http://<addr>/v1/traces``.
 
@@ -32,7 +35,10 @@ def configure_tracing(
     if instance_id:
         attributes[SERVICE_INSTANCE_ID] = instance_id
     provider = TracerProvider(resource=Resource.create(attributes))
-    exporter = OTLPSpanExporter(endpoint=f"http://{otlp_http_addr}/v1/traces", timeout=5)
+    headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
+    exporter = OTLPSpanExporter(
+        endpoint=f"http://{otlp_http_addr}/v1/traces", headers=headers, timeout=5
+    )
     provider.add_span_processor(
         BatchSpanProcessor(exporter, schedule_delay_millis=SCHEDULE_DELAY_MS)
     )
