@@ -51,7 +51,6 @@ def create_service(settings: ServiceSettings) -> Service:
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="compose")
     limiter = Limiter(
         key_func=lambda: g.get("client_token", request.remote_addr or "anonymous"),
-        app=app,
         default_limits=[settings.rate_limit],
         headers_enabled=True,
         storage_uri="memory://",
@@ -72,10 +71,10 @@ def create_service(settings: ServiceSettings) -> Service:
         g.client_token = token
         return None
 
+    # The limiter's hook goes after authentication, so the limit is per client token.
+    limiter.init_app(app)
     limiter.exempt(app.view_functions["health"])
     limiter.exempt(app.view_functions["control"])
-    # Authentication must run before the limiter so the limit is per client token.
-    app.before_request_funcs[None].insert(0, app.before_request_funcs[None].pop())
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(err: RateLimitExceeded) -> Response:

@@ -157,6 +157,10 @@ def make_service(
         cache_ttl_s=settings.discovery_cache_s,
     )
     service = Service(name, app, settings, chaos, list(depends_on or []), engine, discovery)
+    if traced:
+        # Instrument before any other hook: a hook that answers early (an injected error,
+        # a refused token) skips the hooks after it, and its request must still be traced.
+        FlaskInstrumentor().instrument_app(app, excluded_urls="health,control")
 
     @app.before_request
     def _inject_failures() -> Response | None:
@@ -196,8 +200,6 @@ def make_service(
                 abort(_json_error(400, str(err)))
         return jsonify(chaos.public())
 
-    if traced:
-        FlaskInstrumentor().instrument_app(app, excluded_urls="health,control")
     return service
 
 

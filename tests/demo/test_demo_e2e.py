@@ -281,7 +281,12 @@ def test_repeated_payment_failures_open_breaker_and_half_open_trial_closes_it(
     assert not [s for s in trace["spans"] if parent_id(s) == call["spanID"]]
     assert "payment" not in {service_of(trace, s) for s in trace["spans"]}
 
-    tripped = saga_trace(demo, jaeger, failing[-1].json()["saga_id"], finished_saga)
+    def injected_error_seen(trace: dict[str, Any]) -> bool:
+        return finished_saga(trace) and any(
+            service_of(trace, s) == "payment" and is_true(tag(s, "error")) for s in trace["spans"]
+        )
+
+    tripped = saga_trace(demo, jaeger, failing[-1].json()["saga_id"], injected_error_seen)
     changes = [e for s in tripped["spans"] for e in log_events(s, "circuit_breaker.state_change")]
     assert [(c["circuit_breaker.state.from"], c["circuit_breaker.state.to"]) for c in changes] == [
         ("closed", "open")
