@@ -50,17 +50,19 @@ def create_app(settings: Settings | None = None, *, store: SpanStore | None = No
         auth_token=settings.auth_token,
     )
 
-    from app import api, api_v1, breakers, overview, registry, sagas, services
+    from app import api, api_v1, breakers, overview, registry, sagas, services, traces
     from collectors import receiver
 
-    app.register_blueprint(overview.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(api_v1.bp)
-    app.register_blueprint(breakers.bp)
-    app.register_blueprint(registry.bp)
-    app.register_blueprint(sagas.bp)
-    app.register_blueprint(services.bp)
-    app.register_blueprint(receiver.bp)
+    # In URL order, so the URL map reads top to bottom.
+    app.register_blueprint(overview.bp)  # / and /health
+    app.register_blueprint(traces.bp)  # /traces
+    app.register_blueprint(services.bp)  # /services
+    app.register_blueprint(breakers.bp)  # /breakers
+    app.register_blueprint(sagas.bp)  # /sagas
+    app.register_blueprint(registry.bp)  # /registry
+    app.register_blueprint(api.bp)  # /api (Jaeger)
+    app.register_blueprint(api_v1.bp)  # /api/v1
+    app.register_blueprint(receiver.bp)  # /v1/traces
     auth.register(app, settings.auth_token)
     errors.register(app)
     filters.register(app)

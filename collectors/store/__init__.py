@@ -2,6 +2,7 @@
 
 from collectors.store.core import (
     MAX_QUERY_LIMIT,
+    SORT_ORDERS,
     PruneResult,
     SpanStore,
     StoreError,
@@ -12,6 +13,7 @@ from collectors.store.core import (
 
 __all__ = [
     "MAX_QUERY_LIMIT",
+    "SORT_ORDERS",
     "PruneResult",
     "SpanStore",
     "StoreError",

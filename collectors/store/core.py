@@ -50,6 +50,19 @@ MAX_QUERY_LIMIT = 1500
 
 _SCAN_CHUNK = 200
 
+SORT_ORDERS = ("recent", "slowest", "spans", "errors")
+"""The orders a trace search can return its results in."""
+
+MAX_SORT_SCAN = 20_000
+"""Matches examined at most for a sort other than ``recent``; beyond it the newest win."""
+
+_SORT_KEYS = {
+    "recent": lambda t: (t.start_ns,),
+    "slowest": lambda t: (t.duration_ns, t.start_ns),
+    "spans": lambda t: (t.span_count, t.start_ns),
+    "errors": lambda t: (t.error_count, t.start_ns),
+}
+
 
 class StoreError(RuntimeError):
     """The store cannot be opened or cannot commit; the caller answers 503."""
@@ -70,6 +83,8 @@ class TraceQuery:
     A trace matches when one of its spans satisfies every span-level condition
     (service, operation, duration bounds, tags) at once, as in Jaeger; ``status``
     applies to the trace (``error``: it has an error span; ``ok``: it has none).
+    ``sort`` is one of SORT_ORDERS: ``recent`` (newest start first), ``slowest``
+    (longest trace first), ``spans`` (most spans first), ``errors`` (most errors first).
     """
 
     start_ns: int
@@ -81,6 +96,7 @@ class TraceQuery:
     max_duration_ns: int | None = None
     status: str = "any"
     limit: int = 20
+    sort: str = "recent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,16 +436,21 @@ class SpanStore:
             return sorted((r.service, r.name, r.kind) for r in conn.execute(stmt))
 
     def find_traces(self, query: TraceQuery) -> TraceList:
-        """Traces matching the query, most recent start first, at most ``query.limit``.
+        """Traces matching the query in ``query.sort`` order, at most ``query.limit``.
 
         The limit is capped at MAX_QUERY_LIMIT. Candidates come from the most selective
         index available (a tag, the service, or the time index), newest first; span-level
-        conditions are then checked against each candidate's spans.
+        conditions are then checked against each candidate's spans. Orders other than
+        ``recent`` rank the newest MAX_SORT_SCAN matches (``truncated`` is set when more
+        matched); ties are broken by the newer start. Raises ValueError for an unknown sort.
         """
+        if query.sort not in _SORT_KEYS:
+            raise ValueError(f"sort must be one of {', '.join(SORT_ORDERS)}, got {query.sort!r}")
         limit = max(1, min(query.limit, MAX_QUERY_LIMIT))
         needs_spans = bool(
             query.operation or query.tags or query.min_duration_ns is not None or query.max_duration_ns is not None
         )
+        wanted = limit if query.sort == "recent" else MAX_SORT_SCAN
         matched: list[bytes] = []
         truncated = False
         with self.engine.connect() as conn:
@@ -437,18 +458,21 @@ class SpanStore:
                 keep = self._filter_chunk(conn, chunk, query, needs_spans)
                 for key in chunk:
                     if key in keep:
-                        if len(matched) == limit:
+                        if len(matched) == wanted:
                             truncated = True
                             break
                         matched.append(key)
                 if truncated:
                     break
-            summaries = {
-                r.trace_id: _summary(r)
-                for r in conn.execute(sa.select(trace_summaries).where(trace_summaries.c.trace_id.in_(matched)))
-            } if matched else {}
+            summaries = {}
+            for i in range(0, len(matched), 900):
+                part = matched[i:i + 900]
+                for r in conn.execute(sa.select(trace_summaries).where(trace_summaries.c.trace_id.in_(part))):
+                    summaries[r.trace_id] = _summary(r)
         result = [summaries[k] for k in matched if k in summaries]
-        result.sort(key=lambda t: t.start_ns, reverse=True)
+        result.sort(key=_SORT_KEYS[query.sort], reverse=True)
+        if len(result) > limit:
+            result, truncated = result[:limit], True
         return TraceList(result, truncated)
 
     def _candidates(self, conn: Connection, q: TraceQuery) -> Iterator[list[bytes]]:

@@ -23,6 +23,7 @@ _loads = json.loads
 def resource_hash(resource: Resource) -> str:
     """A stable digest of a resource and scope, the key under which it is deduplicated."""
     doc = [
+        resource.service_name,
         resource.attributes,
         resource.scope_name,
         resource.scope_version,

@@ -193,3 +193,11 @@ def test_reopening_keeps_data(store: SpanStore, settings):
         assert len(again.get_trace(f"{1:032x}")) == 4
     finally:
         again.close()
+
+
+def test_resources_differing_only_in_service_name_stay_apart(store: SpanStore):
+    a = Resource("alpha", {"host": "h"}, "scope", "1", {})
+    b = Resource("beta", {"host": "h"}, "scope", "1", {})
+    store.write_spans([span(1, 1, None, a)])
+    store.write_spans([span(1, 2, 1, b)])
+    assert [s.service for s in store.get_trace(f"{1:032x}")] == ["alpha", "beta"]

@@ -1,0 +1,84 @@
+"""The benchmark workload: pre-encoded OTLP batches of 512 spans, 10 attributes a span,
+5 services, 16-span traces, whose trace ids are renewed per send without re-encoding."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.helpers import json_request, pb_request  # noqa: E402
+
+SERVICES = ["gateway", "orders", "payment", "inventory", "shipping"]
+SPANS_PER_BATCH = 512
+SPANS_PER_TRACE = 16
+MARK = bytes.fromhex("5ca1ab1e5ca1ab1e")  # the first 8 bytes of every trace id in the template
+
+
+def _span_desc(rng: random.Random, trace_no: int, i: int, base_ns: int) -> dict:
+    service = SERVICES[i % len(SERVICES)]
+    start = base_ns + i * 1_000_000
+    return {
+        "trace_id": (MARK + trace_no.to_bytes(8, "big")).hex(),
+        "span_id": (trace_no * 100 + i + 1).to_bytes(8, "big").hex(),
+        "parent": (trace_no * 100 + (i - 1) // 2 + 1).to_bytes(8, "big").hex() if i else "",
+        "name": f"{service}.op{i % 4}",
+        "kind": 2 if i % 2 == 0 else 3,
+        "start": start,
+        "end": start + rng.randrange(100_000, 50_000_000),
+        "status": (2, "failed") if rng.random() < 0.02 else (0, ""),
+        "attributes": {
+            "http.request.method": rng.choice(["GET", "POST"]),
+            "http.route": f"/api/{service}/{i % 7}",
+            "http.response.status_code": rng.choice([200, 200, 200, 201, 404, 500]),
+            "server.address": f"{service}.internal",
+            "server.port": 9000 + i % 5,
+            "user.id": f"user-{rng.randrange(10_000)}",
+            "order.id": rng.randrange(1_000_000),
+            "retry": rng.random() < 0.1,
+            "payload.bytes": rng.randrange(100, 10_000),
+            "region": rng.choice(["eu-west-1", "us-east-1", "ap-south-1"]),
+        },
+    }
+
+
+def template(base_ns: int, seed: int = 1) -> list[dict]:
+    """The description of one batch: 32 traces of 16 spans spread over 5 services."""
+    rng = random.Random(seed)
+    per_service: dict[str, list[dict]] = {s: [] for s in SERVICES}
+    for t in range(SPANS_PER_BATCH // SPANS_PER_TRACE):
+        for i in range(SPANS_PER_TRACE):
+            d = _span_desc(rng, t + 1, i, base_ns + t * 10_000_000)
+            per_service[SERVICES[i % len(SERVICES)]].append(d)
+    return [{"service": s, "resource": {"host.name": f"{s}-1", "service.version": "1.4.2"}, "spans": spans}
+            for s, spans in per_service.items()]
+
+
+class Batches:
+    """Yields distinct encoded batches by renewing the trace-id prefix of one template."""
+
+    def __init__(self, base_ns: int, encoding: str = "protobuf") -> None:
+        desc = template(base_ns)
+        self.encoding = encoding
+        if encoding == "protobuf":
+            self.body = pb_request(desc).SerializeToString()
+            self.mark = MARK
+        else:
+            self.body = json_request(desc)
+            self.mark = MARK.hex().upper().encode()  # json_request upper-cases trace ids
+        assert self.body.count(self.mark) == SPANS_PER_BATCH
+
+    def next(self) -> tuple[bytes, str]:
+        """A new batch and one of its trace ids."""
+        prefix = os.urandom(8)
+        new = prefix if self.encoding == "protobuf" else prefix.hex().upper().encode()
+        trace_id = prefix.hex() + (1).to_bytes(8, "big").hex()
+        return self.body.replace(self.mark, new), trace_id
+
+    @property
+    def content_type(self) -> str:
+        return "application/x-protobuf" if self.encoding == "protobuf" else "application/json"
