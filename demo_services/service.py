@@ -253,8 +253,10 @@ def run_service(service: Service) -> int:
     instance_id = settings.instance_id or service.name
     # Health checks and heartbeats every second would drown the useful output.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Every process reports service.instance.id, the id it registers under, so traffic
+    # in traces can be matched to registry instances.
     provider = configure_tracing(
-        service.name, settings.otlp_http_addr, settings.instance_id, settings.auth_token
+        service.name, settings.otlp_http_addr, instance_id, settings.auth_token
     )
     server = make_server("127.0.0.1", settings.port, service.app, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
