@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -178,8 +179,14 @@ def test_order_details_calls_users_and_products_in_parallel(
     demo: Demo, api: requests.Session, jaeger: Jaeger
 ) -> None:
     order_id = place_order(demo, api).json()["order_id"]
-
-    response = api.get(f"{demo.gateway_url}/api/order-details/{order_id}", timeout=10)
+    # Slow both callees down so that sequential calls could not overlap by chance.
+    for instance in ("users", "inventory-1", "inventory-2"):
+        demo.control(instance, latency_ms=300)
+    try:
+        response = api.get(f"{demo.gateway_url}/api/order-details/{order_id}", timeout=10)
+    finally:
+        for instance in ("users", "inventory-1", "inventory-2"):
+            demo.control(instance, latency_ms=0)
 
     assert response.status_code == 200, response.text
     details = response.json()
@@ -390,10 +397,14 @@ def test_control_endpoint_needs_the_launcher_token(demo: Demo) -> None:
 
 
 def test_exceeding_the_rate_limit_gives_429_with_retry_after(demo: Demo) -> None:
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {TRAFFIC_TOKEN}"
+    headers = {"Authorization": f"Bearer {TRAFFIC_TOKEN}"}
 
-    answers = [session.get(f"{demo.gateway_url}/api/users/1", timeout=5) for _ in range(60)]
+    url = f"{demo.gateway_url}/api/users/1"
+    # A burst from several threads exceeds 25/second even on a slow machine.
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(
+            pool.map(lambda _: requests.get(url, headers=headers, timeout=10), range(100))
+        )
 
     limited = [r for r in answers if r.status_code == 429]
     assert limited, [r.status_code for r in answers]
