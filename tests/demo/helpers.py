@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
@@ -17,7 +15,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from demo_services.launcher import Demo
 
 T = TypeVar("T")
-ROOT = Path(__file__).resolve().parents[2]
 TEST_ENV = {
     "SPYGLASS_DEMO_BREAKER_FAILURES": "3",
     "SPYGLASS_DEMO_BREAKER_RESET_S": "1.5",
@@ -46,17 +43,6 @@ class Spans:
     def clear(self) -> None:
         """Forget the spans seen so far."""
         self.exporter.clear()
-
-
-def spyglass_command() -> list[str] | None:
-    """Return the command for Spyglass: the real one when ``app/cli.py`` exists.
-
-    Until the collector is merged into this branch, a minimal in-memory stand-in that
-    speaks the same contract is used instead.
-    """
-    if (ROOT / "app" / "cli.py").exists():
-        return None
-    return [sys.executable, "-m", "tests.demo.stand_in_spyglass"]
 
 
 def poll(demo: Demo, what: str, check: Callable[[], T | None], timeout_s: float = 15.0) -> T:

@@ -24,7 +24,6 @@ from tests.demo.helpers import (
     poll,
     process_tag,
     service_of,
-    spyglass_command,
     tag,
 )
 
@@ -40,9 +39,7 @@ ORDER = {
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """Start Spyglass and every demo service once for the module."""
     data_dir = tmp_path_factory.mktemp("demo")
-    with Demo(
-        data_dir=data_dir, env=TEST_ENV, spyglass_command=spyglass_command(), out=io.StringIO()
-    ) as running:
+    with Demo(data_dir=data_dir, env=TEST_ENV, out=io.StringIO()) as running:
         yield running
 
 
@@ -489,9 +486,7 @@ def test_orders_complete_through_the_other_inventory_instance_after_one_dies(
 
 
 def test_stopping_the_demo_leaves_no_process_or_port_behind(tmp_path: Path) -> None:
-    demo = Demo(
-        data_dir=tmp_path, env=TEST_ENV, spyglass_command=spyglass_command(), out=io.StringIO()
-    )
+    demo = Demo(data_dir=tmp_path, env=TEST_ENV, out=io.StringIO())
     demo.start()
     pids = list(demo.pids().values())
     ports = list(demo.ports.values())
