@@ -1,0 +1,1 @@
+"""The demo microservices: separate processes on loopback ports that export OTLP to Spyglass."""

@@ -1,0 +1,138 @@
+"""Outbound calls between demo services: discovery, a breaker per target, a CLIENT span.
+
+Every call goes: CLIENT span -> circuit breaker (``caller->service``) -> discovery
+(round-robin, fail-over on refused connections) -> HTTP with a timeout and the trace
+context in its headers. A 5xx answer or a timeout counts as a breaker failure; a 4xx
+answer is a business answer (e.g. a declined card) and is returned to the caller.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import requests
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from demo_services.patterns.breaker import CircuitBreaker, CircuitOpenError
+from demo_services.patterns.discovery import DiscoveryClient, Instance, NoHealthyInstanceError
+from demo_services.telemetry import inject_headers
+
+PEER_SERVICE = "peer.service"
+HTTP_METHOD = "http.request.method"
+HTTP_STATUS = "http.response.status_code"
+URL_FULL = "url.full"
+SERVER_PORT = "server.port"
+INSTANCE_ID = "spyglass.peer.instance_id"
+
+_tracer = trace.get_tracer(__name__)
+
+
+class UpstreamError(Exception):
+    """The called service failed: 5xx, timeout, no instance, or breaker open."""
+
+    def __init__(self, service: str, message: str, status: int = 503) -> None:
+        super().__init__(message)
+        self.service = service
+        self.status = status
+
+
+class _ServerError(Exception):
+    """A 5xx answer, raised inside the breaker so it counts as a failure."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(f"{response.status_code} from {response.url}")
+        self.response = response
+
+
+class ServiceClient:
+    """Make calls from ``caller`` to other services, each through its own breaker."""
+
+    def __init__(
+        self,
+        caller: str,
+        discovery: DiscoveryClient,
+        *,
+        timeout_s: float,
+        failure_threshold: int,
+        reset_after_s: float,
+    ) -> None:
+        self._caller = caller
+        self._discovery = discovery
+        self._timeout_s = timeout_s
+        self._failure_threshold = failure_threshold
+        self._reset_after_s = reset_after_s
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._lock = threading.Lock()
+        self._session = requests.Session()
+
+    def breaker(self, service: str) -> CircuitBreaker:
+        """Return the breaker guarding calls to ``service``."""
+        with self._lock:
+            if service not in self._breakers:
+                self._breakers[service] = CircuitBreaker(
+                    f"{self._caller}->{service}",
+                    failure_threshold=self._failure_threshold,
+                    reset_after_s=self._reset_after_s,
+                    failure_types=(_ServerError, requests.Timeout, NoHealthyInstanceError),
+                )
+            return self._breakers[service]
+
+    def request(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """Call ``service`` and return its (2xx-4xx) response; raise ``UpstreamError``."""
+        with _tracer.start_as_current_span(
+            f"{method} {service}",
+            kind=SpanKind.CLIENT,
+            attributes={PEER_SERVICE: service, HTTP_METHOD: method},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+
+            def send(instance: Instance) -> requests.Response:
+                headers: dict[str, str] = {}
+                inject_headers(headers)
+                span.set_attribute(URL_FULL, f"{instance.url}{path}")
+                span.set_attribute(INSTANCE_ID, instance.instance_id)
+                span.set_attribute(SERVER_PORT, int(instance.url.rsplit(":", 1)[1]))
+                response = self._session.request(
+                    method,
+                    f"{instance.url}{path}",
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=self._timeout_s,
+                )
+                if response.status_code >= 500:
+                    raise _ServerError(response)
+                return response
+
+            try:
+                response = self.breaker(service).call(lambda: self._discovery.call(service, send))
+            except CircuitOpenError as err:
+                raise UpstreamError(service, str(err)) from err
+            except _ServerError as err:
+                span.set_attribute(HTTP_STATUS, err.response.status_code)
+                _fail(span, err)
+                raise UpstreamError(service, str(err), 502) from err
+            except (requests.RequestException, NoHealthyInstanceError) as err:
+                _fail(span, err)
+                status = 504 if isinstance(err, requests.Timeout) else 503
+                raise UpstreamError(service, f"{service} unavailable: {err}", status) from err
+            span.set_attribute(HTTP_STATUS, response.status_code)
+            if response.status_code >= 400:
+                span.set_status(Status(StatusCode.ERROR, f"HTTP {response.status_code}"))
+            return response
+
+
+def _fail(span: trace.Span, err: BaseException) -> None:
+    span.record_exception(err)
+    span.set_status(Status(StatusCode.ERROR, str(err)))

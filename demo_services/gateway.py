@@ -1,0 +1,170 @@
+"""API gateway: the demo's single entry point.
+
+Bearer-token authentication (401 with a JSON error), per-client rate limits through
+flask-limiter (429 with Retry-After), routing of ``/api/<resource>/...`` to instances
+found through the registry, and API composition at ``/api/order-details/<id>``, which
+fetches the order and then its user and products in parallel. A product listing that
+cannot be fetched is served from the last good copy (the breaker's fallback).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask import Response, g, jsonify, request
+from flask_limiter import Limiter
+from flask_limiter.errors import RateLimitExceeded
+
+from demo_services.client import ServiceClient, UpstreamError
+from demo_services.service import (
+    Service,
+    ServiceSettings,
+    error_response,
+    main_for,
+    make_service,
+)
+
+ROUTES = {"users": "users", "orders": "orders", "products": "inventory", "payments": "payment"}
+DEPENDS_ON = ["users", "orders", "inventory", "payment"]
+_HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "content-encoding"}
+
+
+def create_service(settings: ServiceSettings) -> Service:
+    """Build the gateway."""
+    service = make_service("gateway", settings, depends_on=DEPENDS_ON, database=False)
+    app = service.app
+    assert service.discovery is not None
+    client = ServiceClient(
+        "gateway",
+        service.discovery,
+        timeout_s=settings.call_timeout_s * 3,
+        failure_threshold=settings.breaker_failures,
+        reset_after_s=settings.breaker_reset_s,
+    )
+    tokens = [t.strip() for t in settings.api_tokens.split(",") if t.strip()]
+    cache: dict[str, tuple[int, bytes]] = {}
+    cache_lock = threading.Lock()
+    pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="compose")
+    limiter = Limiter(
+        key_func=lambda: g.get("client_token", request.remote_addr or "anonymous"),
+        default_limits=[settings.rate_limit],
+        headers_enabled=True,
+        storage_uri="memory://",
+    )
+
+    @app.before_request
+    def _authenticate() -> Response | None:
+        if not request.path.startswith("/api/"):
+            return None
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not any(
+            hmac.compare_digest(token, known) for known in tokens
+        ):
+            response = error_response(401, "missing or invalid bearer token")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="spyglass-demo"'
+            return response
+        g.client_token = token
+        return None
+
+    # The limiter's hook goes after authentication, so the limit is per client token.
+    limiter.init_app(app)
+    limiter.exempt(app.view_functions["health"])
+    limiter.exempt(app.view_functions["control"])
+
+    @app.errorhandler(RateLimitExceeded)
+    def _too_many(err: RateLimitExceeded) -> Response:
+        response = error_response(429, f"rate limit exceeded: {err.description}")
+        return response
+
+    @app.route("/api/<resource>", methods=["GET", "POST"], defaults={"rest": ""})
+    @app.route("/api/<resource>/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
+    def route(resource: str, rest: str) -> Response:
+        target = ROUTES.get(resource)
+        if target is None:
+            return error_response(404, f"no route for /api/{resource}")
+        path = f"/{resource}" + (f"/{rest}" if rest else "")
+        try:
+            upstream = client.request(
+                target,
+                request.method,
+                path,
+                json=request.get_json(silent=True) if request.data else None,
+                params=dict(request.args) or None,
+            )
+        except UpstreamError as err:
+            if request.method == "GET":
+                with cache_lock:
+                    cached = cache.get(request.full_path)
+                if cached is not None:
+                    response = Response(cached[1], status=cached[0], mimetype="application/json")
+                    response.headers["X-Spyglass-Fallback"] = "cache"
+                    return response
+            return error_response(err.status, f"{target} unavailable: {err}")
+        if request.method == "GET" and upstream.status_code == 200:
+            with cache_lock:
+                cache[request.full_path] = (200, upstream.content)
+        response = Response(upstream.content, status=upstream.status_code)
+        for key, value in upstream.headers.items():
+            if key.lower() not in _HOP_HEADERS:
+                response.headers[key] = value
+        return response
+
+    @app.get("/api/order-details/<order_id>")
+    def order_details(order_id: str) -> Response:
+        try:
+            order = _get_json(client, "orders", f"/orders/{order_id}")
+        except UpstreamError as err:
+            return error_response(err.status, str(err))
+        if order is None:
+            return error_response(404, f"no order {order_id}")
+        ids = ",".join(str(i["product_id"]) for i in order["items"]) or "0"
+        user_future = pool.submit(
+            contextvars.copy_context().run,
+            _get_json,
+            client,
+            "users",
+            f"/users/{order['user_id']}",
+        )
+        products_future = pool.submit(
+            contextvars.copy_context().run,
+            _get_json,
+            client,
+            "inventory",
+            f"/products?ids={ids}",
+        )
+        details: dict[str, Any] = {"order": order}
+        for key, future in (("user", user_future), ("products", products_future)):
+            try:
+                details[key] = future.result()
+            except UpstreamError as err:
+                details[key] = None
+                details.setdefault("partial", []).append(f"{key}: {err}")
+        if details["products"] is not None:
+            details["products"] = details["products"]["products"]
+        return jsonify(details)
+
+    return service
+
+
+def _get_json(client: ServiceClient, service: str, path: str) -> Any:
+    """GET ``path`` from ``service``; None on 404, UpstreamError on failure."""
+    response = client.request(service, "GET", path)
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise UpstreamError(service, f"{service} answered {response.status_code}", 502)
+    return response.json()
+
+
+def main() -> None:
+    """Run the gateway process."""
+    main_for("gateway", create_service)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Reusable, framework-free pattern classes used by the demo services."""

@@ -1,0 +1,7 @@
+"""Names shared by the launcher and the services, kept free of heavy imports.
+
+The launcher runs inside ``spyglass demo`` and stays small by importing only this module
+and ``requests`` from the demo package.
+"""
+
+CONTROL_TOKEN_HEADER = "X-Spyglass-Control-Token"

@@ -1,0 +1,347 @@
+"""Shared plumbing of every demo service: settings, /health, guarded /control, database,
+registration with the registry, and the process's ``main()`` loop.
+
+A service module only declares its routes and calls ``run_service``; failure injection
+(error rate, latency, hang, stop) is applied here, before any of its routes run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hmac
+import json
+import logging
+import os
+import random
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+from flask import Flask, Response, abort, jsonify, request
+from opentelemetry.instrumentation.flask import FlaskInstrumentor
+from werkzeug.serving import make_server
+
+from demo_services.patterns.discovery import DiscoveryClient, Instance
+from demo_services.protocol import CONTROL_TOKEN_HEADER
+from demo_services.telemetry import configure_tracing
+
+LOOPBACK = ("127.0.0.1", "::1")
+HANG_LIMIT_S = 60.0
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Settings of one demo service process, read from ``SPYGLASS_*`` variables."""
+
+    port: int = 0
+    instance_id: str = ""
+    otlp_http_addr: str = "127.0.0.1:4318"
+    auth_token: str = ""
+    registry_url: str = "http://127.0.0.1:9001"
+    data_dir: str = "./data/demo"
+    control_token: str = ""
+    api_tokens: str = "demo-token"
+    rate_limit: str = "20/second"
+    call_timeout_s: float = 2.0
+    breaker_failures: int = 5
+    breaker_reset_s: float = 10.0
+    registry_ttl_s: float = 6.0
+    heartbeat_s: float = 1.0
+    discovery_cache_s: float = 2.0
+    relay_interval_s: float = 0.5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ServiceSettings:
+        """Read ``SPYGLASS_DEMO_<FIELD>`` from ``environ``; the OTLP address and the
+        collector's bearer token come from ``SPYGLASS_OTLP_HTTP_ADDR`` and
+        ``SPYGLASS_AUTH_TOKEN``, as for Spyglass itself.
+
+        Raises ``ValueError`` naming the variable and value when one does not parse.
+        """
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = _env_name(f.name)
+            raw = environ.get(name)
+            if raw is None:
+                continue
+            kind = type(f.default)
+            try:
+                values[f.name] = kind(raw)
+            except ValueError as err:
+                raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from err
+        settings = cls(**values)
+        if not settings.control_token:
+            settings = cls(**{**asdict(settings), "control_token": secrets.token_hex(16)})
+        return settings
+
+
+@dataclass
+class Chaos:
+    """Current failure injection of a service; changed through ``/control``."""
+
+    error_rate: float = 0.0
+    latency_ms: int = 0
+    hang: bool = False
+    out_of_stock: bool = False
+    decline: bool = False
+    stopped: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Apply ``changes``; raise ``ValueError`` on an unknown key or bad value."""
+        with self._lock:
+            for key, value in changes.items():
+                if key not in _CHAOS_KEYS:
+                    raise ValueError(f"unknown control setting {key!r}")
+                current = getattr(self, key)
+                if isinstance(current, bool):
+                    if not isinstance(value, bool):
+                        raise ValueError(f"{key} must be true or false, got {value!r}")
+                elif isinstance(current, (int, float)):
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):
+                        raise ValueError(f"{key} must be a number, got {value!r}")
+                    if value < 0 or (key == "error_rate" and value > 1):
+                        raise ValueError(f"{key} out of range: {value!r}")
+                    value = type(current)(value)
+                setattr(self, key, value)
+
+    def public(self) -> dict[str, Any]:
+        """Return the settings as JSON-ready values."""
+        return {key: getattr(self, key) for key in _CHAOS_KEYS}
+
+
+_CHAOS_KEYS = ("error_rate", "latency_ms", "hang", "out_of_stock", "decline", "stopped")
+
+
+@dataclass
+class Service:
+    """What a service module gets: its app, settings, chaos switches and collaborators."""
+
+    name: str
+    app: Flask
+    settings: ServiceSettings
+    chaos: Chaos
+    depends_on: list[str]
+    engine: sa.Engine | None = None
+    discovery: DiscoveryClient | None = None
+    background: list[Callable[[], None]] = field(default_factory=list)
+
+
+def make_service(
+    name: str,
+    settings: ServiceSettings,
+    *,
+    depends_on: list[str] | None = None,
+    database: bool = True,
+    traced: bool = True,
+) -> Service:
+    """Build the Flask app with /health and /control, a database file and discovery."""
+    app = Flask(name)
+    chaos = Chaos()
+    engine = None
+    if database:
+        engine = create_engine(Path(settings.data_dir) / f"{name}.db")
+    discovery = DiscoveryClient(
+        lambda service: lookup_instances(settings.registry_url, service),
+        failover_errors=(requests.ConnectionError,),
+        cache_ttl_s=settings.discovery_cache_s,
+    )
+    service = Service(name, app, settings, chaos, list(depends_on or []), engine, discovery)
+    if traced:
+        # Instrument before any other hook: a hook that answers early (an injected error,
+        # a refused token) skips the hooks after it, and its request must still be traced.
+        FlaskInstrumentor().instrument_app(app, excluded_urls="health,control")
+
+    @app.before_request
+    def _inject_failures() -> Response | None:
+        if request.path == "/control":
+            return None
+        if chaos.stopped:
+            return _json_error(503, f"{name} is stopped")
+        if request.path == "/health":
+            return None
+        deadline = time.monotonic() + HANG_LIMIT_S
+        while chaos.hang and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if chaos.latency_ms:
+            time.sleep(chaos.latency_ms / 1000)
+        if chaos.error_rate and random.random() < chaos.error_rate:
+            return _json_error(500, f"injected error in {name}")
+        return None
+
+    @app.get("/health")
+    def health() -> Response:
+        return jsonify(status="ok", service=name, instance_id=settings.instance_id or name)
+
+    @app.route("/control", methods=["GET", "POST"])
+    def control() -> Response:
+        if request.remote_addr not in LOOPBACK:
+            abort(_json_error(403, "control is available on loopback only"))
+        token = request.headers.get(CONTROL_TOKEN_HEADER, "")
+        if not hmac.compare_digest(token, settings.control_token):
+            abort(_json_error(403, f"missing or wrong {CONTROL_TOKEN_HEADER}"))
+        if request.method == "POST":
+            changes = request.get_json(silent=True)
+            if not isinstance(changes, dict):
+                abort(_json_error(400, "body must be a JSON object of settings"))
+            try:
+                chaos.update(changes)
+            except ValueError as err:
+                abort(_json_error(400, str(err)))
+        return jsonify(chaos.public())
+
+    return service
+
+
+def create_engine(path: Path) -> sa.Engine:
+    """Open (creating) the SQLite file at ``path`` in WAL mode, safe across threads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 15}
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    return engine
+
+
+def create_schema(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create missing tables, serialized across processes sharing the database file.
+
+    Two inventory instances share one file and start together; without the lock both
+    may try to create the same table.
+    """
+    database = engine.url.database
+    assert database is not None
+    with open(f"{database}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        metadata.create_all(engine)
+
+
+def lookup_instances(registry_url: str, service: str) -> list[Instance]:
+    """Ask the registry for the healthy instances of ``service`` (untraced)."""
+    try:
+        response = requests.get(f"{registry_url}/services/{service}", timeout=1.0)
+    except requests.RequestException:
+        return []
+    if response.status_code != 200:
+        return []
+    return [
+        Instance(item["service"], item["instance_id"], item["url"])
+        for item in response.json()["instances"]
+    ]
+
+
+def run_service(service: Service) -> int:
+    """Serve ``service`` until SIGTERM/SIGINT, registered with heartbeats; return 0."""
+    settings = service.settings
+    instance_id = settings.instance_id or service.name
+    # Health checks and heartbeats every second would drown the useful output.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Every process reports service.instance.id, the id it registers under, so traffic
+    # in traces can be matched to registry instances.
+    provider = configure_tracing(
+        service.name, settings.otlp_http_addr, instance_id, settings.auth_token
+    )
+    server = make_server("127.0.0.1", settings.port, service.app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    stop = threading.Event()
+    if service.name != "registry":
+        registration = {
+            "service": service.name,
+            "instance_id": instance_id,
+            "url": url,
+            "depends_on": service.depends_on,
+        }
+        threading.Thread(
+            target=_keep_registered,
+            args=(settings.registry_url, registration, settings.heartbeat_s, stop),
+            name="heartbeat",
+            daemon=True,
+        ).start()
+    for start in service.background:
+        start()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"{service.name} ({instance_id}) listening on {url}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        stop.set()
+        if service.name != "registry":
+            _deregister(settings.registry_url, instance_id)
+        provider.shutdown()
+    return 0
+
+
+def main_for(name: str, build: Callable[[ServiceSettings], Service]) -> None:
+    """Entry point body shared by the service modules: read settings, build, serve."""
+    try:
+        settings = ServiceSettings.from_env(os.environ)
+    except ValueError as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
+    raise SystemExit(run_service(build(settings)))
+
+
+def error_response(status: int, message: str) -> Response:
+    """Return the demo's JSON error shape ``{"error": message}`` with ``status``."""
+    return _json_error(status, message)
+
+
+def _json_error(status: int, message: str) -> Response:
+    response = Response(json.dumps({"error": message}), status=status)
+    response.mimetype = "application/json"
+    return response
+
+
+def _keep_registered(
+    registry_url: str, registration: dict[str, Any], interval_s: float, stop: threading.Event
+) -> None:
+    registered = False
+    while not stop.is_set():
+        try:
+            if not registered:
+                response = requests.post(f"{registry_url}/register", json=registration, timeout=1)
+                registered = response.status_code in (200, 201)
+            else:
+                response = requests.put(
+                    f"{registry_url}/instances/{registration['instance_id']}/heartbeat",
+                    timeout=1,
+                )
+                registered = response.status_code == 200
+        except requests.RequestException:
+            registered = False
+        stop.wait(interval_s if registered else min(interval_s, 0.2))
+
+
+def _deregister(registry_url: str, instance_id: str) -> None:
+    # If the registry cannot be reached, it drops us when the TTL runs out anyway.
+    with contextlib.suppress(requests.RequestException):
+        requests.delete(f"{registry_url}/instances/{instance_id}", timeout=0.5)
+
+
+def _env_name(field_name: str) -> str:
+    if field_name in ("otlp_http_addr", "auth_token"):
+        return f"SPYGLASS_{field_name.upper()}"
+    return f"SPYGLASS_DEMO_{field_name.upper()}"

@@ -1,0 +1,56 @@
+"""Tracing set-up for a demo process, and trace-context helpers for HTTP and messages.
+
+The SDK and the OTLP/HTTP exporter are configured once, in each service's ``main()``;
+every other module uses the OpenTelemetry API only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+SCHEDULE_DELAY_MS = 200
+SERVICE_NAME = "service.name"
+SERVICE_INSTANCE_ID = "service.instance.id"
+
+
+def configure_tracing(
+    service_name: str,
+    otlp_http_addr: str,
+    instance_id: str | None = None,
+    auth_token: str = "",
+) -> TracerProvider:
+    """Install a global tracer provider that batches spans to ``http://<addr>/v1/traces``.
+
+    The batch processor flushes every 200 ms so traces land in Spyglass quickly. The caller
+    shuts the returned provider down on exit so the last batch is sent.
+    """
+    attributes = {SERVICE_NAME: service_name}
+    if instance_id:
+        attributes[SERVICE_INSTANCE_ID] = instance_id
+    provider = TracerProvider(resource=Resource.create(attributes))
+    headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
+    exporter = OTLPSpanExporter(
+        endpoint=f"http://{otlp_http_addr}/v1/traces", headers=headers, timeout=5
+    )
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter, schedule_delay_millis=SCHEDULE_DELAY_MS)
+    )
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def inject_headers(headers: MutableMapping[str, str], context: Context | None = None) -> None:
+    """Write the W3C trace context of ``context`` (default: current) into ``headers``."""
+    propagate.inject(headers, context=context)
+
+
+def extract_context(headers: Mapping[str, str]) -> Context:
+    """Read a trace context from HTTP or message headers."""
+    return propagate.extract(dict(headers))

@@ -1,0 +1,80 @@
+"""A gentle traffic generator: a mix of browsing, orders and order look-ups via the gateway."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import requests
+
+DECLINED_CARD = "4000000000000002"
+GOOD_CARD = "4242424242424242"
+
+
+class TrafficGenerator:
+    """Send about ``rate`` requests per second to the gateway from a daemon thread.
+
+    Mix: product listings, orders (one in twenty with a card that is declined, so
+    compensations show up), order-details compositions and user look-ups. Failures are
+    expected (that is what the demo injects) and only counted.
+    """
+
+    def __init__(
+        self, gateway_url: str, token: str, rate: float, rng: random.Random | None = None
+    ) -> None:
+        self._url = gateway_url
+        self._rate = rate
+        self._rng = rng or random.Random()
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {token}"
+        self._stop = threading.Event()
+        self._orders: list[str] = []
+        self.sent = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        """Start sending in a daemon thread."""
+        threading.Thread(target=self._loop, name="traffic", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop sending."""
+        self._stop.set()
+
+    def send_one(self) -> int:
+        """Send one request of the mix and return its status code (0 if it failed)."""
+        roll = self._rng.random()
+        try:
+            if roll < 0.4:
+                response = self._session.get(f"{self._url}/api/products", timeout=10)
+            elif roll < 0.7:
+                response = self._session.post(
+                    f"{self._url}/api/orders", json=self._random_order(), timeout=10
+                )
+                if response.status_code == 201:
+                    self._orders = (self._orders + [response.json()["order_id"]])[-20:]
+            elif roll < 0.9 and self._orders:
+                order_id = self._rng.choice(self._orders)
+                response = self._session.get(
+                    f"{self._url}/api/order-details/{order_id}", timeout=10
+                )
+            else:
+                user_id = self._rng.randint(1, 5)
+                response = self._session.get(f"{self._url}/api/users/{user_id}", timeout=10)
+        except requests.RequestException:
+            self.failed += 1
+            return 0
+        self.sent += 1
+        return response.status_code
+
+    def _random_order(self) -> dict:
+        items = [
+            {"product_id": self._rng.randint(1, 5), "quantity": self._rng.randint(1, 3)}
+            for _ in range(self._rng.randint(1, 3))
+        ]
+        card = DECLINED_CARD if self._rng.random() < 0.05 else GOOD_CARD
+        return {"user_id": self._rng.randint(1, 5), "items": items, "card": card}
+
+    def _loop(self) -> None:
+        interval = 1.0 / self._rate if self._rate > 0 else 1.0
+        while not self._stop.wait(self._rng.expovariate(1.0 / interval)):
+            self.send_one()

@@ -1,0 +1,148 @@
+"""Unit tests for the saga orchestrator: order of actions and compensations, retries, spans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from demo_services.patterns.saga import (
+    COMPENSATED,
+    COMPLETED,
+    FAILED,
+    SagaOrchestrator,
+    SagaStep,
+    SagaStepError,
+)
+from tests.demo.helpers import Spans
+
+ATTEMPTS = 3
+
+
+def _build(
+    count: int, failing: int | None, compensation_failures: dict[int, int], calls: list[str]
+) -> list[SagaStep]:
+    remaining = dict(compensation_failures)
+
+    def action(index: int):
+        def run(ctx: dict[str, Any]) -> None:
+            calls.append(f"do{index}")
+            if index == failing:
+                raise SagaStepError(f"step {index} failed")
+
+        return run
+
+    def compensation(index: int):
+        def run(ctx: dict[str, Any]) -> None:
+            calls.append(f"undo{index}")
+            if remaining.get(index, 0) > 0:
+                remaining[index] -= 1
+                raise SagaStepError(f"undo {index} failed")
+
+        return run
+
+    return [SagaStep(f"s{i}", action(i), compensation(i)) for i in range(count)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    count=st.integers(min_value=1, max_value=6),
+)
+def test_saga_compensates_exactly_the_completed_steps_in_reverse_order(
+    data: st.DataObject, count: int
+) -> None:
+    failing = data.draw(st.one_of(st.none(), st.integers(0, count - 1)), label="failing")
+    failures = data.draw(
+        st.dictionaries(st.integers(0, count - 1), st.integers(0, ATTEMPTS + 1)), label="flaky"
+    )
+    recorder = Spans()
+    calls: list[str] = []
+    saga = SagaOrchestrator(
+        "test",
+        _build(count, failing, failures, calls),
+        tracer=recorder.tracer,
+        compensation_attempts=ATTEMPTS,
+        sleep=lambda _s: None,
+    )
+
+    result = saga.run({})
+
+    if failing is None:
+        assert result.outcome == COMPLETED
+        assert calls == [f"do{i}" for i in range(count)]
+        return
+    completed = list(range(failing))
+    assert result.completed == [f"s{i}" for i in completed]
+    assert [c for c in calls if c.startswith("do")] == [f"do{i}" for i in range(failing + 1)]
+    undo_order = [int(c[4:]) for c in calls if c.startswith("undo")]
+    # Each completed step is compensated (with retries) exactly in reverse order.
+    expected: list[int] = []
+    for i in reversed(completed):
+        expected += [i] * min(failures.get(i, 0) + 1, ATTEMPTS)
+    assert undo_order == expected
+    hopeless = [f"s{i}" for i in reversed(completed) if failures.get(i, 0) >= ATTEMPTS]
+    assert result.compensation_failures == hopeless
+    assert result.outcome == (FAILED if hopeless else COMPENSATED)
+
+
+def test_saga_spans_carry_design_attributes(spans: Spans) -> None:
+    calls: list[str] = []
+    saga = SagaOrchestrator(
+        "order", _build(3, 2, {}, calls), tracer=spans.tracer, sleep=lambda _s: None
+    )
+
+    result = saga.run({}, saga_id="abc")
+
+    finished = spans.finished()
+    root = next(s for s in finished if s.parent is None)
+    assert root.name == "saga order"
+    assert root.attributes["saga.id"] == "abc"
+    assert root.attributes["saga.outcome"] == COMPENSATED == result.outcome
+    steps = [s for s in finished if s.parent is not None]
+    assert all(s.parent.span_id == root.context.span_id for s in steps)
+    phases = [(s.attributes["saga.step"], s.attributes["saga.phase"]) for s in steps]
+    assert phases == [
+        ("s0", "action"),
+        ("s1", "action"),
+        ("s2", "action"),
+        ("s1", "compensation"),
+        ("s0", "compensation"),
+    ]
+    failed = steps[2]
+    assert failed.status.is_ok is False
+    assert [s.attributes["saga.step.index"] for s in steps] == [0, 1, 2, 1, 0]
+
+
+def test_saga_records_failed_outcome_when_compensation_keeps_failing(spans: Spans) -> None:
+    calls: list[str] = []
+    saga = SagaOrchestrator(
+        "order",
+        _build(2, 1, {0: 10}, calls),
+        tracer=spans.tracer,
+        compensation_attempts=3,
+        sleep=lambda _s: None,
+    )
+
+    result = saga.run({})
+
+    assert result.outcome == FAILED
+    assert calls.count("undo0") == 3
+    compensation = next(
+        s for s in spans.finished() if s.attributes.get("saga.phase") == "compensation"
+    )
+    assert [e.name for e in compensation.events].count("saga.compensation.retry") == 2
+    root = next(s for s in spans.finished() if s.parent is None)
+    assert root.attributes["saga.outcome"] == FAILED
+
+
+def test_saga_lets_unexpected_errors_propagate(spans: Spans) -> None:
+    def broken(ctx: dict[str, Any]) -> None:
+        raise KeyError("bug")
+
+    saga = SagaOrchestrator("order", [SagaStep("s0", broken)], tracer=spans.tracer)
+
+    with pytest.raises(KeyError):
+        saga.run({})
