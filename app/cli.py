@@ -63,5 +63,31 @@ def serve(**options: Any) -> None:
     sys.exit(run(settings))
 
 
+@main.command()
+@click.option("--traffic/--no-traffic", default=True, help="run the gentle background traffic generator")
+@click.option("--rate", type=float, default=1.0, show_default=True, help="orders per second of background traffic")
+@click.option("--base-port", type=int, default=9000, show_default=True, help="first port of the demo services")
+@click.option("--open/--no-open", "open_browser", default=False, help="open the dashboard in a browser once ready")
+@_settings_options
+def demo(traffic: bool, rate: float, base_port: int, open_browser: bool, **options: Any) -> None:
+    """Start Spyglass and every demo service, with background traffic; Ctrl-C stops them all."""
+    settings = load_settings(options)
+    if rate <= 0:
+        raise click.UsageError(f"--rate must be a positive number of orders per second, got {rate}")
+    from demo_services.launcher import run_demo
+
+    sys.exit(
+        run_demo(
+            ui_addr=settings.ui_addr,
+            otlp_http_addr=settings.otlp_http_addr,
+            data_dir=settings.data_dir,
+            traffic=traffic,
+            rate=rate,
+            base_port=base_port,
+            open_browser=open_browser,
+        )
+    )
+
+
 if __name__ == "__main__":
     main()

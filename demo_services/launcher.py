@@ -54,7 +54,9 @@ What to try:
   curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
        -d '{{"user_id": 1, "items": [{{"product_id": 1, "quantity": 1}}]}}' {gateway}/api/orders
   the same order with "card": "4000000000000002" -> payment declined, the saga compensates
-  {ui}/chaos: slow down inventory, stop an instance, start a rate-limit storm
+  make payment fail and watch its breaker open (error_rate 0 heals it):
+  curl -H 'X-Spyglass-Control-Token: {control}' -H 'Content-Type: application/json' \\
+       -d '{{"error_rate": 1}}' {payment}/control
   {ui}/traces, {ui}/services, {ui}/breakers, {ui}/sagas: watch the patterns react
 Press Ctrl-C to stop everything."""
 
@@ -409,7 +411,10 @@ def run_demo(
             f"(bearer token {demo.api_token})\n"
         )
         print(
-            WHAT_TO_TRY.format(token=demo.api_token, gateway=demo.gateway_url, ui=demo.ui_url),
+            WHAT_TO_TRY.format(
+                token=demo.api_token, gateway=demo.gateway_url, ui=demo.ui_url,
+                control=demo.control_token, payment=demo.url("payment"),
+            ),
             flush=True,
         )
         if open_browser:
