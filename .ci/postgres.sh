@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start Debian's PostgreSQL cluster on loopback and create the test role and database.
-# Prints the export line for SPYGLASS_TEST_POSTGRES_URL (use with eval).
+# Prints the URL for SPYGLASS_TEST_POSTGRES_URL on stdout; everything else goes to stderr.
 set -euo pipefail
+exec 3>&1 1>&2  # everything but the final URL goes to stderr
 version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
 if ! pg_lsclusters -h | grep -q "^$version main"; then
     pg_createcluster "$version" main >/dev/null
@@ -20,4 +21,4 @@ DO $$ BEGIN
 END $$;
 SELECT 'CREATE DATABASE spyglass OWNER spyglass' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'spyglass')\gexec
 SQL
-echo "export SPYGLASS_TEST_POSTGRES_URL=postgresql+psycopg://spyglass:spyglass@127.0.0.1:5432/spyglass"
+echo "postgresql+psycopg://spyglass:spyglass@127.0.0.1:5432/spyglass" >&3

@@ -14,8 +14,8 @@ log = logging.getLogger(__name__)
 class Pruner:
     """A daemon thread that runs :meth:`SpanStore.prune` every ``interval_s`` seconds.
 
-    Deletes in small transactions, so a pass never holds the write lock for long, and
-    checkpoints SQLite's write-ahead log after each pass so it cannot grow without bound.
+    Deletes in small transactions, so a pass never holds the write lock for long. (The
+    store's own background thread keeps SQLite's write-ahead log in bounds.)
     """
 
     def __init__(self, store: SpanStore, *, retention_hours: float, max_spans: int, interval_s: float) -> None:
@@ -44,7 +44,6 @@ class Pruner:
         result = self.store.prune(older_than_ns=older_than, max_spans=self.max_spans or None)
         if result.traces:
             log.info("retention removed %d traces (%d spans)", result.traces, result.spans)
-        self.store.checkpoint()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

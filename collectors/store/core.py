@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -54,6 +55,10 @@ _SCAN_CHUNK = 200
 
 COMPACT_INTERVAL_S = 1.0
 """How often the background thread moves staged tag-index entries into the index."""
+
+CHECKPOINT_INTERVAL_S = 5.0
+WAL_TRUNCATE_BYTES = 32 * 1024 * 1024
+"""SQLite's write-ahead log is truncated when it is found larger than this."""
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +201,13 @@ class SpanStore:
                 self._compactor.start()
 
     def _compact_forever(self) -> None:
+        last_checkpoint = time.monotonic()
         while not self._closing.wait(COMPACT_INTERVAL_S):
             try:
                 self.compact_tag_index()
+                if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                    last_checkpoint = time.monotonic()
+                    self.checkpoint(truncate_above=WAL_TRUNCATE_BYTES)
             except StoreError as err:
                 log.warning("%s; retrying", err)
 
@@ -675,11 +684,24 @@ class SpanStore:
             conn.execute(sa.delete(trace_services).where(trace_services.c.start_ns < oldest))
             conn.execute(sa.delete(edges).where(edges.c.bucket_ns < oldest - oldest % EDGE_BUCKET_NS))
 
-    def checkpoint(self) -> None:
-        """Fold SQLite's write-ahead log back into the database and truncate it."""
-        if self.dialect == "sqlite":
+    def checkpoint(self, truncate_above: int = 0) -> None:
+        """Fold SQLite's write-ahead log back into the database.
+
+        A passive checkpoint never waits for writers; when the log file is still larger
+        than ``truncate_above`` bytes afterwards, a TRUNCATE checkpoint (which briefly
+        waits for the writer) shrinks it, so several writers cannot grow it without bound.
+        Raises StoreError when the database refuses. Does nothing on PostgreSQL.
+        """
+        if self.dialect != "sqlite":
+            return
+        wal = Path(self.engine.url.database or "").with_name(Path(self.engine.url.database or "").name + "-wal")
+        try:
             with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                if wal.exists() and wal.stat().st_size > truncate_above:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sa.exc.SQLAlchemyError as err:
+            raise StoreError(f"could not checkpoint the write-ahead log: {_first_line(err)}") from err
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

@@ -30,7 +30,7 @@ from collectors.store.schema import attribute_buckets, attribute_staging, trace_
 
 BUCKET_NS = 10_000_000_000
 _BUCKETS_PER_QUERY = 90
-_STAGED_PER_COMPACTION = 16
+_STAGED_PER_COMPACTION = 4  # about 13,000 rows: keeps each write-lock hold short
 _HEADER = struct.Struct("<II")
 
 
