@@ -82,3 +82,32 @@ class Batches:
     @property
     def content_type(self) -> str:
         return "application/x-protobuf" if self.encoding == "protobuf" else "application/json"
+
+
+def generate_batches(total_spans: int, start_ns: int, spread_ns: int, seed: int = 7):
+    """Yield lists of ~512 model spans (32 traces of 16) whose traces start evenly over
+    ``spread_ns`` from ``start_ns``; attributes as in :func:`template`."""
+    from collectors.model import STATUS_ERROR, Resource, Span
+
+    rng = random.Random(seed)
+    resources = {s: Resource(s, {"service.name": s, "host.name": f"{s}-1", "service.version": "1.4.2"}, "bench", "1")
+                 for s in SERVICES}
+    n_traces = max(1, total_spans // SPANS_PER_TRACE)
+    step = spread_ns // n_traces
+    batch: list[Span] = []
+    for t in range(n_traces):
+        trace_id = rng.getrandbits(128).to_bytes(16, "big").hex()
+        base = start_ns + t * step
+        for i in range(SPANS_PER_TRACE):
+            d = _span_desc(rng, t + 1, i, base)
+            code, message = d["status"]
+            batch.append(Span(
+                trace_id=trace_id, span_id=d["span_id"], parent_span_id=d["parent"], name=d["name"],
+                kind=d["kind"], start_ns=d["start"], end_ns=d["end"], resource=resources[SERVICES[i % len(SERVICES)]],
+                attributes=d["attributes"], status_code=STATUS_ERROR if code == 2 else 0, status_message=message,
+            ))
+        if len(batch) >= SPANS_PER_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -37,6 +37,7 @@ from collectors.store import rows as _rows
 from collectors.store import tag_index
 from collectors.store.bulk import insert_ignoring_duplicates
 from collectors.store.schema import (
+    attribute_keys,
     edges,
     operations,
     resources,
@@ -142,6 +143,8 @@ class SpanStore:
         self._least = sa.func.least if self.dialect == "postgresql" else sa.func.min
         self._greatest = sa.func.greatest if self.dialect == "postgresql" else sa.func.max
         self._resource_ids: dict[str, int] = {}
+        self._key_ids: dict[str, int] = {}
+        self._key_names: dict[int, str] = {}
         self._known_operations: set[tuple[str, str, int]] = set()
         self._lock = threading.Lock()
         self._compactor: threading.Thread | None = None
@@ -276,8 +279,9 @@ class SpanStore:
         if not unique:
             return set()
         new = list(unique.values())
+        key_ids = self._key_ids_for(conn, new)
         insert_ignoring_duplicates(
-            conn, spans, _rows.SPAN_COLUMNS, [_rows.span_values(s, resource_ids[id(s.resource)]) for s in new]
+            conn, spans, _rows.SPAN_COLUMNS, [_rows.span_values(s, resource_ids[id(s.resource)], key_ids) for s in new]
         )
         self._upsert_summaries(conn, new, received_ns)
         self._insert_indexes(conn, new)
@@ -288,6 +292,32 @@ class SpanStore:
         self._upsert_edges(conn, new, old_spans)
         self._record_patterns(conn, new)
         return new_ops
+
+    def _key_ids_for(self, conn: Connection, batch: list[Span]) -> dict[str, int]:
+        """Ids of every span-attribute key in the batch, inserting keys not seen before."""
+        known = self._key_ids
+        missing = {k for s in batch for k in s.attributes if k not in known}
+        if missing:
+            insert_ignoring_duplicates(conn, attribute_keys, ("key",), [(k,) for k in sorted(missing)])
+            found = {}
+            ordered = sorted(missing)
+            for i in range(0, len(ordered), 500):
+                stmt = sa.select(attribute_keys.c.key, attribute_keys.c.id).where(attribute_keys.c.key.in_(ordered[i:i + 500]))
+                found.update({r.key: r.id for r in conn.execute(stmt)})
+            with self._lock:
+                known.update(found)
+                self._key_names.update({v: k for k, v in found.items()})
+        return known
+
+    def key_names(self, conn: Connection, ids: set[int]) -> dict[int, str]:
+        """Names of attribute key ids (every known id; unknown ones are read from the table)."""
+        missing = ids.difference(self._key_names)
+        if missing:
+            rows = conn.execute(sa.select(attribute_keys.c.id, attribute_keys.c.key).where(attribute_keys.c.id.in_(missing)))
+            with self._lock:
+                for r in rows:
+                    self._key_names[r.id] = r.key
+        return self._key_names
 
     def _resource_ids_for(self, conn: Connection, batch: Iterable[Span]) -> dict[int, int]:
         """Map id(Resource) to its row id, inserting resources not seen before."""
@@ -445,7 +475,8 @@ class SpanStore:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(spans).where(spans.c.trace_id == key)).all()
             resources_by_id = self._resources(conn, {r.resource_id for r in rows})
-        out = [_rows.span_from_row(r, resources_by_id[r.resource_id]) for r in rows]
+            names = self.key_names(conn, set().union(*(_rows.attribute_key_ids(r.attributes) for r in rows)))
+        out = [_rows.span_from_row(r, resources_by_id[r.resource_id], names) for r in rows]
         out.sort(key=lambda s: (s.start_ns, s.span_id))
         return out
 
@@ -591,11 +622,12 @@ class SpanStore:
         if not q.tags:
             return {r.trace_id for r in rows}
         res = self._resources(conn, {r.resource_id for r in rows})
+        names = self.key_names(conn, set().union(*(_rows.attribute_key_ids(r.attributes) for r in rows)))
         keep = set()
         for r in rows:
             if r.trace_id in keep:
                 continue
-            attrs = json.loads(r.attributes) if r.attributes else {}
+            attrs = _rows.decode_attributes(r.attributes, names)
             if all(_tag_matches(k, v, attrs, res[r.resource_id], r.status_code) for k, v in q.tags.items()):
                 keep.add(r.trace_id)
         return keep

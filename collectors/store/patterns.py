@@ -13,7 +13,6 @@ dataclasses, never rows.
 from __future__ import annotations
 
 import bisect
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from collectors.model import KIND_CLIENT, KIND_CONSUMER, KIND_PRODUCER, KIND_SERVER, STATUS_ERROR, Span
+from collectors.store import rows as _rows
 from collectors.store.schema import (
     HISTOGRAM_BOUNDS_NS,
     HISTOGRAM_BUCKETS,
@@ -623,6 +623,7 @@ def find_edge_traces(store: SpanStore, parent: str, child: str, start_ns: int, e
                       spans.c.attributes)
             .where(spans.c.trace_id.in_(candidates))
         ).all()
+        names = store.key_names(conn, set().union(*(_rows.attribute_key_ids(r.attributes) for r in rows)))
     by_trace: dict[bytes, list[Any]] = defaultdict(list)
     for r in rows:
         by_trace[r.trace_id].append(r)
@@ -637,7 +638,7 @@ def find_edge_traces(store: SpanStore, parent: str, child: str, start_ns: int, e
         if not hit:
             for r in group:
                 if r.service == parent and r.kind in (KIND_CLIENT, KIND_PRODUCER) and r.attributes:
-                    peer = peer_of(json.loads(r.attributes), r.kind)
+                    peer = peer_of(_rows.decode_attributes(r.attributes, names), r.kind)
                     if peer is not None and peer[0] == child:
                         hit = True
                         break

@@ -64,7 +64,37 @@ SPAN_COLUMNS = (
 """Column order of :func:`span_values`."""
 
 
-def span_values(span: Span, resource_id: int) -> tuple:
+def encode_attributes(attributes: dict[str, Any], key_ids: dict[str, int]) -> str:
+    """Span attributes as a flat JSON array ``[key id, value, key id, value, ...]``.
+
+    Keys repeat on every span, so they are stored once, in ``attribute_keys``.
+    """
+    flat: list[Any] = []
+    for key, value in attributes.items():
+        flat.append(key_ids[key])
+        flat.append(value)
+    return _dumps(flat)
+
+
+def decode_attributes(text: str | None, key_names: dict[int, str]) -> dict[str, Any]:
+    """The attributes of a ``spans`` row (a flat array of key ids and values, or an object)."""
+    if not text:
+        return {}
+    doc = _loads(text)
+    if isinstance(doc, dict):  # rows written before keys were deduplicated
+        return doc
+    return {key_names[doc[i]]: doc[i + 1] for i in range(0, len(doc), 2)}
+
+
+def attribute_key_ids(text: str | None) -> set[int]:
+    """The key ids a ``spans.attributes`` value refers to."""
+    if not text or text[0] != "[":
+        return set()
+    doc = _loads(text)
+    return set(doc[0::2])
+
+
+def span_values(span: Span, resource_id: int, key_ids: dict[str, int]) -> tuple:
     """The ``spans`` row for a span as a tuple in SPAN_COLUMNS order; empty parts are NULL."""
     extra = None
     if span.trace_state or span.flags or span.dropped_attributes_count or span.dropped_events_count or span.dropped_links_count:
@@ -89,7 +119,7 @@ def span_values(span: Span, resource_id: int) -> tuple:
         span.status_code,
         span.status_message or None,
         resource_id,
-        _dumps(span.attributes) if span.attributes else None,
+        encode_attributes(span.attributes, key_ids) if span.attributes else None,
         _dumps([[e.time_ns, e.name, e.attributes, e.dropped_attributes_count] for e in span.events])
         if span.events
         else None,
@@ -98,8 +128,8 @@ def span_values(span: Span, resource_id: int) -> tuple:
     )
 
 
-def span_from_row(row: Any, resource: Resource) -> Span:
-    """Rebuild a Span from a ``spans`` row and its resource."""
+def span_from_row(row: Any, resource: Resource, key_names: dict[int, str]) -> Span:
+    """Rebuild a Span from a ``spans`` row, its resource and the attribute key names."""
     extra = _loads(row.extra) if row.extra else {}
     return Span(
         trace_id=row.trace_id.hex(),
@@ -110,7 +140,7 @@ def span_from_row(row: Any, resource: Resource) -> Span:
         start_ns=row.start_ns,
         end_ns=row.start_ns + row.duration_ns,
         resource=resource,
-        attributes=_loads(row.attributes) if row.attributes else {},
+        attributes=decode_attributes(row.attributes, key_names),
         events=tuple(SpanEvent(t, n, a, d) for t, n, a, d in _loads(row.events)) if row.events else (),
         links=tuple(SpanLink(t, s, a, ts) for t, s, a, ts in _loads(row.links)) if row.links else (),
         status_code=row.status_code,

@@ -25,6 +25,13 @@ resources = sa.Table(
     sa.Column("scope_attributes", sa.Text, nullable=False),
 )
 
+attribute_keys = sa.Table(
+    "attribute_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.Text, nullable=False, unique=True),
+)
+
 spans = sa.Table(
     "spans",
     metadata,

@@ -8,6 +8,7 @@ from alembic.migration import MigrationContext
 
 from collectors.store import SpanStore
 from collectors.store.migrate import current_revision, head_revision, upgrade
+from collectors.store.rows import attribute_hash
 from collectors.store.schema import metadata
 
 
@@ -27,3 +28,40 @@ def test_an_empty_database_is_upgraded_on_open_and_reopening_is_a_no_op(database
     upgrade(store.engine)
     assert current_revision(store.engine) == head_revision()
     store.close()
+
+
+def test_a_store_written_by_an_older_release_is_upgraded_and_still_reads(database_url: str):
+    """Data written at revision 0003 (attribute keys inline) reads back after the upgrade."""
+    engine = sa.create_engine(database_url)
+    upgrade(engine, "0003")
+    trace, span = bytes.fromhex("ab" * 16), bytes.fromhex("cd" * 8)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO resources (hash, service_name, attributes, scope_name, scope_version, scope_attributes) "
+            "VALUES ('h', 'old-svc', '{\"service.name\":\"old-svc\"}', 's', '1', '{}')"))
+        conn.execute(sa.text(
+            "INSERT INTO spans (trace_id, span_id, service, name, kind, start_ns, duration_ns, status_code, "
+            "resource_id, attributes) VALUES (:t, :s, 'old-svc', 'old-op', 2, 1000, 5, 0, 1, :a)"),
+            {"t": trace, "s": span, "a": '{"http.route":"/old","n":3}'})
+        conn.execute(sa.text(
+            "INSERT INTO trace_summaries (trace_id, root_service, root_name, start_ns, end_ns, span_count, "
+            "error_count, services, received_ns) VALUES (:t, 'old-svc', 'old-op', 1000, 1005, 1, 0, '[\"old-svc\"]', 1)"),
+            {"t": trace})
+        conn.execute(sa.text("INSERT INTO trace_services (service, start_ns, trace_id) VALUES ('old-svc', 1000, :t)"),
+                     {"t": trace})
+        conn.execute(sa.text("INSERT INTO trace_attributes (bucket, hash, trace_id) VALUES (0, :h, :t)"),
+                     {"h": attribute_hash("http.route", "/old"), "t": trace})
+        conn.execute(sa.text("INSERT INTO attribute_buckets (bucket) VALUES (0)"))
+    engine.dispose()
+    store = SpanStore.from_url(database_url)
+    try:
+        assert current_revision(store.engine) == head_revision()
+        [old] = store.get_trace("ab" * 16)
+        assert old.attributes == {"http.route": "/old", "n": 3}
+        from collectors.store import TraceQuery
+
+        for query in (TraceQuery(0, 2**62, service="old-svc"), TraceQuery(0, 2**62, tags={"http.route": "/old"}),
+                      TraceQuery(0, 2**62, service="old-svc", tags={"http.route": "/old", "n": "3"})):
+            assert [t.trace_id for t in store.find_traces(query).traces] == ["ab" * 16], query
+    finally:
+        store.close()
