@@ -36,16 +36,30 @@ def graph() -> Any:
     """Nodes and edges with RED figures, cycles and the longest synchronous chain."""
     window = parse_window()
     g = service_graph(_store(), window)
-    return jsonify({
-        "window": _window_json(window),
-        "nodes": [{"name": n.name, "kind": n.kind, "health": n.health, "layer": n.layer, "red": _red(n.red)}
-                  for n in g.nodes],
-        "edges": [{"parent": e.parent, "child": e.child, "mode": e.mode, "health": e.health, "red": _red(e.red),
-                   "breaker": e.breaker or None, "in_cycle": e.in_cycle, "on_longest_chain": e.on_chain}
-                  for e in g.edges],
-        "cycles": g.cycles,
-        "longest_chain": g.longest_chain,
-    })
+    return jsonify(
+        {
+            "window": _window_json(window),
+            "nodes": [
+                {"name": n.name, "kind": n.kind, "health": n.health, "layer": n.layer, "red": _red(n.red)}
+                for n in g.nodes
+            ],
+            "edges": [
+                {
+                    "parent": e.parent,
+                    "child": e.child,
+                    "mode": e.mode,
+                    "health": e.health,
+                    "red": _red(e.red),
+                    "breaker": e.breaker or None,
+                    "in_cycle": e.in_cycle,
+                    "on_longest_chain": e.on_chain,
+                }
+                for e in g.edges
+            ],
+            "cycles": g.cycles,
+            "longest_chain": g.longest_chain,
+        }
+    )
 
 
 @bp.get("/services/<path:name>")
@@ -53,15 +67,17 @@ def service(name: str) -> Any:
     """One service's RED over time (per minute), its operations and trace ids."""
     window = parse_window()
     d = node_detail(_store(), name, window)
-    return jsonify({
-        "window": _window_json(window),
-        "name": name,
-        "red": _red(d["total"]),
-        "series": d["series"],
-        "operations": [{"name": o.name, "red": _red(r)} for o, r in d["operations"]],
-        "slowest_traces": [t.trace_id for t in d["slowest"]],
-        "failing_traces": [t.trace_id for t in d["failing"]],
-    })
+    return jsonify(
+        {
+            "window": _window_json(window),
+            "name": name,
+            "red": _red(d["total"]),
+            "series": d["series"],
+            "operations": [{"name": o.name, "red": _red(r)} for o, r in d["operations"]],
+            "slowest_traces": [t.trace_id for t in d["slowest"]],
+            "failing_traces": [t.trace_id for t in d["failing"]],
+        }
+    )
 
 
 @bp.get("/breakers")
@@ -70,13 +86,21 @@ def breakers() -> Any:
     window = parse_window()
     out = []
     for b in breaker_views(_store(), window):
-        out.append({
-            "name": b.name, "caller": b.caller, "callee": b.callee, "state": b.state, "since_ns": b.since_ns,
-            "time_in_state_ns": b.time_in_state_ns, "calls": b.call_count, "failures": b.failure_count,
-            "rejected": b.rejected_count,
-            "timeline": [{"state": s.state, "start_ns": s.start_ns, "end_ns": s.end_ns} for s in b.segments],
-            "transitions": [dataclasses.asdict(m.transition) for m in b.marks],
-        })
+        out.append(
+            {
+                "name": b.name,
+                "caller": b.caller,
+                "callee": b.callee,
+                "state": b.state,
+                "since_ns": b.since_ns,
+                "time_in_state_ns": b.time_in_state_ns,
+                "calls": b.call_count,
+                "failures": b.failure_count,
+                "rejected": b.rejected_count,
+                "timeline": [{"state": s.state, "start_ns": s.start_ns, "end_ns": s.end_ns} for s in b.segments],
+                "transitions": [dataclasses.asdict(m.transition) for m in b.marks],
+            }
+        )
     return jsonify({"window": _window_json(window), "breakers": out})
 
 
@@ -85,10 +109,12 @@ def sagas() -> Any:
     """Saga instances, most recent first; ``outcome`` filters, ``limit`` caps."""
     outcome = parse_outcome(request.args.get("outcome"))
     rows, truncated = saga_rows(_store(), outcome, parse_limit(request.args.get("limit"), default=50))
-    return jsonify({
-        "sagas": [{**_saga_json(r["saga"]), "failed_step": r["failed_step"]} for r in rows],
-        "truncated": truncated,
-    })
+    return jsonify(
+        {
+            "sagas": [{**_saga_json(r["saga"]), "failed_step": r["failed_step"]} for r in rows],
+            "truncated": truncated,
+        }
+    )
 
 
 @bp.get("/sagas/<path:saga_id>")
@@ -96,16 +122,20 @@ def saga(saga_id: str) -> Any:
     """One saga with its steps and the result of its checks."""
     d = saga_detail(_store(), saga_id)
     check = d["check"]
-    return jsonify({
-        **_saga_json(d["saga"]),
-        "steps": [dataclasses.asdict(s) for s in d["steps"]],
-        "check": {
-            "ok": check.ok,
-            "failed_step": check.failed_step.step if check.failed_step else None,
-            "violations": [{"rule": v.rule, "message": v.message, "span_ids": [s.span_id for s in v.steps]}
-                           for v in check.violations],
-        },
-    })
+    return jsonify(
+        {
+            **_saga_json(d["saga"]),
+            "steps": [dataclasses.asdict(s) for s in d["steps"]],
+            "check": {
+                "ok": check.ok,
+                "failed_step": check.failed_step.step if check.failed_step else None,
+                "violations": [
+                    {"rule": v.rule, "message": v.message, "span_ids": [s.span_id for s in v.steps]}
+                    for v in check.violations
+                ],
+            },
+        }
+    )
 
 
 @bp.get("/registry")
@@ -113,17 +143,26 @@ def registry() -> Any:
     """Registry instances with traffic, and declared versus observed dependencies."""
     window = parse_window()
     topo, problem = registry_view(_store(), current_app.config["SPYGLASS_SETTINGS"].registry_url, window)
-    return jsonify({
-        "window": _window_json(window),
-        "registry_error": problem,
-        "instances": [dataclasses.asdict(i) for i in topo.instances],
-        "declared": [list(p) for p in topo.declared],
-        "observed": [list(p) for p in topo.observed],
-        "undeclared": [list(p) for p in topo.undeclared],
-        "unseen": [list(p) for p in topo.unseen],
-    })
+    return jsonify(
+        {
+            "window": _window_json(window),
+            "registry_error": problem,
+            "instances": [dataclasses.asdict(i) for i in topo.instances],
+            "declared": [list(p) for p in topo.declared],
+            "observed": [list(p) for p in topo.observed],
+            "undeclared": [list(p) for p in topo.undeclared],
+            "unseen": [list(p) for p in topo.unseen],
+        }
+    )
 
 
 def _saga_json(s: Any) -> dict[str, Any]:
-    return {"saga_id": s.saga_id, "name": s.name, "outcome": s.status, "trace_id": s.trace_id,
-            "start_ns": s.start_ns, "end_ns": s.end_ns, "duration_ns": s.duration_ns}
+    return {
+        "saga_id": s.saga_id,
+        "name": s.name,
+        "outcome": s.status,
+        "trace_id": s.trace_id,
+        "start_ns": s.start_ns,
+        "end_ns": s.end_ns,
+        "duration_ns": s.duration_ns,
+    }

@@ -28,7 +28,9 @@ def register(app: Flask, token: str) -> None:
         offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         offered = offered or request.args.get("token", "") or request.cookies.get(COOKIE, "")
         if not hmac.compare_digest(offered.encode(), token.encode()):
-            raise Unauthorized("a bearer token is required: send Authorization: Bearer <token>, or open a page with ?token=<token>")
+            raise Unauthorized(
+                "a bearer token is required: send Authorization: Bearer <token>, or open a page with ?token=<token>"
+            )
         g.spyglass_set_cookie = request.args.get("token") == token
 
     @app.after_request

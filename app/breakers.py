@@ -7,8 +7,7 @@ from flask import Blueprint, current_app
 from app.analysis.breakers import BreakerView, summarize_breakers
 from app.htmx import render_page_or_fragment
 from app.window import WINDOW_CHOICES, Window, parse_window
-from collectors.store import SpanStore
-from collectors.store import patterns
+from collectors.store import SpanStore, patterns
 
 bp = Blueprint("breakers", __name__)
 
@@ -27,5 +26,6 @@ def index() -> str:
     """The breakers page; htmx refreshes the list."""
     window = parse_window()
     views = breaker_views(current_app.extensions["spyglass.store"], window)
-    return render_page_or_fragment("breakers/index.html", "breakers/_list.html", breakers=views, win=window,
-                                   choices=WINDOW_CHOICES)
+    return render_page_or_fragment(
+        "breakers/index.html", "breakers/_list.html", breakers=views, win=window, choices=WINDOW_CHOICES
+    )

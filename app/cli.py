@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from app.settings import ENV_PREFIX, Settings, SettingsError, split_addr
+from app.settings import ENV_PREFIX, Settings, SettingsError
 from collectors.store import SpanStore, StoreError
 
 _CLICK_TYPES = {"str": str, "int": int, "float": float, "bool": bool}

@@ -24,8 +24,7 @@ def _http_error(err: HTTPException) -> Any:
     status = err.code or 500
     message = err.description or err.name
     if request.path.startswith("/api/"):
-        body = {"data": None, "total": 0, "limit": 0, "offset": 0,
-                "errors": [{"code": status, "msg": message}]}
+        body = {"data": None, "total": 0, "limit": 0, "offset": 0, "errors": [{"code": status, "msg": message}]}
         response = jsonify(body)
         response.status_code = status
         return response

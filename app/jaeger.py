@@ -10,6 +10,7 @@ import json
 import math
 from typing import Any
 
+from app.analysis.values import plain
 from collectors.model import (
     BYTES_MARKER,
     SPAN_KIND_NAMES,
@@ -37,7 +38,7 @@ def tag(key: str, value: Any) -> dict[str, Any]:
         return {"key": key, "type": "string", "value": value}
     if isinstance(value, dict) and set(value) == {BYTES_MARKER}:
         return {"key": key, "type": "binary", "value": value[BYTES_MARKER]}
-    return {"key": key, "type": "string", "value": json.dumps(_plain(value), ensure_ascii=False)}
+    return {"key": key, "type": "string", "value": json.dumps(plain(value), ensure_ascii=False)}
 
 
 def tags(attributes: dict[str, Any]) -> list[dict[str, Any]]:
@@ -106,8 +107,7 @@ def span(s: Span, process_id: str) -> dict[str, Any]:
         "duration": s.duration_ns // 1000,
         "tags": span_tags,
         "logs": [
-            {"timestamp": e.time_ns // 1000, "fields": [tag("event", e.name), *tags(e.attributes)]}
-            for e in s.events
+            {"timestamp": e.time_ns // 1000, "fields": [tag("event", e.name), *tags(e.attributes)]} for e in s.events
         ],
         "processID": process_id,
         "warnings": warnings or None,
@@ -117,16 +117,3 @@ def span(s: Span, process_id: str) -> dict[str, Any]:
 def dependencies(edges: list[Edge]) -> list[dict[str, Any]]:
     """Jaeger's dependency links."""
     return [{"parent": e.parent, "child": e.child, "callCount": e.call_count} for e in edges]
-
-
-def _plain(value: Any) -> Any:
-    """Arrays and maps as JSON for a string tag, with bytes shown as their base64."""
-    if isinstance(value, dict):
-        if set(value) == {BYTES_MARKER}:
-            return value[BYTES_MARKER]
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return value

@@ -56,14 +56,22 @@ def span(s: Span) -> dict[str, Any]:
         doc["flags"] = s.flags
     if s.events:
         doc["events"] = [
-            {"timeUnixNano": str(e.time_ns), "name": e.name, "attributes": attributes(e.attributes),
-             **({"droppedAttributesCount": e.dropped_attributes_count} if e.dropped_attributes_count else {})}
+            {
+                "timeUnixNano": str(e.time_ns),
+                "name": e.name,
+                "attributes": attributes(e.attributes),
+                **({"droppedAttributesCount": e.dropped_attributes_count} if e.dropped_attributes_count else {}),
+            }
             for e in s.events
         ]
     if s.links:
         doc["links"] = [
-            {"traceId": lk.trace_id, "spanId": lk.span_id, "attributes": attributes(lk.attributes),
-             **({"traceState": lk.trace_state} if lk.trace_state else {})}
+            {
+                "traceId": lk.trace_id,
+                "spanId": lk.span_id,
+                "attributes": attributes(lk.attributes),
+                **({"traceState": lk.trace_state} if lk.trace_state else {}),
+            }
             for lk in s.links
         ]
     status: dict[str, Any] = {}
@@ -72,9 +80,11 @@ def span(s: Span) -> dict[str, Any]:
     if s.status_message:
         status["message"] = s.status_message
     doc["status"] = status
-    for name, value in (("droppedAttributesCount", s.dropped_attributes_count),
-                        ("droppedEventsCount", s.dropped_events_count),
-                        ("droppedLinksCount", s.dropped_links_count)):
+    for name, value in (
+        ("droppedAttributesCount", s.dropped_attributes_count),
+        ("droppedEventsCount", s.dropped_events_count),
+        ("droppedLinksCount", s.dropped_links_count),
+    ):
         if value:
             doc[name] = value
     return doc

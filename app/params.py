@@ -10,8 +10,16 @@ from werkzeug.exceptions import BadRequest
 
 from collectors.store import MAX_QUERY_LIMIT
 
-_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-             "m": 60_000_000_000, "h": 3_600_000_000_000}
+_UNITS_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _HEX = re.compile(r"[0-9a-fA-F]{1,32}")
 
@@ -33,7 +41,9 @@ def parse_duration(name: str, raw: str | None) -> int | None:
     return int(total)
 
 
-def parse_int(name: str, raw: str | None, *, default: int | None = None, low: int = 0, high: int = 2**63 - 1) -> int | None:
+def parse_int(
+    name: str, raw: str | None, *, default: int | None = None, low: int = 0, high: int = 2**63 - 1
+) -> int | None:
     """An integer within [low, high], or ``default`` when absent."""
     if raw is None or raw.strip() == "":
         return default
@@ -72,7 +82,9 @@ def parse_json_tags(raw: str | None) -> dict[str, str]:
     try:
         doc = json.loads(raw)
     except ValueError:
-        raise BadRequest(f'tags must be a JSON object such as {{"http.status_code":"500"}}, got {raw[:100]!r}') from None
+        raise BadRequest(
+            f'tags must be a JSON object such as {{"http.status_code":"500"}}, got {raw[:100]!r}'
+        ) from None
     if not isinstance(doc, dict):
         raise BadRequest(f"tags must be a JSON object, got {raw[:100]!r}")
     out = {}

@@ -13,8 +13,7 @@ from flask import Blueprint, current_app
 from app.analysis.registry import Topology, compare_topology, parse_instances
 from app.htmx import render_page_or_fragment
 from app.window import WINDOW_CHOICES, Window, parse_window
-from collectors.store import SpanStore
-from collectors.store import patterns
+from collectors.store import SpanStore, patterns
 
 bp = Blueprint("registry", __name__)
 
@@ -63,5 +62,12 @@ def index() -> str:
     window = parse_window()
     settings = current_app.config["SPYGLASS_SETTINGS"]
     topology, problem = registry_view(current_app.extensions["spyglass.store"], settings.registry_url, window)
-    return render_page_or_fragment("registry/index.html", "registry/_body.html", topo=topology, problem=problem,
-                                   win=window, choices=WINDOW_CHOICES, registry_url=settings.registry_url)
+    return render_page_or_fragment(
+        "registry/index.html",
+        "registry/_body.html",
+        topo=topology,
+        problem=problem,
+        win=window,
+        choices=WINDOW_CHOICES,
+        registry_url=settings.registry_url,
+    )

@@ -10,8 +10,7 @@ from werkzeug.exceptions import BadRequest
 from app.analysis.sagas import check_saga, failed_action, saga_timeline
 from app.htmx import render_page_or_fragment
 from app.params import parse_limit
-from collectors.store import SpanStore
-from collectors.store import patterns
+from collectors.store import SpanStore, patterns
 
 bp = Blueprint("sagas", __name__)
 
@@ -48,8 +47,15 @@ def index() -> str:
     outcome = parse_outcome(request.args.get("outcome"))
     limit = parse_limit(request.args.get("limit"), default=50)
     rows, truncated = saga_rows(_store(), outcome, limit)
-    return render_page_or_fragment("sagas/index.html", "sagas/_list.html", rows=rows, truncated=truncated,
-                                   outcome=outcome or "", outcomes=OUTCOMES, limit=limit)
+    return render_page_or_fragment(
+        "sagas/index.html",
+        "sagas/_list.html",
+        rows=rows,
+        truncated=truncated,
+        outcome=outcome or "",
+        outcomes=OUTCOMES,
+        limit=limit,
+    )
 
 
 def saga_detail(store: SpanStore, saga_id: str) -> dict[str, Any]:

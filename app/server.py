@@ -73,8 +73,10 @@ class GunicornServer(BaseApplication):
 
     def _when_ready(self, _server: Any) -> None:
         s = self.settings
-        print(f"Spyglass is ready: dashboard http://{s.ui_addr}/  OTLP/HTTP http://{s.otlp_http_addr}/v1/traces",
-              flush=True)
+        print(
+            f"Spyglass is ready: dashboard http://{s.ui_addr}/  OTLP/HTTP http://{s.otlp_http_addr}/v1/traces",
+            flush=True,
+        )
 
     def load(self) -> Callable:
         return self.loader(self.settings)

@@ -12,8 +12,7 @@ from app.analysis.stats import merge, red, sparkline
 from app.breakers import breaker_views
 from app.htmx import render_page_or_fragment
 from app.window import WINDOW_CHOICES, Window, parse_window
-from collectors.store import SpanStore
-from collectors.store import patterns
+from collectors.store import SpanStore, patterns
 
 bp = Blueprint("services", __name__)
 
@@ -37,8 +36,15 @@ def index() -> str:
     """The graph page; htmx refreshes and scrubs only the graph fragment."""
     window = parse_window()
     graph = service_graph(_store(), window)
-    return render_page_or_fragment("services/index.html", "services/_graph.html", graph=graph, win=window,
-                                   choices=WINDOW_CHOICES, node_w=NODE_W, node_h=NODE_H)
+    return render_page_or_fragment(
+        "services/index.html",
+        "services/_graph.html",
+        graph=graph,
+        win=window,
+        choices=WINDOW_CHOICES,
+        node_w=NODE_W,
+        node_h=NODE_H,
+    )
 
 
 def node_detail(store: SpanStore, name: str, window: Window) -> dict[str, Any]:
@@ -48,23 +54,39 @@ def node_detail(store: SpanStore, name: str, window: Window) -> dict[str, Any]:
     reds = [red(p.request_count, p.error_count, p.duration_sum_ns, p.histogram, minute) for p in series]
     ops = patterns.find_operation_stats(store, window.start_ns, window.end_ns, service=name)
     op_rows = [(o, red(o.request_count, o.error_count, o.duration_sum_ns, o.histogram, window.length_ns)) for o in ops]
-    total = red(sum(o.request_count for o in ops), sum(o.error_count for o in ops),
-                sum(o.duration_sum_ns for o in ops), merge([o.histogram for o in ops]), window.length_ns)
+    total = red(
+        sum(o.request_count for o in ops),
+        sum(o.error_count for o in ops),
+        sum(o.duration_sum_ns for o in ops),
+        merge([o.histogram for o in ops]),
+        window.length_ns,
+    )
     return {
         "name": name,
         "total": total,
-        "series": [{"bucket_ns": p.bucket_ns, "requests": r.count, "errors": r.error_count,
-                    "p50_ns": r.p50_ns, "p95_ns": r.p95_ns, "p99_ns": r.p99_ns} for p, r in zip(series, reds)],
+        "series": [
+            {
+                "bucket_ns": p.bucket_ns,
+                "requests": r.count,
+                "errors": r.error_count,
+                "p50_ns": r.p50_ns,
+                "p95_ns": r.p95_ns,
+                "p99_ns": r.p99_ns,
+            }
+            for p, r in zip(series, reds)
+        ],
         "charts": {
             "rate": sparkline([r.count / 60 for r in reds]),
             "errors": sparkline([r.error_rate for r in reds]),
             "p95": sparkline([r.p95_ns for r in reds]),
         },
         "operations": op_rows,
-        "slowest": patterns.find_service_traces(store, name, window.start_ns, window.end_ns, failing=False,
-                                                limit=TRACE_LINKS),
-        "failing": patterns.find_service_traces(store, name, window.start_ns, window.end_ns, failing=True,
-                                                limit=TRACE_LINKS),
+        "slowest": patterns.find_service_traces(
+            store, name, window.start_ns, window.end_ns, failing=False, limit=TRACE_LINKS
+        ),
+        "failing": patterns.find_service_traces(
+            store, name, window.start_ns, window.end_ns, failing=True, limit=TRACE_LINKS
+        ),
     }
 
 

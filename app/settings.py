@@ -41,7 +41,9 @@ class Settings:
     auth_token: str = _setting("", "bearer token required for ingest and the JSON API; empty: no auth")
     workers: int = _setting(1, "gunicorn worker processes for `spyglass serve`")
     max_inflight: int = _setting(16, "concurrent ingest requests per process before answering 503")
-    max_attributes: int = _setting(256, "attributes kept per span, event, link or resource; the rest are dropped and counted")
+    max_attributes: int = _setting(
+        256, "attributes kept per span, event, link or resource; the rest are dropped and counted"
+    )
     max_value_length: int = _setting(32768, "characters kept of a span name or string value")
     max_events: int = _setting(512, "events kept per span")
     max_links: int = _setting(512, "links kept per span")
@@ -70,8 +72,16 @@ class Settings:
         """Raise SettingsError for values no parser can catch (ranges, addresses)."""
         for name in ("otlp_http_addr", "otlp_grpc_addr", "ui_addr"):
             split_addr(getattr(self, name), ENV_PREFIX + name.upper())
-        for name in ("max_body_mb", "workers", "max_inflight", "max_attributes", "max_value_length",
-                     "max_events", "max_links", "max_value_depth"):
+        for name in (
+            "max_body_mb",
+            "workers",
+            "max_inflight",
+            "max_attributes",
+            "max_value_length",
+            "max_events",
+            "max_links",
+            "max_value_depth",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
         for name in ("retention_hours", "max_spans", "prune_interval_s"):

@@ -34,8 +34,13 @@ from collectors.store import SORT_ORDERS, SpanStore, TraceQuery
 bp = Blueprint("traces", __name__)
 
 RANGES = {"15m": 15 * 60, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600, "custom": 0}
-RANGE_LABELS = {"15m": "Last 15 minutes", "1h": "Last hour", "6h": "Last 6 hours", "24h": "Last 24 hours",
-                "custom": "Custom range"}
+RANGE_LABELS = {
+    "15m": "Last 15 minutes",
+    "1h": "Last hour",
+    "6h": "Last 6 hours",
+    "24h": "Last 24 hours",
+    "custom": "Custom range",
+}
 STATUSES = ("any", "error", "ok")
 SORT_LABELS = {"recent": "Most recent", "slowest": "Slowest", "spans": "Most spans", "errors": "Most errors"}
 DEFAULT_LIMIT = 20
@@ -68,8 +73,19 @@ class SearchForm:
     def from_args(cls, args: MultiDict) -> SearchForm:
         """Read the form from query parameters, defaults for what is missing."""
         form = cls()
-        for name in ("service", "operation", "tags", "status", "min_duration", "max_duration", "range",
-                     "start", "end", "limit", "sort"):
+        for name in (
+            "service",
+            "operation",
+            "tags",
+            "status",
+            "min_duration",
+            "max_duration",
+            "range",
+            "start",
+            "end",
+            "limit",
+            "sort",
+        ):
             value = args.get(name)
             if value is not None:
                 setattr(form, name, value.strip())
@@ -127,12 +143,24 @@ class SearchForm:
 
     def params(self, **overrides: Any) -> dict[str, Any]:
         """Query parameters that reproduce this search (for links)."""
-        out = {k: v for k, v in {
-            "service": self.service, "operation": self.operation, "tags": self.tags, "status": self.status,
-            "min_duration": self.min_duration, "max_duration": self.max_duration, "range": self.range,
-            "start": self.start if self.range == "custom" else "", "end": self.end if self.range == "custom" else "",
-            "limit": self.limit, "sort": self.sort, "live": "1" if self.live else "",
-        }.items() if v}
+        out = {
+            k: v
+            for k, v in {
+                "service": self.service,
+                "operation": self.operation,
+                "tags": self.tags,
+                "status": self.status,
+                "min_duration": self.min_duration,
+                "max_duration": self.max_duration,
+                "range": self.range,
+                "start": self.start if self.range == "custom" else "",
+                "end": self.end if self.range == "custom" else "",
+                "limit": self.limit,
+                "sort": self.sort,
+                "live": "1" if self.live else "",
+            }.items()
+            if v
+        }
         out.update(overrides)
         return out
 
@@ -181,8 +209,11 @@ def search() -> Any:
 def operations() -> str:
     """The operation <option>s for a service (the search form swaps them in)."""
     service = request.args.get("service", "")
-    return render_template("traces/_operations.html", operations=_operation_names(_store(), service),
-                           selected=request.args.get("operation", ""))
+    return render_template(
+        "traces/_operations.html",
+        operations=_operation_names(_store(), service),
+        selected=request.args.get("operation", ""),
+    )
 
 
 @bp.get("/traces/compare")
@@ -231,8 +262,9 @@ def span(trace_id: str, span_id: str) -> Any:
 def stats(trace_id: str) -> Any:
     """Per service and operation: count, total, self time, min/avg/max."""
     view, _ = _trace_view(trace_id)
-    return render_page_or_fragment("traces/stats.html", "traces/_stats.html", view=view,
-                                   stats=operation_stats(view), **_view_links(view))
+    return render_page_or_fragment(
+        "traces/stats.html", "traces/_stats.html", view=view, stats=operation_stats(view), **_view_links(view)
+    )
 
 
 @bp.get("/traces/<trace_id>/otlp.json")
@@ -281,8 +313,9 @@ def _view_links(view: TraceView) -> dict[str, Any]:
     return {
         "waterfall_url": url_for("traces.detail", trace_id=view.trace_id, **params),
         "stats_url": url_for("traces.stats", trace_id=view.trace_id, **params),
-        "skew_url": url_for("traces.detail", trace_id=view.trace_id,
-                            **{**params, "skew": "on" if not view.skew_adjusted else "off"}),
+        "skew_url": url_for(
+            "traces.detail", trace_id=view.trace_id, **{**params, "skew": "on" if not view.skew_adjusted else "off"}
+        ),
         "params": params,
     }
 
@@ -319,14 +352,16 @@ def _panel_context(row: Any) -> dict[str, Any]:
                 "message": str(e.attributes.get(EXCEPTION_MESSAGE, "")),
                 "stacktrace": str(e.attributes.get(EXCEPTION_STACKTRACE, "")),
             }
-        events.append({
-            "event": e,
-            "offset_ns": e.time_ns - s.start_ns,
-            "exception": exception,
-            "attributes": typed_attributes(
-                e.attributes, skip=(EXCEPTION_TYPE, EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE) if exception else ()
-            ),
-        })
+        events.append(
+            {
+                "event": e,
+                "offset_ns": e.time_ns - s.start_ns,
+                "exception": exception,
+                "attributes": typed_attributes(
+                    e.attributes, skip=(EXCEPTION_TYPE, EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE) if exception else ()
+                ),
+            }
+        )
     return {
         "attributes": typed_attributes(s.attributes),
         "events": events,
@@ -372,4 +407,3 @@ def _download(body: dict[str, Any], filename: str) -> Response:
     response = Response(json.dumps(body, ensure_ascii=False), mimetype="application/json")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
-

@@ -71,14 +71,8 @@ def main() -> int:
         finally:
             demo.stop()
     total_mb = sum(per_process.values()) / 1024
-    print(
-        f"start-up to all healthy and registered: {startup_s:.2f} s "
-        f"(budget {STARTUP_BUDGET_S:.0f} s)"
-    )
-    print(
-        f"memory, summed RSS of {len(tree)} processes: {total_mb:.0f} MB "
-        f"(budget {MEMORY_BUDGET_MB:.0f} MB)"
-    )
+    print(f"start-up to all healthy and registered: {startup_s:.2f} s (budget {STARTUP_BUDGET_S:.0f} s)")
+    print(f"memory, summed RSS of {len(tree)} processes: {total_mb:.0f} MB (budget {MEMORY_BUDGET_MB:.0f} MB)")
     for pid, kib in sorted(per_process.items(), key=lambda item: -item[1]):
         label = "launcher" if pid == os.getpid() else names.get(pid, "other")
         print(f"  {label:<14} pid {pid:<7} {kib / 1024:6.1f} MB")

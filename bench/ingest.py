@@ -14,8 +14,6 @@ and the largest size SQLite's write-ahead log reached.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,8 +37,24 @@ class Server:
         self.otlp, self.ui = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         self.data_dir = data_dir
         if kind == "full":
-            cmd = [sys.executable, "-m", "app.cli", "serve", "--data-dir", str(data_dir), "--otlp-http-addr", self.otlp,
-                   "--ui-addr", self.ui, "--workers", str(workers), "--max-spans", "0", "--retention-hours", "0"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--otlp-http-addr",
+                self.otlp,
+                "--ui-addr",
+                self.ui,
+                "--workers",
+                str(workers),
+                "--max-spans",
+                "0",
+                "--retention-hours",
+                "0",
+            ]
         else:
             cmd = [sys.executable, str(ROOT / "bench" / "discard_server.py"), self.otlp, self.ui, str(workers)]
         self.log = open(data_dir.parent / f"{kind}.log", "w")  # noqa: SIM115
@@ -61,8 +75,9 @@ class Server:
         self.log.close()
 
 
-def run_phase(name: str, server: Server, encoding: str, seconds: float, senders: int, target_spans: int | None,
-              check_reads: bool) -> dict:
+def run_phase(
+    name: str, server: Server, encoding: str, seconds: float, senders: int, target_spans: int | None, check_reads: bool
+) -> dict:
     batches = Batches(time.time_ns(), encoding)
     url = f"http://{server.otlp}/v1/traces"
     latencies: list[float] = []
@@ -162,8 +177,11 @@ def main() -> None:
             try:
                 encoding = "json" if phase == "json" else "protobuf"
                 target = args.target_spans if phase == "full" else 0
-                results.append(run_phase(phase, server, encoding, args.seconds, args.senders, target or None,
-                                         check_reads=kind == "full"))
+                results.append(
+                    run_phase(
+                        phase, server, encoding, args.seconds, args.senders, target or None, check_reads=kind == "full"
+                    )
+                )
                 db = data_dir / "spyglass.db"
                 if db.exists() and kind == "full":
                     size = sum(p.stat().st_size for p in data_dir.glob("spyglass.db*"))
@@ -171,13 +189,17 @@ def main() -> None:
             finally:
                 server.stop()
     print()
-    print(f"{'phase':<8} {'spans/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'refused':>8} {'WAL max MB':>11} "
-          f"{'read after 200':>15} {'bytes/span':>11}")
+    print(
+        f"{'phase':<8} {'spans/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'refused':>8} {'WAL max MB':>11} "
+        f"{'read after 200':>15} {'bytes/span':>11}"
+    )
     for r in results:
         read = f"{r['read_after_ack_ms']:.1f} ms" if r["read_after_ack_ms"] is not None else "-"
         bps = f"{r['bytes_per_span']:.0f}" if "bytes_per_span" in r else "-"
-        print(f"{r['phase']:<8} {r['spans_per_s']:>10,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['refused']:>8} "
-              f"{r['wal_max_mb']:>11.1f} {read:>15} {bps:>11}")
+        print(
+            f"{r['phase']:<8} {r['spans_per_s']:>10,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['refused']:>8} "
+            f"{r['wal_max_mb']:>11.1f} {read:>15} {bps:>11}"
+        )
     by = {r["phase"]: r for r in results}
     if "discard" in by and "full" in by:
         print(f"\nfull write path / discard receiver: {by['full']['spans_per_s'] / by['discard']['spans_per_s']:.0%}")

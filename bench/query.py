@@ -125,23 +125,55 @@ def main() -> None:
                 assert r.status_code == 200, r.text
             times.sort()
             rows.append(("trace by id", statistics.median(times), times[int(len(times) * 0.99) - 1], 1))
-            rows.append(("search: service+1h+error+minDuration", *timed(
-                s, f"{api}/traces",
-                {**hour, "service": "payment", "tags": json.dumps({"error": "true"}), "minDuration": "20ms",
-                 "limit": 20}, args.requests)))
-            rows.append(("search: one attribute, 1h window", *timed(
-                s, f"{api}/traces", {**hour, "tags": json.dumps({"user.id": "user-1234"}), "limit": 20}, args.requests)))
-            rows.append(("search: common attribute, 1h window", *timed(
-                s, f"{api}/traces", {**hour, "tags": json.dumps({"http.request.method": "GET"}), "limit": 20},
-                args.requests)))
+            rows.append(
+                (
+                    "search: service+1h+error+minDuration",
+                    *timed(
+                        s,
+                        f"{api}/traces",
+                        {
+                            **hour,
+                            "service": "payment",
+                            "tags": json.dumps({"error": "true"}),
+                            "minDuration": "20ms",
+                            "limit": 20,
+                        },
+                        args.requests,
+                    ),
+                )
+            )
+            rows.append(
+                (
+                    "search: one attribute, 1h window",
+                    *timed(
+                        s,
+                        f"{api}/traces",
+                        {**hour, "tags": json.dumps({"user.id": "user-1234"}), "limit": 20},
+                        args.requests,
+                    ),
+                )
+            )
+            rows.append(
+                (
+                    "search: common attribute, 1h window",
+                    *timed(
+                        s,
+                        f"{api}/traces",
+                        {**hour, "tags": json.dumps({"http.request.method": "GET"}), "limit": 20},
+                        args.requests,
+                    ),
+                )
+            )
             rows.append(("services", *timed(s, f"{api}/services", None, args.requests)))
             rows.append(("dependencies (24h)", *timed(s, f"{api}/dependencies", None, args.requests)))
             memory = rss_mb(server.proc.pid)
         finally:
             server.stop()
     print()
-    print(f"store: {span_count:,} spans, {disk / 1e6:,.0f} MB on disk, {disk / max(1, span_count):.0f} bytes/span; "
-          f"server RSS after the queries: {memory:.0f} MB")
+    print(
+        f"store: {span_count:,} spans, {disk / 1e6:,.0f} MB on disk, {disk / max(1, span_count):.0f} bytes/span; "
+        f"server RSS after the queries: {memory:.0f} MB"
+    )
     print(f"{'query':<40} {'p50 ms':>8} {'p99 ms':>8} {'results':>8}")
     for name, p50, p99, n in rows:
         print(f"{name:<40} {p50:>8.1f} {p99:>8.1f} {n:>8}")

@@ -21,11 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import create_app
-from app.analysis.tree import build_trace_view
-from app.settings import Settings
-from app.traces import FIRST_PAGE_ROWS, MORE_ROWS
-from tests.fixtures.traces.generate import huge
+from app import create_app  # noqa: E402
+from app.analysis.tree import build_trace_view  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from app.traces import FIRST_PAGE_ROWS, MORE_ROWS  # noqa: E402
+from tests.fixtures.traces.generate import huge  # noqa: E402
 
 TRACE_ID = f"{0x50:032x}"
 
@@ -60,14 +60,17 @@ def main() -> None:
                 r = client.get(url, headers=headers)
                 assert r.status_code == 200, (url, r.status_code)
                 return r
+
             return run
 
         rows = [
             ("store.get_trace", lambda: store.get_trace(TRACE_ID)),
             ("build_trace_view", lambda: build_trace_view(spans)),
             ("GET trace page (first screen)", get(f"/traces/{TRACE_ID}")),
-            ("GET next rows (htmx, offset 300)", get(f"/traces/{TRACE_ID}/rows?offset={FIRST_PAGE_ROWS}",
-                                                      **{"HX-Request": "true"})),
+            (
+                "GET next rows (htmx, offset 300)",
+                get(f"/traces/{TRACE_ID}/rows?offset={FIRST_PAGE_ROWS}", **{"HX-Request": "true"}),
+            ),
             ("GET span panel (htmx)", get(f"/traces/{TRACE_ID}/spans/{spans[-1].span_id}", **{"HX-Request": "true"})),
             ("GET statistics", get(f"/traces/{TRACE_ID}/stats")),
             ("GET OTLP JSON download", get(f"/traces/{TRACE_ID}/otlp.json")),

@@ -42,37 +42,104 @@ def make_trace(rng: random.Random, n: int, start_ns: int, res: dict[str, Resourc
     breaker = {"circuit_breaker.name": "orders->payment", "circuit_breaker.state": "closed"}
     events: tuple[SpanEvent, ...] = ()
     if n % 5000 == 4999:
-        events = (SpanEvent(start_ns + 5 * MS, "circuit_breaker.state_change",
-                            {"circuit_breaker.name": "orders->payment", "circuit_breaker.state.from": "closed",
-                             "circuit_breaker.state.to": "open", "circuit_breaker.failure_count": 5}),)
+        events = (
+            SpanEvent(
+                start_ns + 5 * MS,
+                "circuit_breaker.state_change",
+                {
+                    "circuit_breaker.name": "orders->payment",
+                    "circuit_breaker.state.from": "closed",
+                    "circuit_breaker.state.to": "open",
+                    "circuit_breaker.failure_count": 5,
+                },
+            ),
+        )
     t = start_ns
     rows = [
         (ids[0], "", "gateway", "GET /api/orders", KIND_SERVER, t, d(40), STATUS_UNSET, {}, ()),
         (ids[1], ids[0], "gateway", "POST orders", KIND_CLIENT, t + MS, d(35), STATUS_UNSET, {}, ()),
-        (ids[2], ids[1], "orders", "POST /orders", KIND_SERVER, t + 2 * MS, d(30), STATUS_UNSET,
-         {**saga, "saga.outcome": "compensated" if fail else "completed"}, ()),
-        (ids[3], ids[2], "orders", "INSERT", KIND_CLIENT, t + 3 * MS, d(1), STATUS_UNSET,
-         {"db.system": "sqlite", "db.name": "orders.db"}, ()),
-        (ids[4], ids[2], "orders", "create", 1, t + 4 * MS, d(2), STATUS_UNSET,
-         {**saga, "saga.step": "create", "saga.step.index": 0, "saga.phase": "action"}, ()),
-        (ids[5], ids[2], "orders", "POST payment", KIND_CLIENT, t + 6 * MS, d(10), err,
-         {**saga, "saga.step": "pay", "saga.step.index": 1, "saga.phase": "action", **breaker}, events),
+        (
+            ids[2],
+            ids[1],
+            "orders",
+            "POST /orders",
+            KIND_SERVER,
+            t + 2 * MS,
+            d(30),
+            STATUS_UNSET,
+            {**saga, "saga.outcome": "compensated" if fail else "completed"},
+            (),
+        ),
+        (
+            ids[3],
+            ids[2],
+            "orders",
+            "INSERT",
+            KIND_CLIENT,
+            t + 3 * MS,
+            d(1),
+            STATUS_UNSET,
+            {"db.system": "sqlite", "db.name": "orders.db"},
+            (),
+        ),
+        (
+            ids[4],
+            ids[2],
+            "orders",
+            "create",
+            1,
+            t + 4 * MS,
+            d(2),
+            STATUS_UNSET,
+            {**saga, "saga.step": "create", "saga.step.index": 0, "saga.phase": "action"},
+            (),
+        ),
+        (
+            ids[5],
+            ids[2],
+            "orders",
+            "POST payment",
+            KIND_CLIENT,
+            t + 6 * MS,
+            d(10),
+            err,
+            {**saga, "saga.step": "pay", "saga.step.index": 1, "saga.phase": "action", **breaker},
+            events,
+        ),
         (ids[6], ids[5], "payment", "POST /charge", KIND_SERVER, t + 7 * MS, d(8), err, {}, ()),
         (ids[7], ids[2], "orders", "POST inventory", KIND_CLIENT, t + 18 * MS, d(5), STATUS_UNSET, {}, ()),
         (ids[8], ids[7], "inventory", "POST /reserve", KIND_SERVER, t + 19 * MS, d(4), STATUS_UNSET, {}, ()),
-        (ids[9], ids[2], "orders", "undo create" if fail else "ship", 1, t + 25 * MS, d(2), STATUS_UNSET,
-         {**saga, "saga.step": "create" if fail else "ship", "saga.step.index": 0 if fail else 2,
-          "saga.phase": "compensation" if fail else "action"}, ()),
+        (
+            ids[9],
+            ids[2],
+            "orders",
+            "undo create" if fail else "ship",
+            1,
+            t + 25 * MS,
+            d(2),
+            STATUS_UNSET,
+            {
+                **saga,
+                "saga.step": "create" if fail else "ship",
+                "saga.step.index": 0 if fail else 2,
+                "saga.phase": "compensation" if fail else "action",
+            },
+            (),
+        ),
     ]
-    return [Span(tid, sid, parent, name, kind, st, st + dur, res[svc], attrs, ev, status_code=code)
-            for sid, parent, svc, name, kind, st, dur, code, attrs, ev in rows]
+    return [
+        Span(tid, sid, parent, name, kind, st, st + dur, res[svc], attrs, ev, status_code=code)
+        for sid, parent, svc, name, kind, st, dur, code, attrs, ev in rows
+    ]
 
 
 def load(store: SpanStore, spans: int, batch_traces: int = 200) -> float:
     """Write ``spans`` spans over the last hour; returns the seconds it took."""
     rng = random.Random(7)
-    res = {s: Resource(s, {"service.name": s, "service.instance.id": f"{s}-1"})
-           for s in ("gateway", "orders", "payment", "inventory")}
+    res = {
+        s: Resource(s, {"service.name": s, "service.instance.id": f"{s}-1"})
+        for s in ("gateway", "orders", "payment", "inventory")
+    }
     traces = max(1, spans // SPANS_PER_TRACE)
     now = time.time_ns()
     began = time.perf_counter()
@@ -109,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     """Load, time, print; exit 1 if a page's median is over the budget."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans", type=int, default=1_000_000, help="spans to load (default 1,000,000)")
-    parser.add_argument("--db", help="SQLite file to use (kept); default: a temporary file; an existing file is "
-                        "reused without loading")
+    parser.add_argument(
+        "--db", help="SQLite file to use (kept); default: a temporary file; an existing file is reused without loading"
+    )
     parser.add_argument("--runs", type=int, default=7, help="timed requests per page")
     parser.add_argument("--budget-ms", type=float, default=200.0, help="median server time allowed per page")
     args = parser.parse_args(argv)
@@ -129,8 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         median = statistics.median(times)
         over = median > args.budget_ms
         failed |= over
-        print(f"{path:32s} median {median:7.1f} ms  min {min(times):7.1f}  max {max(times):7.1f}"
-              f"{'  OVER BUDGET' if over else ''}")
+        print(
+            f"{path:32s} median {median:7.1f} ms  min {min(times):7.1f}  max {max(times):7.1f}"
+            f"{'  OVER BUDGET' if over else ''}"
+        )
     store.close()
     return 1 if failed else 0
 

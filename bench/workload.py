@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
@@ -54,8 +53,10 @@ def template(base_ns: int, seed: int = 1) -> list[dict]:
         for i in range(SPANS_PER_TRACE):
             d = _span_desc(rng, t + 1, i, base_ns + t * 10_000_000)
             per_service[SERVICES[i % len(SERVICES)]].append(d)
-    return [{"service": s, "resource": {"host.name": f"{s}-1", "service.version": "1.4.2"}, "spans": spans}
-            for s, spans in per_service.items()]
+    return [
+        {"service": s, "resource": {"host.name": f"{s}-1", "service.version": "1.4.2"}, "spans": spans}
+        for s, spans in per_service.items()
+    ]
 
 
 class Batches:
@@ -90,8 +91,10 @@ def generate_batches(total_spans: int, start_ns: int, spread_ns: int, seed: int 
     from collectors.model import STATUS_ERROR, Resource, Span
 
     rng = random.Random(seed)
-    resources = {s: Resource(s, {"service.name": s, "host.name": f"{s}-1", "service.version": "1.4.2"}, "bench", "1")
-                 for s in SERVICES}
+    resources = {
+        s: Resource(s, {"service.name": s, "host.name": f"{s}-1", "service.version": "1.4.2"}, "bench", "1")
+        for s in SERVICES
+    }
     n_traces = max(1, total_spans // SPANS_PER_TRACE)
     step = spread_ns // n_traces
     batch: list[Span] = []
@@ -101,11 +104,21 @@ def generate_batches(total_spans: int, start_ns: int, spread_ns: int, seed: int 
         for i in range(SPANS_PER_TRACE):
             d = _span_desc(rng, t + 1, i, base)
             code, message = d["status"]
-            batch.append(Span(
-                trace_id=trace_id, span_id=d["span_id"], parent_span_id=d["parent"], name=d["name"],
-                kind=d["kind"], start_ns=d["start"], end_ns=d["end"], resource=resources[SERVICES[i % len(SERVICES)]],
-                attributes=d["attributes"], status_code=STATUS_ERROR if code == 2 else 0, status_message=message,
-            ))
+            batch.append(
+                Span(
+                    trace_id=trace_id,
+                    span_id=d["span_id"],
+                    parent_span_id=d["parent"],
+                    name=d["name"],
+                    kind=d["kind"],
+                    start_ns=d["start"],
+                    end_ns=d["end"],
+                    resource=resources[SERVICES[i % len(SERVICES)]],
+                    attributes=d["attributes"],
+                    status_code=STATUS_ERROR if code == 2 else 0,
+                    status_message=message,
+                )
+            )
         if len(batch) >= SPANS_PER_BATCH:
             yield batch
             batch = []

@@ -169,7 +169,6 @@ class DecodedBatch:
             parts.append(f"and {len(self.rejections) - 5} more rejected")
         if self.truncated:
             parts.append(
-                f"{self.truncated} attribute lists, event lists or values were truncated "
-                "to the collector's limits"
+                f"{self.truncated} attribute lists, event lists or values were truncated to the collector's limits"
             )
         return "; ".join(parts)

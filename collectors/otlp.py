@@ -242,10 +242,7 @@ class _Walker:
         if which == "array_value":
             return [self.pb_value(x, where, depth + 1) for x in v.array_value.values]
         if which == "kvlist_value":
-            return {
-                self.text(kv.key): self.pb_value(kv.value, where, depth + 1)
-                for kv in v.kvlist_value.values
-            }
+            return {self.text(kv.key): self.pb_value(kv.value, where, depth + 1) for kv in v.kvlist_value.values}
         if which == "bytes_value":
             return {BYTES_MARKER: base64.b64encode(v.bytes_value).decode("ascii")}
         return None
@@ -291,8 +288,7 @@ class _Walker:
             status_message=self.text(span.status.message),
             trace_state=self.text(span.trace_state),
             flags=span.flags,
-            dropped_attributes_count=span.dropped_attributes_count
-            + max(0, len(span.attributes) - len(attrs)),
+            dropped_attributes_count=span.dropped_attributes_count + max(0, len(span.attributes) - len(attrs)),
             dropped_events_count=span.dropped_events_count + dropped_events,
             dropped_links_count=span.dropped_links_count + dropped_links,
         )
@@ -315,7 +311,7 @@ class _Walker:
             return None
         if not isinstance(v, dict) or len(v) != 1:
             raise _SpanError(f"{where}.value: expected an AnyValue object with one field")
-        (name, x), = v.items()
+        ((name, x),) = v.items()
         if name in ("stringValue", "string_value"):
             if not isinstance(x, str):
                 raise _SpanError(f"{where}.value.stringValue: expected a string")
@@ -399,9 +395,7 @@ class _Walker:
                 _get(span, "droppedEventsCount", "dropped_events_count") or 0, "droppedEventsCount"
             )
             + dropped_events,
-            dropped_links_count=_int(
-                _get(span, "droppedLinksCount", "dropped_links_count") or 0, "droppedLinksCount"
-            )
+            dropped_links_count=_int(_get(span, "droppedLinksCount", "dropped_links_count") or 0, "droppedLinksCount")
             + dropped_links,
         )
 

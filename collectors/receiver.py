@@ -61,16 +61,18 @@ def export_traces() -> Response:
             raise _Refusal(401, code_pb2.UNAUTHENTICATED, "missing or wrong bearer token")
         if not as_json and content_type not in _PROTOBUF_ALIASES:
             raise _Refusal(
-                415, code_pb2.INVALID_ARGUMENT,
-                f"unsupported Content-Type {request.content_type or '(none)'!r}: "
-                f"send {PROTOBUF} or {JSON}",
+                415,
+                code_pb2.INVALID_ARGUMENT,
+                f"unsupported Content-Type {request.content_type or '(none)'!r}: send {PROTOBUF} or {JSON}",
             )
         if not config.inflight.acquire(timeout=2.0):
             raise _Refusal(503, code_pb2.UNAVAILABLE, "collector is busy, retry later", RETRY_AFTER_OVERLOADED_S)
         try:
             body = _read_body(config.max_body_bytes)
             if not body:
-                raise _Refusal(400, code_pb2.INVALID_ARGUMENT, "empty request body: expected an ExportTraceServiceRequest")
+                raise _Refusal(
+                    400, code_pb2.INVALID_ARGUMENT, "empty request body: expected an ExportTraceServiceRequest"
+                )
             try:
                 decoded = (decode_json if as_json else decode_protobuf)(body, config.limits)
             except DecodeError as err:
@@ -79,8 +81,9 @@ def export_traces() -> Response:
                 store.write_spans(decoded.spans)
             except StoreError as err:
                 current_app.logger.warning("ingest refused: %s", err)
-                raise _Refusal(503, code_pb2.UNAVAILABLE, "the store cannot commit right now, retry later",
-                               RETRY_AFTER_STORE_S) from err
+                raise _Refusal(
+                    503, code_pb2.UNAVAILABLE, "the store cannot commit right now, retry later", RETRY_AFTER_STORE_S
+                ) from err
         finally:
             config.inflight.release()
     except _Refusal as refusal:
@@ -93,7 +96,9 @@ def _read_body(limit: int) -> bytes:
     """Read the (possibly chunked, possibly gzipped) body, bounded before and after inflating."""
     length = request.content_length
     if length is not None and length > limit:
-        raise _Refusal(413, code_pb2.INVALID_ARGUMENT, f"request body of {length} bytes is over the limit of {limit} bytes")
+        raise _Refusal(
+            413, code_pb2.INVALID_ARGUMENT, f"request body of {length} bytes is over the limit of {limit} bytes"
+        )
     stream = request.stream
     parts, total = [], 0
     while True:

@@ -62,9 +62,7 @@ def create_service(settings: ServiceSettings) -> Service:
             return None
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not any(
-            hmac.compare_digest(token, known) for known in tokens
-        ):
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, known) for known in tokens):
             response = error_response(401, "missing or invalid bearer token")
             response.headers["WWW-Authenticate"] = 'Bearer realm="spyglass-demo"'
             return response

@@ -77,11 +77,7 @@ def create_service(settings: ServiceSettings) -> Service:
     @app.get("/products/<int:product_id>")
     def get_product(product_id: int) -> Response:
         with engine.connect() as conn:
-            row = (
-                conn.execute(sa.select(products).where(products.c.id == product_id))
-                .mappings()
-                .first()
-            )
+            row = conn.execute(sa.select(products).where(products.c.id == product_id)).mappings().first()
         if row is None:
             return error_response(404, f"no product {product_id}")
         return jsonify(dict(row))
@@ -118,11 +114,7 @@ class _OutOfStockError(Exception):
 def _reserve(engine: sa.Engine, order_id: str, items: list[dict]) -> str:
     """Take ``items`` out of stock for ``order_id`` in one transaction (idempotent)."""
     with engine.begin() as conn:
-        existing = (
-            conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id))
-            .mappings()
-            .first()
-        )
+        existing = conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id)).mappings().first()
         if existing is not None:
             return str(existing["status"])
         for item in items:
@@ -134,22 +126,14 @@ def _reserve(engine: sa.Engine, order_id: str, items: list[dict]) -> str:
             ).rowcount
             if not updated:
                 raise _OutOfStockError(f"product {item['product_id']} out of stock")
-        conn.execute(
-            reservations.insert().values(
-                order_id=order_id, items=json.dumps(items), status="reserved"
-            )
-        )
+        conn.execute(reservations.insert().values(order_id=order_id, items=json.dumps(items), status="reserved"))
     return "reserved"
 
 
 def _set_status(engine: sa.Engine, order_id: str, status: str) -> Response:
     """Commit or release a reservation; releasing puts its items back in stock."""
     with engine.begin() as conn:
-        row = (
-            conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id))
-            .mappings()
-            .first()
-        )
+        row = conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id)).mappings().first()
         if row is None:
             return error_response(404, f"no reservation for order {order_id}")
         if row["status"] == status:
@@ -163,9 +147,7 @@ def _set_status(engine: sa.Engine, order_id: str, status: str) -> Response:
                     .where(products.c.id == int(item["product_id"]))
                     .values(stock=products.c.stock + int(item["quantity"]))
                 )
-        conn.execute(
-            reservations.update().where(reservations.c.order_id == order_id).values(status=status)
-        )
+        conn.execute(reservations.update().where(reservations.c.order_id == order_id).values(status=status))
     return jsonify(order_id=order_id, status=status)
 
 

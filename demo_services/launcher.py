@@ -129,9 +129,7 @@ class Demo:
         self._traffic_enabled = traffic
         self._rate = rate
         self._extra_env = dict(env or {})
-        self._spyglass_command = (
-            [sys.executable, "-m", "app.cli"] if spyglass_command is None else spyglass_command
-        )
+        self._spyglass_command = [sys.executable, "-m", "app.cli"] if spyglass_command is None else spyglass_command
         self._out = out or sys.stdout
         self._children: dict[str, _Child] = {}
         self._stopping = threading.Event()
@@ -322,8 +320,7 @@ class Demo:
                 assert child.process is not None
                 if child.process.poll() is not None:
                     raise DemoStartupError(
-                        f"{name} exited with code {child.process.returncode} while starting\n"
-                        + self.logs()
+                        f"{name} exited with code {child.process.returncode} while starting\n" + self.logs()
                     )
                 if _is_healthy(child.health_url):
                     del pending[name]
@@ -347,9 +344,7 @@ class Demo:
                 if self._stopping.is_set():
                     return
                 if not child.restart:
-                    self._say(
-                        f"[demo] {name} exited with code {child.process.returncode}; not restarting"
-                    )
+                    self._say(f"[demo] {name} exited with code {child.process.returncode}; not restarting")
                     child.process = None
                     continue
                 if child.restart_at is None:
@@ -406,14 +401,14 @@ def run_demo(
         except DemoStartupError as err:
             print(f"spyglass demo: {err}", file=sys.stderr)
             return 130 if stop.is_set() else 1
-        print(
-            f"\nDashboard: {demo.ui_url}\nGateway:   {demo.gateway_url} "
-            f"(bearer token {demo.api_token})\n"
-        )
+        print(f"\nDashboard: {demo.ui_url}\nGateway:   {demo.gateway_url} (bearer token {demo.api_token})\n")
         print(
             WHAT_TO_TRY.format(
-                token=demo.api_token, gateway=demo.gateway_url, ui=demo.ui_url,
-                control=demo.control_token, payment=demo.url("payment"),
+                token=demo.api_token,
+                gateway=demo.gateway_url,
+                ui=demo.ui_url,
+                control=demo.control_token,
+                payment=demo.url("payment"),
             ),
             flush=True,
         )
@@ -463,9 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo standalone: ``python -m demo_services.launcher``."""
     parser = argparse.ArgumentParser(description="Run Spyglass with the demo services.")
     parser.add_argument("--ui-addr", default=os.environ.get("SPYGLASS_UI_ADDR", "127.0.0.1:8080"))
-    parser.add_argument(
-        "--otlp-http-addr", default=os.environ.get("SPYGLASS_OTLP_HTTP_ADDR", "127.0.0.1:4318")
-    )
+    parser.add_argument("--otlp-http-addr", default=os.environ.get("SPYGLASS_OTLP_HTTP_ADDR", "127.0.0.1:4318"))
     parser.add_argument("--data-dir", default=os.environ.get("SPYGLASS_DATA_DIR", "./data"))
     parser.add_argument("--no-traffic", action="store_true", help="do not generate traffic")
     parser.add_argument("--rate", type=float, default=1.0, help="traffic, requests per second")

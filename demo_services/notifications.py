@@ -82,9 +82,7 @@ def create_service(settings: ServiceSettings) -> Service:
             time.sleep(settings.relay_interval_s)
             inbox.process_pending(engine, notify)
 
-    service.background.append(
-        lambda: threading.Thread(target=work_forever, name="inbox-worker", daemon=True).start()
-    )
+    service.background.append(lambda: threading.Thread(target=work_forever, name="inbox-worker", daemon=True).start())
     return service
 
 

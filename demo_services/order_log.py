@@ -114,9 +114,7 @@ class OrderLog:
         self._engine = engine
         create_schema(engine, metadata)
 
-    def append(
-        self, conn: sa.Connection, order_id: str, event_type: str, data: dict[str, Any]
-    ) -> OrderEvent:
+    def append(self, conn: sa.Connection, order_id: str, event_type: str, data: dict[str, Any]) -> OrderEvent:
         """Append one event inside the caller's transaction and update the read model."""
         if event_type not in EVENT_TYPES:
             raise ValueError(f"unknown order event type {event_type!r}")
@@ -129,17 +127,13 @@ class OrderLog:
             )
         ).inserted_primary_key[0]
         event = OrderEvent(int(seq), order_id, event_type, data)
-        row = conn.execute(
-            sa.select(orders_view.c.document).where(orders_view.c.order_id == order_id)
-        ).first()
+        row = conn.execute(sa.select(orders_view.c.document).where(orders_view.c.order_id == order_id)).first()
         doc = apply_event(json.loads(row[0]) if row else None, event)
         if row is None:
             conn.execute(orders_view.insert().values(order_id=order_id, document=json.dumps(doc)))
         else:
             conn.execute(
-                orders_view.update()
-                .where(orders_view.c.order_id == order_id)
-                .values(document=json.dumps(doc))
+                orders_view.update().where(orders_view.c.order_id == order_id).values(document=json.dumps(doc))
             )
         return event
 
@@ -155,9 +149,7 @@ class OrderLog:
     def get(self, order_id: str) -> dict[str, Any] | None:
         """Return the read-model document of one order, or None."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(orders_view.c.document).where(orders_view.c.order_id == order_id)
-            ).first()
+            row = conn.execute(sa.select(orders_view.c.document).where(orders_view.c.order_id == order_id)).first()
         return json.loads(row[0]) if row else None
 
     def all(self) -> dict[str, dict[str, Any]]:

@@ -147,9 +147,7 @@ def create_service(settings: ServiceSettings) -> Service:
         events = log.events(order_id)
         if not events:
             return error_response(404, f"no order {order_id}")
-        return jsonify(
-            events=[e.__dict__ for e in events], rebuilt=build_read_model(events).get(order_id)
-        )
+        return jsonify(events=[e.__dict__ for e in events], rebuilt=build_read_model(events).get(order_id))
 
     return service
 
@@ -163,9 +161,7 @@ def _parse_items(raw: Any) -> list[dict[str, int]]:
     return items
 
 
-def _order_steps(
-    client: ServiceClient, log: OrderLog, outbox: Outbox, engine: Any
-) -> list[SagaStep]:
+def _order_steps(client: ServiceClient, log: OrderLog, outbox: Outbox, engine: Any) -> list[SagaStep]:
     """Return the order saga's steps, each a call plus the call that undoes it."""
 
     def call(service: str, method: str, path: str, json: Any = None, ok: tuple = (200, 201)) -> Any:

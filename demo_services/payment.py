@@ -52,9 +52,7 @@ def create_service(settings: ServiceSettings) -> Service:
         payment_id = uuid.uuid4().hex[:16]
         with engine.begin() as conn:
             conn.execute(
-                payments.insert().values(
-                    id=payment_id, order_id=order_id, amount_cents=amount, status="authorized"
-                )
+                payments.insert().values(id=payment_id, order_id=order_id, amount_cents=amount, status="authorized")
             )
         return jsonify(id=payment_id, order_id=order_id, status="authorized"), 201
 
@@ -64,11 +62,7 @@ def create_service(settings: ServiceSettings) -> Service:
             return error_response(404, f"unknown payment action {action!r}")
         before, after = _TRANSITIONS[action]
         with engine.begin() as conn:
-            row = (
-                conn.execute(sa.select(payments).where(payments.c.id == payment_id))
-                .mappings()
-                .first()
-            )
+            row = conn.execute(sa.select(payments).where(payments.c.id == payment_id)).mappings().first()
             if row is None:
                 return error_response(404, f"no payment {payment_id}")
             if row["status"] not in (before, after):
@@ -79,11 +73,7 @@ def create_service(settings: ServiceSettings) -> Service:
     @app.get("/payments/<payment_id>")
     def get_payment(payment_id: str) -> Response:
         with engine.connect() as conn:
-            row = (
-                conn.execute(sa.select(payments).where(payments.c.id == payment_id))
-                .mappings()
-                .first()
-            )
+            row = conn.execute(sa.select(payments).where(payments.c.id == payment_id)).mappings().first()
         if row is None:
             return error_response(404, f"no payment {payment_id}")
         return jsonify(dict(row))

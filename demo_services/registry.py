@@ -81,9 +81,7 @@ def create_service(settings: ServiceSettings) -> Service:
     def heartbeat(instance_id: str) -> Response:
         with engine.begin() as conn:
             updated = conn.execute(
-                instances.update()
-                .where(instances.c.instance_id == instance_id)
-                .values(last_heartbeat=time.time())
+                instances.update().where(instances.c.instance_id == instance_id).values(last_heartbeat=time.time())
             ).rowcount
         if not updated:
             return error_response(404, f"no instance {instance_id}; register again")
@@ -117,9 +115,7 @@ def create_service(settings: ServiceSettings) -> Service:
             time.sleep(settings.heartbeat_s)
             check_instances(engine, settings.registry_ttl_s)
 
-    service.background.append(
-        lambda: threading.Thread(target=check_forever, name="health-check", daemon=True).start()
-    )
+    service.background.append(lambda: threading.Thread(target=check_forever, name="health-check", daemon=True).start())
     return service
 
 
@@ -135,11 +131,7 @@ def check_instances(engine: sa.Engine, ttl_s: float) -> None:
         except requests.RequestException:
             healthy = False
         with engine.begin() as conn:
-            conn.execute(
-                instances.update()
-                .where(instances.c.instance_id == instance_id)
-                .values(healthy=healthy)
-            )
+            conn.execute(instances.update().where(instances.c.instance_id == instance_id).values(healthy=healthy))
 
 
 def _public(row: dict) -> dict:

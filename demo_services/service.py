@@ -206,9 +206,7 @@ def make_service(
 def create_engine(path: Path) -> sa.Engine:
     """Open (creating) the SQLite file at ``path`` in WAL mode, safe across threads."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(
-        f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 15}
-    )
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 15})
 
     @sa.event.listens_for(engine, "connect")
     def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -241,10 +239,7 @@ def lookup_instances(registry_url: str, service: str) -> list[Instance]:
         return []
     if response.status_code != 200:
         return []
-    return [
-        Instance(item["service"], item["instance_id"], item["url"])
-        for item in response.json()["instances"]
-    ]
+    return [Instance(item["service"], item["instance_id"], item["url"]) for item in response.json()["instances"]]
 
 
 def run_service(service: Service) -> int:
@@ -255,9 +250,7 @@ def run_service(service: Service) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     # Every process reports service.instance.id, the id it registers under, so traffic
     # in traces can be matched to registry instances.
-    provider = configure_tracing(
-        service.name, settings.otlp_http_addr, instance_id, settings.auth_token
-    )
+    provider = configure_tracing(service.name, settings.otlp_http_addr, instance_id, settings.auth_token)
     server = make_server("127.0.0.1", settings.port, service.app, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
     stop = threading.Event()
@@ -315,9 +308,7 @@ def _json_error(status: int, message: str) -> Response:
     return response
 
 
-def _keep_registered(
-    registry_url: str, registration: dict[str, Any], interval_s: float, stop: threading.Event
-) -> None:
+def _keep_registered(registry_url: str, registration: dict[str, Any], interval_s: float, stop: threading.Event) -> None:
     registered = False
     while not stop.is_set():
         try:

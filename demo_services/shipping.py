@@ -41,9 +41,7 @@ def create_service(settings: ServiceSettings) -> Service:
             return error_response(400, "order_id is required")
         shipment_id = uuid.uuid4().hex[:16]
         with engine.begin() as conn:
-            conn.execute(
-                shipments.insert().values(id=shipment_id, order_id=order_id, status="scheduled")
-            )
+            conn.execute(shipments.insert().values(id=shipment_id, order_id=order_id, status="scheduled"))
         return jsonify(id=shipment_id, order_id=order_id, status="scheduled"), 201
 
     @app.post("/shipments/<shipment_id>/confirm")
@@ -59,11 +57,7 @@ def create_service(settings: ServiceSettings) -> Service:
 
 def _set_status(engine: sa.Engine, shipment_id: str, status: str) -> Response:
     with engine.begin() as conn:
-        row = (
-            conn.execute(sa.select(shipments).where(shipments.c.id == shipment_id))
-            .mappings()
-            .first()
-        )
+        row = conn.execute(sa.select(shipments).where(shipments.c.id == shipment_id)).mappings().first()
         if row is None:
             return error_response(404, f"no shipment {shipment_id}")
         if row["status"] not in ("scheduled", status):

@@ -36,12 +36,8 @@ def configure_tracing(
         attributes[SERVICE_INSTANCE_ID] = instance_id
     provider = TracerProvider(resource=Resource.create(attributes))
     headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
-    exporter = OTLPSpanExporter(
-        endpoint=f"http://{otlp_http_addr}/v1/traces", headers=headers, timeout=5
-    )
-    provider.add_span_processor(
-        BatchSpanProcessor(exporter, schedule_delay_millis=SCHEDULE_DELAY_MS)
-    )
+    exporter = OTLPSpanExporter(endpoint=f"http://{otlp_http_addr}/v1/traces", headers=headers, timeout=5)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=SCHEDULE_DELAY_MS))
     trace.set_tracer_provider(provider)
     return provider
 

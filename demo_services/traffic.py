@@ -19,9 +19,7 @@ class TrafficGenerator:
     expected (that is what the demo injects) and only counted.
     """
 
-    def __init__(
-        self, gateway_url: str, token: str, rate: float, rng: random.Random | None = None
-    ) -> None:
+    def __init__(self, gateway_url: str, token: str, rate: float, rng: random.Random | None = None) -> None:
         self._url = gateway_url
         self._rate = rate
         self._rng = rng or random.Random()
@@ -47,16 +45,12 @@ class TrafficGenerator:
             if roll < 0.4:
                 response = self._session.get(f"{self._url}/api/products", timeout=10)
             elif roll < 0.7:
-                response = self._session.post(
-                    f"{self._url}/api/orders", json=self._random_order(), timeout=10
-                )
+                response = self._session.post(f"{self._url}/api/orders", json=self._random_order(), timeout=10)
                 if response.status_code == 201:
                     self._orders = (self._orders + [response.json()["order_id"]])[-20:]
             elif roll < 0.9 and self._orders:
                 order_id = self._rng.choice(self._orders)
-                response = self._session.get(
-                    f"{self._url}/api/order-details/{order_id}", timeout=10
-                )
+                response = self._session.get(f"{self._url}/api/order-details/{order_id}", timeout=10)
             else:
                 user_id = self._rng.randint(1, 5)
                 response = self._session.get(f"{self._url}/api/users/{user_id}", timeout=10)

@@ -49,12 +49,25 @@ class ServeProcess:
         self.ui = f"http://127.0.0.1:{self.ui_port}"
         self.otlp = f"http://127.0.0.1:{self.otlp_port}"
         self.log = data_dir.parent / f"serve-{self.ui_port}.log"
-        cmd = [sys.executable, "-m", "app.cli", "serve", "--data-dir", str(data_dir),
-               "--ui-addr", f"127.0.0.1:{self.ui_port}", "--otlp-http-addr", f"127.0.0.1:{self.otlp_port}",
-               "--prune-interval-s", "0", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--ui-addr",
+            f"127.0.0.1:{self.ui_port}",
+            "--otlp-http-addr",
+            f"127.0.0.1:{self.otlp_port}",
+            "--prune-interval-s",
+            "0",
+            *extra,
+        ]
         self._out = self.log.open("w")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
         try:
             wait_until(self._healthy, timeout=30, message=f"spyglass serve to answer /health\n{self.output()}")
         except AssertionError:
@@ -200,12 +213,20 @@ def json_request(resource_spans: list[dict[str, Any]]) -> bytes:
                 span["parentSpanId"] = sd["parent"]
             if sd.get("events"):
                 span["events"] = [
-                    {"timeUnixNano": str(t), "name": n, "attributes": [{"key": k, "value": json_value(v)} for k, v in a.items()]}
+                    {
+                        "timeUnixNano": str(t),
+                        "name": n,
+                        "attributes": [{"key": k, "value": json_value(v)} for k, v in a.items()],
+                    }
                     for t, n, a in sd["events"]
                 ]
             if sd.get("links"):
                 span["links"] = [
-                    {"traceId": lt, "spanId": ls, "attributes": [{"key": k, "value": json_value(v)} for k, v in a.items()]}
+                    {
+                        "traceId": lt,
+                        "spanId": ls,
+                        "attributes": [{"key": k, "value": json_value(v)} for k, v in a.items()],
+                    }
                     for lt, ls, a in sd["links"]
                 ]
             if "status" in sd:

@@ -25,8 +25,13 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from tests.helpers import ServeProcess, json_request, pb_request, tags_of, wait_until
 
-KIND_NAMES = {SpanKind.INTERNAL: "internal", SpanKind.SERVER: "server", SpanKind.CLIENT: "client",
-              SpanKind.PRODUCER: "producer", SpanKind.CONSUMER: "consumer"}
+KIND_NAMES = {
+    SpanKind.INTERNAL: "internal",
+    SpanKind.SERVER: "server",
+    SpanKind.CLIENT: "client",
+    SpanKind.PRODUCER: "producer",
+    SpanKind.CONSUMER: "consumer",
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +42,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _provider(service: str, endpoint: str, memory: InMemorySpanExporter) -> TracerProvider:
-    provider = TracerProvider(resource=Resource.create({"service.name": service, "host.name": "box-1",
-                                                        "deployment.environment": "test"}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service, "host.name": "box-1", "deployment.environment": "test"})
+    )
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     provider.add_span_processor(SimpleSpanProcessor(memory))
     return provider
@@ -51,13 +57,24 @@ def _record_trace(endpoint: str) -> list[ReadableSpan]:
     ft, bt = frontend.get_tracer("shop.web", "2.1"), backend.get_tracer("shop.api", "0.9")
     with ft.start_as_current_span("warmup") as other:
         other_ctx = other.get_span_context()
-    with ft.start_as_current_span("GET /checkout", kind=SpanKind.SERVER, attributes={
-        "http.request.method": "GET", "http.response.status_code": 200, "ratio": 0.25, "cached": False,
-        "tags": ["a", "b"], "codes": [1, 2, 3], "weights": [0.5, 1.5], "flags": [True, False],
-    }) as root:
+    with ft.start_as_current_span(
+        "GET /checkout",
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.request.method": "GET",
+            "http.response.status_code": 200,
+            "ratio": 0.25,
+            "cached": False,
+            "tags": ["a", "b"],
+            "codes": [1, 2, 3],
+            "weights": [0.5, 1.5],
+            "flags": [True, False],
+        },
+    ) as root:
         root.add_event("cart.loaded", {"items": 3})
-        with ft.start_as_current_span("POST backend /pay", kind=SpanKind.CLIENT,
-                                      links=[Link(other_ctx, {"link.reason": "warmup"})]) as client:
+        with ft.start_as_current_span(
+            "POST backend /pay", kind=SpanKind.CLIENT, links=[Link(other_ctx, {"link.reason": "warmup"})]
+        ) as client:
             ctx = trace_api.set_span_in_context(client)
             with bt.start_as_current_span("pay", context=ctx, kind=SpanKind.SERVER) as srv:
                 srv.set_attribute("payment.amount", 1999)
@@ -154,7 +171,9 @@ def test_the_same_trace_as_hand_written_otlp_json_reads_back_identically(server:
     body = json.dumps(_sdk_spans_to_otlp_json(spans)).encode()
     other = ServeProcess(tmp_path / "data")
     try:
-        r = requests.post(f"{other.otlp}/v1/traces", data=body, headers={"Content-Type": "application/json"}, timeout=10)
+        r = requests.post(
+            f"{other.otlp}/v1/traces", data=body, headers={"Content-Type": "application/json"}, timeout=10
+        )
         assert r.status_code == 200, r.text
         assert r.headers["Content-Type"].startswith("application/json")
         assert r.json() == {}
@@ -176,14 +195,37 @@ def test_dependencies_and_services_reflect_the_cross_service_call(server: ServeP
 
 def test_every_otlp_value_type_including_kvlists_and_bytes(server: ServeProcess) -> None:
     attrs = {
-        "s": "text", "i": -42, "big": 2**62, "d": 3.5, "b": True, "bytes": b"\x00\xffraw",
-        "arr": ["x", 1, 2.5, False], "kv": {"inner": {"deep": [1, {"k": "v"}]}, "n": 7}, "empty": None,
+        "s": "text",
+        "i": -42,
+        "big": 2**62,
+        "d": 3.5,
+        "b": True,
+        "bytes": b"\x00\xffraw",
+        "arr": ["x", 1, 2.5, False],
+        "kv": {"inner": {"deep": [1, {"k": "v"}]}, "n": 7},
+        "empty": None,
     }
-    desc = [{"service": "typed", "spans": [{"trace_id": "ab" * 16, "span_id": "cd" * 8, "name": "typed-op",
-                                            "start": 1_700_000_000_000_000_000, "end": 1_700_000_000_500_000_000,
-                                            "attributes": attrs}]}]
-    r = requests.post(f"{server.otlp}/v1/traces", data=pb_request(desc).SerializeToString(),
-                      headers={"Content-Type": "application/x-protobuf"}, timeout=5)
+    desc = [
+        {
+            "service": "typed",
+            "spans": [
+                {
+                    "trace_id": "ab" * 16,
+                    "span_id": "cd" * 8,
+                    "name": "typed-op",
+                    "start": 1_700_000_000_000_000_000,
+                    "end": 1_700_000_000_500_000_000,
+                    "attributes": attrs,
+                }
+            ],
+        }
+    ]
+    r = requests.post(
+        f"{server.otlp}/v1/traces",
+        data=pb_request(desc).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=5,
+    )
     assert r.status_code == 200
     tags = tags_of(_fetch(server, "ab" * 16)["spans"][0])
     assert tags["s"] == ("string", "text")
@@ -196,8 +238,9 @@ def test_every_otlp_value_type_including_kvlists_and_bytes(server: ServeProcess)
     assert json.loads(tags["kv"][1]) == {"inner": {"deep": [1, {"k": "v"}]}, "n": 7}
     # The same request in the JSON mapping, under another trace id, decodes to the same tags.
     desc[0]["spans"][0]["trace_id"] = "ef" * 16
-    r = requests.post(f"{server.otlp}/v1/traces", data=json_request(desc),
-                      headers={"Content-Type": "application/json"}, timeout=5)
+    r = requests.post(
+        f"{server.otlp}/v1/traces", data=json_request(desc), headers={"Content-Type": "application/json"}, timeout=5
+    )
     assert r.status_code == 200
     assert tags_of(_fetch(server, "ef" * 16)["spans"][0]) == tags
 
@@ -212,13 +255,25 @@ def test_concurrent_senders_with_retries_store_every_span_once(tmp_path: Path) -
         session = requests.Session()
         for b in range(batches):
             trace_id = f"{sender + 1:08x}{b + 1:08x}" + "ab" * 8
-            spans = [{"trace_id": trace_id, "span_id": f"{i + 1:016x}", "parent": f"{i:016x}" if i else "",
-                      "name": f"op-{i % 4}", "start": 1_700_000_000_000_000_000 + i, "end": 1_700_000_000_000_100_000 + i}
-                     for i in range(spans_per_batch)]
+            spans = [
+                {
+                    "trace_id": trace_id,
+                    "span_id": f"{i + 1:016x}",
+                    "parent": f"{i:016x}" if i else "",
+                    "name": f"op-{i % 4}",
+                    "start": 1_700_000_000_000_000_000 + i,
+                    "end": 1_700_000_000_000_100_000 + i,
+                }
+                for i in range(spans_per_batch)
+            ]
             body = pb_request([{"service": "concurrency", "spans": spans}]).SerializeToString()
             for _attempt in range(2 if b % 3 == 0 else 1):  # every third batch is retried, as exporters do
-                r = session.post(f"{server.otlp}/v1/traces", data=body,
-                                 headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+                r = session.post(
+                    f"{server.otlp}/v1/traces",
+                    data=body,
+                    headers={"Content-Type": "application/x-protobuf"},
+                    timeout=30,
+                )
                 assert r.status_code == 200, r.text
             with lock:
                 acknowledged.append(trace_id)
@@ -230,8 +285,9 @@ def test_concurrent_senders_with_retries_store_every_span_once(tmp_path: Path) -
         for t in threads:
             t.join(timeout=120)
         assert len(acknowledged) == senders * batches
-        r = requests.get(f"{server.ui}/api/traces", params={"service": "concurrency", "start": 0, "limit": 1500},
-                         timeout=30)
+        r = requests.get(
+            f"{server.ui}/api/traces", params={"service": "concurrency", "start": 0, "limit": 1500}, timeout=30
+        )
         traces = r.json()["data"]
         span_ids = [(t["traceID"], s["spanID"]) for t in traces for s in t["spans"]]
         assert len(traces) == senders * batches
@@ -244,17 +300,33 @@ def test_concurrent_senders_with_retries_store_every_span_once(tmp_path: Path) -
 def test_gzip_and_chunked_bodies_are_read_in_full(server: ServeProcess) -> None:
     import gzip
 
-    desc = [{"service": "chunky", "spans": [{"trace_id": "12" * 16, "span_id": f"{i + 1:016x}", "name": "c",
-                                             "start": 1_700_000_000_000_000_000, "end": 1_700_000_000_000_000_100}
-                                            for i in range(300)]}]
+    desc = [
+        {
+            "service": "chunky",
+            "spans": [
+                {
+                    "trace_id": "12" * 16,
+                    "span_id": f"{i + 1:016x}",
+                    "name": "c",
+                    "start": 1_700_000_000_000_000_000,
+                    "end": 1_700_000_000_000_000_100,
+                }
+                for i in range(300)
+            ],
+        }
+    ]
     body = gzip.compress(pb_request(desc).SerializeToString())
 
     def chunks():
         for i in range(0, len(body), 1000):
-            yield body[i:i + 1000]
+            yield body[i : i + 1000]
 
-    r = requests.post(f"{server.otlp}/v1/traces", data=chunks(),
-                      headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}, timeout=10)
+    r = requests.post(
+        f"{server.otlp}/v1/traces",
+        data=chunks(),
+        headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     assert r.request.headers.get("Transfer-Encoding") == "chunked"
     assert len(_fetch(server, "12" * 16)["spans"]) == 300
@@ -282,18 +354,25 @@ def _sdk_spans_to_otlp_json(spans: list[ReadableSpan]) -> dict:
 
     groups: dict[tuple, list[ReadableSpan]] = {}
     for s in spans:
-        key = (tuple(sorted(s.resource.attributes.items())), s.instrumentation_scope.name,
-               s.instrumentation_scope.version)
+        key = (
+            tuple(sorted(s.resource.attributes.items())),
+            s.instrumentation_scope.name,
+            s.instrumentation_scope.version,
+        )
         groups.setdefault(key, []).append(s)
     resource_spans = []
     for (res, scope_name, scope_version), members in groups.items():
-        resource_spans.append({
-            "resource": {"attributes": [{"key": k, "value": json_value(v)} for k, v in res]},
-            "scopeSpans": [{
-                "scope": {"name": scope_name, "version": scope_version},
-                "spans": [_span_json(s) for s in members],
-            }],
-        })
+        resource_spans.append(
+            {
+                "resource": {"attributes": [{"key": k, "value": json_value(v)} for k, v in res]},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": scope_name, "version": scope_version},
+                        "spans": [_span_json(s) for s in members],
+                    }
+                ],
+            }
+        )
     return {"resourceSpans": resource_spans}
 
 
@@ -312,12 +391,21 @@ def _span_json(s: ReadableSpan) -> dict:
         "startTimeUnixNano": str(s.start_time),
         "endTimeUnixNano": str(s.end_time),
         "attributes": attrs(s.attributes),
-        "events": [{"timeUnixNano": str(e.timestamp), "name": e.name, "attributes": attrs(e.attributes)}
-                   for e in s.events],
-        "links": [{"traceId": f"{lk.context.trace_id:032x}", "spanId": f"{lk.context.span_id:016x}",
-                   "attributes": attrs(lk.attributes)} for lk in s.links],
-        "status": {"code": {StatusCode.UNSET: 0, StatusCode.OK: 1, StatusCode.ERROR: 2}[s.status.status_code],
-                   "message": s.status.description or ""},
+        "events": [
+            {"timeUnixNano": str(e.timestamp), "name": e.name, "attributes": attrs(e.attributes)} for e in s.events
+        ],
+        "links": [
+            {
+                "traceId": f"{lk.context.trace_id:032x}",
+                "spanId": f"{lk.context.span_id:016x}",
+                "attributes": attrs(lk.attributes),
+            }
+            for lk in s.links
+        ],
+        "status": {
+            "code": {StatusCode.UNSET: 0, StatusCode.OK: 1, StatusCode.ERROR: 2}[s.status.status_code],
+            "message": s.status.description or "",
+        },
         # SpanFlags as the SDK's encoder sets them: "has is_remote", plus "is remote" for a remote parent.
         "flags": 0x100 | (0x200 if s.parent is not None and s.parent.is_remote else 0),
     }

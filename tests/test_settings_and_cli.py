@@ -54,7 +54,10 @@ def test_bad_settings_name_the_variable(env, fragment):
 def test_serve_with_a_bad_value_exits_with_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "serve", "--data-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "SPYGLASS_UI_ADDR": "nowhere"},
     )
     assert result.returncode == 2
@@ -65,7 +68,10 @@ def test_serve_with_a_bad_value_exits_with_one_line(tmp_path):
 def test_serve_with_an_unreachable_database_exits_with_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "serve", "--database-url", "postgresql+psycopg://x:y@127.0.0.1:9/none"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert result.stderr.startswith("spyglass: cannot open the store at postgresql+psycopg://x:***@127.0.0.1:9/none")

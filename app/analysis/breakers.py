@@ -48,8 +48,9 @@ class BreakerView:
     marks: list[Mark] = field(default_factory=list)
 
 
-def state_timeline(transitions: Sequence[BreakerTransition], start_ns: int, end_ns: int,
-                   initial_state: str) -> list[Segment]:
+def state_timeline(
+    transitions: Sequence[BreakerTransition], start_ns: int, end_ns: int, initial_state: str
+) -> list[Segment]:
     """Split [start_ns, end_ns] into segments of constant state.
 
     ``transitions`` are those of one breaker, in any order; ones outside the window are
@@ -113,14 +114,21 @@ def summarize_breakers(
         else:
             initial = state
         callee = c.callee if c is not None else (name.split("->", 1)[1].strip() if "->" in name else "")
-        views.append(BreakerView(
-            name=name, caller=caller, callee=callee, state=state, since_ns=since,
-            time_in_state_ns=end_ns - since if since is not None else None,
-            call_count=c.call_count if c else 0, failure_count=c.failure_count if c else 0,
-            rejected_count=c.rejected_count if c else 0,
-            segments=state_timeline(ts, start_ns, end_ns, initial),
-            marks=[Mark(t, (t.time_ns - start_ns) * 100 / span) for t in ts],
-        ))
+        views.append(
+            BreakerView(
+                name=name,
+                caller=caller,
+                callee=callee,
+                state=state,
+                since_ns=since,
+                time_in_state_ns=end_ns - since if since is not None else None,
+                call_count=c.call_count if c else 0,
+                failure_count=c.failure_count if c else 0,
+                rejected_count=c.rejected_count if c else 0,
+                segments=state_timeline(ts, start_ns, end_ns, initial),
+                marks=[Mark(t, (t.time_ns - start_ns) * 100 / span) for t in ts],
+            )
+        )
     return views
 
 

@@ -109,7 +109,9 @@ def build_digraph(edge_stats: Iterable[EdgeStats], operations: Iterable[Operatio
         elif mode in ("sync", "async"):
             g.nodes[child]["kind"] = "service"
         g.add_edge(
-            parent, child, mode=mode,
+            parent,
+            child,
+            mode=mode,
             count=sum(e.call_count for e in group),
             errors=sum(e.error_count for e in group),
             duration=sum(e.duration_sum_ns for e in group),
@@ -140,21 +142,38 @@ def build_service_graph(
     for name, data in g.nodes(data=True):
         if per_service.get(name):
             ops = per_service[name]
-            r = red(sum(o.request_count for o in ops), sum(o.error_count for o in ops),
-                    sum(o.duration_sum_ns for o in ops), merge([o.histogram for o in ops]), window_ns)
+            r = red(
+                sum(o.request_count for o in ops),
+                sum(o.error_count for o in ops),
+                sum(o.duration_sum_ns for o in ops),
+                merge([o.histogram for o in ops]),
+                window_ns,
+            )
         else:
             incoming = [g.edges[p, name] for p in g.predecessors(name)]
-            r = red(sum(e["count"] for e in incoming), sum(e["errors"] for e in incoming),
-                    sum(e["duration"] for e in incoming),
-                    merge([e["histogram"] for e in incoming]) if incoming else Histogram(()), window_ns)
+            r = red(
+                sum(e["count"] for e in incoming),
+                sum(e["errors"] for e in incoming),
+                sum(e["duration"] for e in incoming),
+                merge([e["histogram"] for e in incoming]) if incoming else Histogram(()),
+                window_ns,
+            )
         nodes[name] = GraphNode(name, data["kind"], r, health(r.error_rate, r.count), _label(name))
     edges = []
     states = breaker_states or {}
     for parent, child, data in g.edges(data=True):
         r = red(data["count"], data["errors"], data["duration"], data["histogram"], window_ns)
         state = states.get((parent, child), "")
-        edges.append(GraphEdge(parent, child, data["mode"], r, health(r.error_rate, r.count),
-                               breaker=state if state in ("open", "half_open") else ""))
+        edges.append(
+            GraphEdge(
+                parent,
+                child,
+                data["mode"],
+                r,
+                health(r.error_rate, r.count),
+                breaker=state if state in ("open", "half_open") else "",
+            )
+        )
     graph = ServiceGraph(nodes=sorted(nodes.values(), key=lambda n: n.name), edges=edges)
     back = feedback_edges(g)
     _mark_cycles(graph, g)
@@ -242,9 +261,13 @@ def _layout(graph: ServiceGraph, g: nx.DiGraph, back: set[tuple[str, str]]) -> N
             for k in keys:
                 neighbour_layer = layers.get(k - direction, [])
                 pos = {n: i for i, n in enumerate(neighbour_layer)}
+
                 def bary(n: str) -> float:
-                    linked = [pos[m] for m in (dag.predecessors(n) if direction == 1 else dag.successors(n)) if m in pos]
+                    linked = [
+                        pos[m] for m in (dag.predecessors(n) if direction == 1 else dag.successors(n)) if m in pos
+                    ]
                     return sum(linked) / len(linked) if linked else layers[k].index(n)
+
                 layers[k] = sorted(layers[k], key=lambda n: (bary(n), n))
     tallest = max((len(v) for v in layers.values()), default=0)
     by_name = {n.name: n for n in graph.nodes}

@@ -44,8 +44,9 @@ def parse_instances(doc: Any) -> list[dict[str, Any]]:
     return items
 
 
-def compare_topology(raw_instances: Sequence[Mapping[str, Any]], edges: Iterable[EdgeStats],
-                     activity: Iterable[InstanceActivity]) -> Topology:
+def compare_topology(
+    raw_instances: Sequence[Mapping[str, Any]], edges: Iterable[EdgeStats], activity: Iterable[InstanceActivity]
+) -> Topology:
     """Match registry instances to observed traffic and declared dependencies to edges.
 
     Observed edges are calls between services (synchronous or asynchronous), not calls to
@@ -61,12 +62,18 @@ def compare_topology(raw_instances: Sequence[Mapping[str, Any]], edges: Iterable
         deps = tuple(str(d) for d in deps) if isinstance(deps, list) else ()
         declared.update((service, d) for d in deps)
         seen = by_instance.get((service, instance_id))
-        instances.append(Instance(
-            service=service, instance_id=instance_id, url=str(raw.get("url", "")),
-            healthy=raw.get("healthy") is True, last_heartbeat=str(raw.get("last_heartbeat", "")),
-            depends_on=deps, request_count=seen.request_count if seen else 0,
-            last_seen_ns=seen.last_seen_ns if seen else None,
-        ))
+        instances.append(
+            Instance(
+                service=service,
+                instance_id=instance_id,
+                url=str(raw.get("url", "")),
+                healthy=raw.get("healthy") is True,
+                last_heartbeat=str(raw.get("last_heartbeat", "")),
+                depends_on=deps,
+                request_count=seen.request_count if seen else 0,
+                last_seen_ns=seen.last_seen_ns if seen else None,
+            )
+        )
     instances.sort(key=lambda i: (i.service, i.instance_id))
     observed = {(e.parent, e.child) for e in edges if e.mode in ("sync", "async") and e.parent != e.child}
     known = {(i.service, i.instance_id) for i in instances}

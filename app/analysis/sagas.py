@@ -94,19 +94,28 @@ def check_saga(saga: SagaInstance | None, steps: Sequence[SagaStep]) -> SagaChec
     counts = Counter(c.step for c in comps)
     for name, n in sorted(counts.items()):
         if n > 1:
-            violations.append(Violation("twice", f"Compensation of step {name!r} ran {n} times.",
-                                        tuple(c for c in comps if c.step == name)))
+            violations.append(
+                Violation(
+                    "twice", f"Compensation of step {name!r} ran {n} times.", tuple(c for c in comps if c.step == name)
+                )
+            )
     completed_names = {a.step for a in completed}
     for c in comps:
         if c.step not in completed_names:
-            violations.append(Violation("not-completed", f"Step {c.step!r} was compensated but never completed "
-                                        "before the failure.", (c,)))
+            violations.append(
+                Violation(
+                    "not-completed", f"Step {c.step!r} was compensated but never completed before the failure.", (c,)
+                )
+            )
     if failed is not None and outcome is not None:
         compensated = {c.step for c in comps}
         for a in completed:
             if a.step not in compensated:
-                violations.append(Violation("missing", f"Step {a.step!r} completed before the failure but was "
-                                            "never compensated.", (a,)))
+                violations.append(
+                    Violation(
+                        "missing", f"Step {a.step!r} completed before the failure but was never compensated.", (a,)
+                    )
+                )
     if failed is None and comps and outcome == "completed":
         violations.append(Violation("no-failure", "Compensations ran although no step failed.", tuple(comps)))
     first_comp = {}
@@ -116,16 +125,20 @@ def check_saga(saga: SagaInstance | None, steps: Sequence[SagaStep]) -> SagaChec
     seq = [c for c in first_comp.values() if c.step in order]
     for earlier, later in zip(seq, seq[1:]):
         if order[later.step] > order[earlier.step]:
-            violations.append(Violation("order", f"Compensation of {later.step!r} ran after that of "
-                                        f"{earlier.step!r}: compensations must run in reverse order.",
-                                        (earlier, later)))
+            violations.append(
+                Violation(
+                    "order",
+                    f"Compensation of {later.step!r} ran after that of "
+                    f"{earlier.step!r}: compensations must run in reverse order.",
+                    (earlier, later),
+                )
+            )
     if failed is not None:
         early = [c for c in comps if c.start_ns < failed.start_ns]
         if early:
             violations.append(Violation("early", "Compensation started before any step failed.", tuple(early)))
     if outcome == "completed" and failed is not None:
-        violations.append(Violation("outcome", f"The saga says completed but step {failed.step!r} failed.",
-                                    (failed,)))
+        violations.append(Violation("outcome", f"The saga says completed but step {failed.step!r} failed.", (failed,)))
     if outcome == "compensated" and failed is None:
         violations.append(Violation("outcome", "The saga says compensated but no step failed.", ()))
     return SagaCheck(failed, completed, tuple(comps), tuple(violations), applicable=bool(steps))
@@ -149,5 +162,7 @@ def saga_timeline(saga: SagaInstance | None, steps: Sequence[SagaStep]) -> SagaT
     failed = failed_action(steps)
     return SagaTimeline(
         sorted(lanes.values(), key=lambda lane: (lane.index if lane.index is not None else 1 << 30, lane.step)),
-        start, end, (failed.end_ns - start) * 100 / span if failed else None,
+        start,
+        end,
+        (failed.end_ns - start) * 100 / span if failed else None,
     )

@@ -61,7 +61,7 @@ def scatter(traces: list[TraceSummary], start_ns: int, end_ns: int) -> Scatter:
     for t in traces:
         x = left + (t.start_ns - start_ns) / span * (right - left)
         y = bottom - t.duration_ns / top_ns * (bottom - top)
-        r = 3 + min(5, t.span_count ** 0.5 / 3)
+        r = 3 + min(5, t.span_count**0.5 / 3)
         dots.append(Dot(t, round(x, 1), round(y, 1), round(r, 1)))
     x_ticks = [Tick(round(left + i / 4 * (right - left), 1), start_ns + span * i // 4) for i in range(5)]
     y_ticks = [Tick(round(bottom - i / 2 * (bottom - top), 1), top_ns * i // 2) for i in range(3)]

@@ -32,15 +32,18 @@ def typed(key: str, value: Any) -> TypedValue:
     elif isinstance(value, int):
         kind, text = "int", str(value)
     elif isinstance(value, float):
-        kind, text = "double", repr(value) if not math.isfinite(value) else f"{value:g}" if abs(value) < 1e15 else repr(value)
+        kind, text = (
+            "double",
+            repr(value) if not math.isfinite(value) else f"{value:g}" if abs(value) < 1e15 else repr(value),
+        )
     elif isinstance(value, str):
         kind, text = "string", value
     elif isinstance(value, dict) and set(value) == {BYTES_MARKER}:
         kind, text = "bytes", value[BYTES_MARKER]
     elif isinstance(value, dict):
-        kind, text = "map", json.dumps(_plain(value), ensure_ascii=False, indent=1)
+        kind, text = "map", json.dumps(plain(value), ensure_ascii=False, indent=1)
     elif isinstance(value, list):
-        kind, text = "array", json.dumps(_plain(value), ensure_ascii=False)
+        kind, text = "array", json.dumps(plain(value), ensure_ascii=False)
     else:
         kind, text = "empty", ""
     return TypedValue(key, kind, text, "\n" in text)
@@ -51,13 +54,14 @@ def typed_attributes(attrs: dict[str, Any], *, skip: tuple[str, ...] = ()) -> li
     return [typed(k, v) for k, v in sorted(attrs.items()) if k not in skip]
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """An attribute value as plain JSON: bytes as their base64 text, NaN and infinities as text."""
     if isinstance(value, dict):
         if set(value) == {BYTES_MARKER}:
             return value[BYTES_MARKER]
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
     return value

@@ -23,7 +23,9 @@ def _sql(dialect: str, table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT DO NOTHING"
 
 
-def insert_ignoring_duplicates(conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[tuple]) -> None:
+def insert_ignoring_duplicates(
+    conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[tuple]
+) -> None:
     """INSERT rows (tuples in ``columns`` order), skipping any whose key already exists."""
     if rows:
         conn.exec_driver_sql(_sql(conn.dialect.name, table.name, columns), list(rows))

@@ -13,11 +13,11 @@ import json
 import logging
 import threading
 import time
-from contextlib import contextmanager
-from pathlib import Path
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,9 +33,8 @@ from collectors.model import (
     Span,
     TraceSummary,
 )
-from collectors.store import patterns
+from collectors.store import patterns, tag_index
 from collectors.store import rows as _rows
-from collectors.store import tag_index
 from collectors.store.bulk import insert_ignoring_duplicates
 from collectors.store.schema import (
     attribute_keys,
@@ -280,8 +279,16 @@ class SpanStore:
                 key = (r.trace_id.hex(), r.span_id.hex())
                 unique.pop(key, None)
                 old_spans.append(
-                    _Lite(key[0], key[1], r.parent_span_id.hex() if r.parent_span_id else "",
-                          r.service, r.kind, r.status_code, r.start_ns, r.duration_ns)
+                    _Lite(
+                        key[0],
+                        key[1],
+                        r.parent_span_id.hex() if r.parent_span_id else "",
+                        r.service,
+                        r.kind,
+                        r.status_code,
+                        r.start_ns,
+                        r.duration_ns,
+                    )
                 )
         if not unique:
             return set()
@@ -309,7 +316,9 @@ class SpanStore:
             found = {}
             ordered = sorted(missing)
             for i in range(0, len(ordered), 500):
-                stmt = sa.select(attribute_keys.c.key, attribute_keys.c.id).where(attribute_keys.c.key.in_(ordered[i:i + 500]))
+                stmt = sa.select(attribute_keys.c.key, attribute_keys.c.id).where(
+                    attribute_keys.c.key.in_(ordered[i : i + 500])
+                )
                 found.update({r.key: r.id for r in conn.execute(stmt)})
             with self._lock:
                 known.update(found)
@@ -320,7 +329,9 @@ class SpanStore:
         """Names of attribute key ids (every known id; unknown ones are read from the table)."""
         missing = ids.difference(self._key_names)
         if missing:
-            rows = conn.execute(sa.select(attribute_keys.c.id, attribute_keys.c.key).where(attribute_keys.c.id.in_(missing)))
+            rows = conn.execute(
+                sa.select(attribute_keys.c.id, attribute_keys.c.key).where(attribute_keys.c.id.in_(missing))
+            )
             with self._lock:
                 for r in rows:
                     self._key_names[r.id] = r.key
@@ -409,15 +420,25 @@ class SpanStore:
             if s.start_ns < first_start.get(key, 1 << 63):
                 first_start[key] = s.start_ns
         insert_ignoring_duplicates(
-            conn, trace_services, ("service", "start_ns", "trace_id"),
+            conn,
+            trace_services,
+            ("service", "start_ns", "trace_id"),
             [(service, start, trace) for (service, trace), start in first_start.items()],
         )
         tag_index.stage(conn, new)
 
     def _upsert_edges(self, conn: Connection, new: list[Span], old: list[_Lite]) -> None:
         lite_new = [
-            _Lite(s.trace_id, s.span_id, s.parent_span_id, s.service, s.kind, s.status_code,
-                  s.start_ns, s.end_ns - s.start_ns)
+            _Lite(
+                s.trace_id,
+                s.span_id,
+                s.parent_span_id,
+                s.service,
+                s.kind,
+                s.status_code,
+                s.start_ns,
+                s.end_ns - s.start_ns,
+            )
             for s in new
         ]
         by_id = {(x.trace_id, x.span_id): x for x in old}
@@ -445,8 +466,14 @@ class SpanStore:
             a[1] += failed
             a[2] += duration
             a[3] = max(a[3], duration)
-            stats.add(parent.service, child.service, patterns.edge_mode(parent.kind, child.kind), child.start_ns,
-                      duration, failed)
+            stats.add(
+                parent.service,
+                child.service,
+                patterns.edge_mode(parent.kind, child.kind),
+                child.start_ns,
+                duration,
+                failed,
+            )
         patterns.write_edge_stats(conn, stats)
         if not agg:
             return
@@ -464,8 +491,15 @@ class SpanStore:
         conn.execute(
             stmt,
             [
-                {"parent": p, "child": c, "bucket_ns": b, "call_count": v[0], "error_count": v[1],
-                 "duration_sum_ns": v[2], "duration_max_ns": v[3]}
+                {
+                    "parent": p,
+                    "child": c,
+                    "bucket_ns": b,
+                    "call_count": v[0],
+                    "error_count": v[1],
+                    "duration_sum_ns": v[2],
+                    "duration_max_ns": v[3],
+                }
                 for (p, c, b), v in agg.items()
             ],
         )
@@ -547,7 +581,7 @@ class SpanStore:
                     break
             summaries = {}
             for i in range(0, len(matched), 900):
-                part = matched[i:i + 900]
+                part = matched[i : i + 900]
                 for r in conn.execute(sa.select(trace_summaries).where(trace_summaries.c.trace_id.in_(part))):
                     summaries[r.trace_id] = _summary(r)
         result = [summaries[k] for k in matched if k in summaries]
@@ -614,8 +648,15 @@ class SpanStore:
             alive = {k: e for k, e in alive.items() if e == 0}
         if not needs_spans:
             return set(alive)
-        cols = [spans.c.trace_id, spans.c.service, spans.c.name, spans.c.duration_ns,
-                spans.c.status_code, spans.c.attributes, spans.c.resource_id]
+        cols = [
+            spans.c.trace_id,
+            spans.c.service,
+            spans.c.name,
+            spans.c.duration_ns,
+            spans.c.status_code,
+            spans.c.attributes,
+            spans.c.resource_id,
+        ]
         stmt = sa.select(*cols).where(spans.c.trace_id.in_(list(alive)))
         if q.service:
             stmt = stmt.where(spans.c.service == q.service)
@@ -644,8 +685,12 @@ class SpanStore:
         c = edges.c
         stmt = (
             sa.select(
-                c.parent, c.child, sa.func.sum(c.call_count), sa.func.sum(c.error_count),
-                sa.func.sum(c.duration_sum_ns), sa.func.max(c.duration_max_ns),
+                c.parent,
+                c.child,
+                sa.func.sum(c.call_count),
+                sa.func.sum(c.error_count),
+                sa.func.sum(c.duration_sum_ns),
+                sa.func.max(c.duration_max_ns),
             )
             .where(c.bucket_ns >= start_ns - start_ns % EDGE_BUCKET_NS, c.bucket_ns <= end_ns)
             .group_by(c.parent, c.child)
@@ -657,7 +702,9 @@ class SpanStore:
     def count_spans(self) -> int:
         """Number of spans stored (from the summaries, without scanning spans)."""
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(trace_summaries.c.span_count), 0))).scalar_one())
+            return int(
+                conn.execute(sa.select(sa.func.coalesce(sa.func.sum(trace_summaries.c.span_count), 0))).scalar_one()
+            )
 
     def recent_traces(self, limit: int = 20) -> list[TraceSummary]:
         """The most recently started traces."""
@@ -808,7 +855,9 @@ def _summary(r: Any) -> TraceSummary:
 
 def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8, max_overflow=16)
+        engine = sa.create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8, max_overflow=16
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:

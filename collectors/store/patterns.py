@@ -73,8 +73,13 @@ MODE_ASYNC = 1
 MODE_PEER_DB = 2
 MODE_PEER_QUEUE = 3
 MODE_PEER_SERVICE = 4
-MODE_NAMES = {MODE_SYNC: "sync", MODE_ASYNC: "async", MODE_PEER_DB: "database",
-              MODE_PEER_QUEUE: "queue", MODE_PEER_SERVICE: "peer"}
+MODE_NAMES = {
+    MODE_SYNC: "sync",
+    MODE_ASYNC: "async",
+    MODE_PEER_DB: "database",
+    MODE_PEER_QUEUE: "queue",
+    MODE_PEER_SERVICE: "peer",
+}
 
 SAGA_OUTCOMES = ("completed", "compensated", "failed")
 RUNNING = "running"
@@ -275,12 +280,26 @@ def write_edge_stats(conn: Connection, acc: EdgeAccumulator) -> None:
         return
     values = []
     for (p, c, m, b), v in acc.rows.items():
-        row = {"parent": p, "child": c, "mode": m, "bucket_ns": b, "call_count": v[0], "error_count": v[1],
-               "duration_sum_ns": v[2], "duration_max_ns": v[3]}
+        row = {
+            "parent": p,
+            "child": c,
+            "mode": m,
+            "bucket_ns": b,
+            "call_count": v[0],
+            "error_count": v[1],
+            "duration_sum_ns": v[2],
+            "duration_max_ns": v[3],
+        }
         row.update(zip(HISTOGRAM_COLUMNS, v[4:], strict=True))
         values.append(row)
-    _upsert_add(conn, edge_stats, ["parent", "child", "mode", "bucket_ns"],
-                ["call_count", "error_count", "duration_sum_ns", *HISTOGRAM_COLUMNS], ["duration_max_ns"], values)
+    _upsert_add(
+        conn,
+        edge_stats,
+        ["parent", "child", "mode", "bucket_ns"],
+        ["call_count", "error_count", "duration_sum_ns", *HISTOGRAM_COLUMNS],
+        ["duration_max_ns"],
+        values,
+    )
 
 
 def write_pattern_rows(conn: Connection, new: list[Span]) -> None:
@@ -319,17 +338,44 @@ def write_pattern_rows(conn: Connection, new: list[Span]) -> None:
     if ops:
         values = []
         for (svc, name, b), v in ops.items():
-            row = {"service": svc, "name": name, "bucket_ns": b, "request_count": v[0], "error_count": v[1],
-                   "duration_sum_ns": v[2], "duration_max_ns": v[3]}
+            row = {
+                "service": svc,
+                "name": name,
+                "bucket_ns": b,
+                "request_count": v[0],
+                "error_count": v[1],
+                "duration_sum_ns": v[2],
+                "duration_max_ns": v[3],
+            }
             row.update(zip(HISTOGRAM_COLUMNS, v[4:], strict=True))
             values.append(row)
-        _upsert_add(conn, operation_stats, ["service", "name", "bucket_ns"],
-                    ["request_count", "error_count", "duration_sum_ns", *HISTOGRAM_COLUMNS], ["duration_max_ns"], values)
+        _upsert_add(
+            conn,
+            operation_stats,
+            ["service", "name", "bucket_ns"],
+            ["request_count", "error_count", "duration_sum_ns", *HISTOGRAM_COLUMNS],
+            ["duration_max_ns"],
+            values,
+        )
     if inst:
-        _upsert_add(conn, instance_stats, ["service", "instance_id", "bucket_ns"], ["request_count", "error_count"],
-                    ["last_seen_ns"],
-                    [{"service": a, "instance_id": b, "bucket_ns": c, "request_count": v[0], "error_count": v[1],
-                      "last_seen_ns": v[2]} for (a, b, c), v in inst.items()])
+        _upsert_add(
+            conn,
+            instance_stats,
+            ["service", "instance_id", "bucket_ns"],
+            ["request_count", "error_count"],
+            ["last_seen_ns"],
+            [
+                {
+                    "service": a,
+                    "instance_id": b,
+                    "bucket_ns": c,
+                    "request_count": v[0],
+                    "error_count": v[1],
+                    "last_seen_ns": v[2],
+                }
+                for (a, b, c), v in inst.items()
+            ],
+        )
     if calls:
         _write_breaker_calls(conn, calls)
     if transitions:
@@ -343,9 +389,12 @@ def write_pattern_rows(conn: Connection, new: list[Span]) -> None:
 def drop_stale_rows(conn: Connection, oldest_ns: int | None) -> None:
     """Delete pattern rows older than the oldest stored trace (all of them when None)."""
     tables_by_time = [
-        (edge_stats, edge_stats.c.bucket_ns), (operation_stats, operation_stats.c.bucket_ns),
-        (instance_stats, instance_stats.c.bucket_ns), (breaker_calls, breaker_calls.c.bucket_ns),
-        (breaker_transitions, breaker_transitions.c.time_ns), (sagas, sagas.c.end_ns),
+        (edge_stats, edge_stats.c.bucket_ns),
+        (operation_stats, operation_stats.c.bucket_ns),
+        (instance_stats, instance_stats.c.bucket_ns),
+        (breaker_calls, breaker_calls.c.bucket_ns),
+        (breaker_transitions, breaker_transitions.c.time_ns),
+        (sagas, sagas.c.end_ns),
         (saga_steps, saga_steps.c.end_ns),
     ]
     for table, column in tables_by_time:
@@ -379,13 +428,21 @@ def _collect_transitions(s: Span, out: list[dict[str, Any]]) -> None:
             continue
         a = event.attributes
         failures = a.get(CB_FAILURES)
-        out.append({
-            "trace_id": bytes.fromhex(s.trace_id), "span_id": bytes.fromhex(s.span_id), "seq": seq,
-            "name": str(a.get(CB_NAME) or s.attributes.get(CB_NAME) or ""), "caller": s.service,
-            "time_ns": event.time_ns, "from_state": str(a.get(CB_FROM, "")), "to_state": str(a.get(CB_TO, "")),
-            "failure_count": int(failures) if isinstance(failures, (int, float)) and not isinstance(failures, bool)
-            else None,
-        })
+        out.append(
+            {
+                "trace_id": bytes.fromhex(s.trace_id),
+                "span_id": bytes.fromhex(s.span_id),
+                "seq": seq,
+                "name": str(a.get(CB_NAME) or s.attributes.get(CB_NAME) or ""),
+                "caller": s.service,
+                "time_ns": event.time_ns,
+                "from_state": str(a.get(CB_FROM, "")),
+                "to_state": str(a.get(CB_TO, "")),
+                "failure_count": int(failures)
+                if isinstance(failures, (int, float)) and not isinstance(failures, bool)
+                else None,
+            }
+        )
 
 
 def _collect_saga(s: Span, steps: list[dict[str, Any]], saga_rows: dict[str, dict[str, Any]]) -> None:
@@ -396,19 +453,32 @@ def _collect_saga(s: Span, steps: list[dict[str, Any]], saga_rows: dict[str, dic
     is_root = step is None
     if not is_root:
         index = attrs.get(SAGA_STEP_INDEX)
-        steps.append({
-            "trace_id": bytes.fromhex(s.trace_id), "span_id": bytes.fromhex(s.span_id), "saga_id": saga_id,
-            "step": str(step), "step_index": int(index) if isinstance(index, (int, float)) and not isinstance(index, bool)
-            else None,
-            "phase": str(attrs.get(SAGA_PHASE, "action")), "service": s.service, "start_ns": s.start_ns,
-            "end_ns": s.end_ns, "status_code": s.status_code, "status_message": s.status_message or None,
-        })
+        steps.append(
+            {
+                "trace_id": bytes.fromhex(s.trace_id),
+                "span_id": bytes.fromhex(s.span_id),
+                "saga_id": saga_id,
+                "step": str(step),
+                "step_index": int(index) if isinstance(index, (int, float)) and not isinstance(index, bool) else None,
+                "phase": str(attrs.get(SAGA_PHASE, "action")),
+                "service": s.service,
+                "start_ns": s.start_ns,
+                "end_ns": s.end_ns,
+                "status_code": s.status_code,
+                "status_message": s.status_message or None,
+            }
+        )
     outcome = attrs.get(SAGA_OUTCOME) if is_root else None
     row = saga_rows.get(saga_id)
     new = {
-        "saga_id": saga_id, "name": name, "trace_id": bytes.fromhex(s.trace_id),
-        "root_span_id": bytes.fromhex(s.span_id) if is_root else None, "service": s.service,
-        "start_ns": s.start_ns, "end_ns": s.end_ns, "outcome": str(outcome) if outcome is not None else None,
+        "saga_id": saga_id,
+        "name": name,
+        "trace_id": bytes.fromhex(s.trace_id),
+        "root_span_id": bytes.fromhex(s.span_id) if is_root else None,
+        "service": s.service,
+        "start_ns": s.start_ns,
+        "end_ns": s.end_ns,
+        "outcome": str(outcome) if outcome is not None else None,
     }
     if row is None:
         saga_rows[saga_id] = new
@@ -424,8 +494,17 @@ def _collect_saga(s: Span, steps: list[dict[str, Any]], saga_rows: dict[str, dic
 
 def _write_breaker_calls(conn: Connection, calls: dict[tuple[str, str, int], list[Any]]) -> None:
     values = [
-        {"name": n, "caller": c, "bucket_ns": b, "callee": v[0], "call_count": v[1], "failure_count": v[2],
-         "rejected_count": v[3], "last_ns": v[4], "last_state": v[5]}
+        {
+            "name": n,
+            "caller": c,
+            "bucket_ns": b,
+            "callee": v[0],
+            "call_count": v[1],
+            "failure_count": v[2],
+            "rejected_count": v[3],
+            "last_ns": v[4],
+            "last_state": v[5],
+        }
         for (n, c, b), v in calls.items()
     ]
     stmt = _insert(conn, breaker_calls)
@@ -475,8 +554,14 @@ def _least_greatest(conn: Connection) -> tuple[Any, Any]:
     return sa.func.min, sa.func.max
 
 
-def _upsert_add(conn: Connection, table: sa.Table, keys: list[str], summed: list[str], maxed: list[str],
-                values: list[dict[str, Any]]) -> None:
+def _upsert_add(
+    conn: Connection,
+    table: sa.Table,
+    keys: list[str],
+    summed: list[str],
+    maxed: list[str],
+    values: list[dict[str, Any]],
+) -> None:
     stmt = _insert(conn, table)
     _, greatest = _least_greatest(conn)
     set_ = {c: table.c[c] + stmt.excluded[c] for c in summed}
@@ -503,70 +588,111 @@ def find_edge_stats(store: SpanStore, start_ns: int, end_ns: int) -> list[EdgeSt
     """Edges with calls in minutes overlapping [start_ns, end_ns], by parent, child, mode."""
     c = edge_stats.c
     stmt = (
-        sa.select(c.parent, c.child, c.mode, sa.func.sum(c.call_count), sa.func.sum(c.error_count),
-                  sa.func.sum(c.duration_sum_ns), sa.func.max(c.duration_max_ns), *_hist_sums(edge_stats))
+        sa.select(
+            c.parent,
+            c.child,
+            c.mode,
+            sa.func.sum(c.call_count),
+            sa.func.sum(c.error_count),
+            sa.func.sum(c.duration_sum_ns),
+            sa.func.max(c.duration_max_ns),
+            *_hist_sums(edge_stats),
+        )
         .where(*_window(start_ns, end_ns, c.bucket_ns))
         .group_by(c.parent, c.child, c.mode)
         .order_by(c.parent, c.child, c.mode)
     )
     with store.engine.connect() as conn:
         return [
-            EdgeStats(r[0], r[1], MODE_NAMES.get(r[2], "sync"), int(r[3]), int(r[4]), int(r[5]),
-                      _histogram(r[7:], r[6]))
+            EdgeStats(
+                r[0], r[1], MODE_NAMES.get(r[2], "sync"), int(r[3]), int(r[4]), int(r[5]), _histogram(r[7:], r[6])
+            )
             for r in conn.execute(stmt)
         ]
 
 
-def find_operation_stats(store: SpanStore, start_ns: int, end_ns: int, service: str | None = None) -> list[OperationStats]:
+def find_operation_stats(
+    store: SpanStore, start_ns: int, end_ns: int, service: str | None = None
+) -> list[OperationStats]:
     """Entry-span stats per (service, operation) over the window, sorted by service and name."""
     c = operation_stats.c
-    stmt = sa.select(c.service, c.name, sa.func.sum(c.request_count), sa.func.sum(c.error_count),
-                     sa.func.sum(c.duration_sum_ns), sa.func.max(c.duration_max_ns), *_hist_sums(operation_stats))
+    stmt = sa.select(
+        c.service,
+        c.name,
+        sa.func.sum(c.request_count),
+        sa.func.sum(c.error_count),
+        sa.func.sum(c.duration_sum_ns),
+        sa.func.max(c.duration_max_ns),
+        *_hist_sums(operation_stats),
+    )
     stmt = stmt.where(*_window(start_ns, end_ns, c.bucket_ns))
     if service is not None:
         stmt = stmt.where(c.service == service)
     stmt = stmt.group_by(c.service, c.name).order_by(c.service, c.name)
     with store.engine.connect() as conn:
-        return [OperationStats(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), _histogram(r[6:], r[5]))
-                for r in conn.execute(stmt)]
+        return [
+            OperationStats(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), _histogram(r[6:], r[5]))
+            for r in conn.execute(stmt)
+        ]
 
 
 def find_service_series(store: SpanStore, service: str, start_ns: int, end_ns: int) -> list[OperationStats]:
     """One entry per minute with requests for the service (all operations summed), oldest first."""
     c = operation_stats.c
     stmt = (
-        sa.select(c.bucket_ns, sa.func.sum(c.request_count), sa.func.sum(c.error_count),
-                  sa.func.sum(c.duration_sum_ns), sa.func.max(c.duration_max_ns), *_hist_sums(operation_stats))
+        sa.select(
+            c.bucket_ns,
+            sa.func.sum(c.request_count),
+            sa.func.sum(c.error_count),
+            sa.func.sum(c.duration_sum_ns),
+            sa.func.max(c.duration_max_ns),
+            *_hist_sums(operation_stats),
+        )
         .where(c.service == service, *_window(start_ns, end_ns, c.bucket_ns))
         .group_by(c.bucket_ns)
         .order_by(c.bucket_ns)
     )
     with store.engine.connect() as conn:
-        return [OperationStats(service, "", int(r[1]), int(r[2]), int(r[3]), _histogram(r[5:], r[4]), bucket_ns=r[0])
-                for r in conn.execute(stmt)]
+        return [
+            OperationStats(service, "", int(r[1]), int(r[2]), int(r[3]), _histogram(r[5:], r[4]), bucket_ns=r[0])
+            for r in conn.execute(stmt)
+        ]
 
 
 def find_edge_series(store: SpanStore, parent: str, child: str, start_ns: int, end_ns: int) -> list[OperationStats]:
     """Per-minute calls on one edge (all modes summed), oldest first, as OperationStats."""
     c = edge_stats.c
     stmt = (
-        sa.select(c.bucket_ns, sa.func.sum(c.call_count), sa.func.sum(c.error_count),
-                  sa.func.sum(c.duration_sum_ns), sa.func.max(c.duration_max_ns), *_hist_sums(edge_stats))
+        sa.select(
+            c.bucket_ns,
+            sa.func.sum(c.call_count),
+            sa.func.sum(c.error_count),
+            sa.func.sum(c.duration_sum_ns),
+            sa.func.max(c.duration_max_ns),
+            *_hist_sums(edge_stats),
+        )
         .where(c.parent == parent, c.child == child, *_window(start_ns, end_ns, c.bucket_ns))
         .group_by(c.bucket_ns)
         .order_by(c.bucket_ns)
     )
     with store.engine.connect() as conn:
-        return [OperationStats(child, "", int(r[1]), int(r[2]), int(r[3]), _histogram(r[5:], r[4]), bucket_ns=r[0])
-                for r in conn.execute(stmt)]
+        return [
+            OperationStats(child, "", int(r[1]), int(r[2]), int(r[3]), _histogram(r[5:], r[4]), bucket_ns=r[0])
+            for r in conn.execute(stmt)
+        ]
 
 
 def find_instance_activity(store: SpanStore, start_ns: int, end_ns: int) -> list[InstanceActivity]:
     """Instances that served requests in the window, by service and instance id."""
     c = instance_stats.c
     stmt = (
-        sa.select(c.service, c.instance_id, sa.func.sum(c.request_count), sa.func.sum(c.error_count),
-                  sa.func.max(c.last_seen_ns))
+        sa.select(
+            c.service,
+            c.instance_id,
+            sa.func.sum(c.request_count),
+            sa.func.sum(c.error_count),
+            sa.func.max(c.last_seen_ns),
+        )
         .where(*_window(start_ns, end_ns, c.bucket_ns))
         .group_by(c.service, c.instance_id)
         .order_by(c.service, c.instance_id)
@@ -575,15 +701,17 @@ def find_instance_activity(store: SpanStore, start_ns: int, end_ns: int) -> list
         return [InstanceActivity(r[0], r[1], int(r[2]), int(r[3]), int(r[4])) for r in conn.execute(stmt)]
 
 
-def find_service_traces(store: SpanStore, service: str, start_ns: int, end_ns: int, *, failing: bool,
-                        limit: int = 10) -> list[Any]:
+def find_service_traces(
+    store: SpanStore, service: str, start_ns: int, end_ns: int, *, failing: bool, limit: int = 10
+) -> list[Any]:
     """Traces the service took part in within the window: the slowest, or the failing ones
     (those with an error span) most recent first. At most ``limit`` TraceSummary objects."""
     from collectors.store.core import TraceQuery
 
     if failing:
-        return store.find_traces(TraceQuery(start_ns=start_ns, end_ns=end_ns, service=service, status="error",
-                                            limit=limit)).traces
+        return store.find_traces(
+            TraceQuery(start_ns=start_ns, end_ns=end_ns, service=service, status="error", limit=limit)
+        ).traces
     ts, sm = trace_services.c, trace_summaries.c
     stmt = (
         sa.select(sm.trace_id)
@@ -597,8 +725,9 @@ def find_service_traces(store: SpanStore, service: str, start_ns: int, end_ns: i
     return store.get_summaries(ids)
 
 
-def find_edge_traces(store: SpanStore, parent: str, child: str, start_ns: int, end_ns: int,
-                     limit: int = 20, scan: int = 400) -> list[Any]:
+def find_edge_traces(
+    store: SpanStore, parent: str, child: str, start_ns: int, end_ns: int, limit: int = 20, scan: int = 400
+) -> list[Any]:
     """Traces, most recent first, in which a span of ``parent`` called ``child`` (a span of
     ``child`` with a parent span in ``parent``, or a client/producer span of ``parent``
     naming ``child`` as its peer). Looks at most at ``scan`` candidate traces."""
@@ -614,14 +743,22 @@ def find_edge_traces(store: SpanStore, parent: str, child: str, start_ns: int, e
         if not candidates:
             return []
         if parent != child:
-            both = set(conn.execute(sa.select(b.c.trace_id).where(b.c.service == child, b.c.trace_id.in_(candidates)))
-                       .scalars())
+            both = set(
+                conn.execute(
+                    sa.select(b.c.trace_id).where(b.c.service == child, b.c.trace_id.in_(candidates))
+                ).scalars()
+            )
         else:
             both = set(candidates)
         rows = conn.execute(
-            sa.select(spans.c.trace_id, spans.c.span_id, spans.c.parent_span_id, spans.c.service, spans.c.kind,
-                      spans.c.attributes)
-            .where(spans.c.trace_id.in_(candidates))
+            sa.select(
+                spans.c.trace_id,
+                spans.c.span_id,
+                spans.c.parent_span_id,
+                spans.c.service,
+                spans.c.kind,
+                spans.c.attributes,
+            ).where(spans.c.trace_id.in_(candidates))
         ).all()
         names = store.key_names(conn, set().union(*(_rows.attribute_key_ids(r.attributes) for r in rows)))
     by_trace: dict[bytes, list[Any]] = defaultdict(list)
@@ -654,8 +791,15 @@ def find_breaker_calls(store: SpanStore, start_ns: int, end_ns: int) -> list[Bre
     the latest call, sorted by name and caller."""
     c = breaker_calls.c
     stmt = (
-        sa.select(c.name, c.caller, sa.func.max(c.callee), sa.func.sum(c.call_count), sa.func.sum(c.failure_count),
-                  sa.func.sum(c.rejected_count), sa.func.max(c.last_ns))
+        sa.select(
+            c.name,
+            c.caller,
+            sa.func.max(c.callee),
+            sa.func.sum(c.call_count),
+            sa.func.sum(c.failure_count),
+            sa.func.sum(c.rejected_count),
+            sa.func.max(c.last_ns),
+        )
         .where(*_window(start_ns, end_ns, c.bucket_ns))
         .group_by(c.name, c.caller)
         .order_by(c.name, c.caller)
@@ -666,8 +810,9 @@ def find_breaker_calls(store: SpanStore, start_ns: int, end_ns: int) -> list[Bre
             return []
         latest = {}
         last = conn.execute(
-            sa.select(c.name, c.caller, c.last_ns, c.last_state)
-            .where(*_window(start_ns, end_ns, c.bucket_ns), c.last_state != "")
+            sa.select(c.name, c.caller, c.last_ns, c.last_state).where(
+                *_window(start_ns, end_ns, c.bucket_ns), c.last_state != ""
+            )
         ).all()
     for r in last:
         key = (r.name, r.caller)
@@ -680,8 +825,9 @@ def find_breaker_calls(store: SpanStore, start_ns: int, end_ns: int) -> list[Bre
     return out
 
 
-def find_breaker_transitions(store: SpanStore, start_ns: int, end_ns: int, name: str | None = None,
-                             limit: int = 5000) -> list[BreakerTransition]:
+def find_breaker_transitions(
+    store: SpanStore, start_ns: int, end_ns: int, name: str | None = None, limit: int = 5000
+) -> list[BreakerTransition]:
     """State changes in [start_ns, end_ns], oldest first, at most ``limit``."""
     c = breaker_transitions.c
     stmt = sa.select(breaker_transitions).where(c.time_ns >= start_ns, c.time_ns <= end_ns)
@@ -692,15 +838,19 @@ def find_breaker_transitions(store: SpanStore, start_ns: int, end_ns: int, name:
         return [_transition(r) for r in conn.execute(stmt)]
 
 
-def find_last_transitions_before(store: SpanStore, names: Iterable[str], before_ns: int) -> dict[str, BreakerTransition]:
+def find_last_transitions_before(
+    store: SpanStore, names: Iterable[str], before_ns: int
+) -> dict[str, BreakerTransition]:
     """For each breaker name, its latest state change before ``before_ns`` (absent: none)."""
     c = breaker_transitions.c
     out: dict[str, BreakerTransition] = {}
     with store.engine.connect() as conn:
         for name in sorted(set(names)):
             row = conn.execute(
-                sa.select(breaker_transitions).where(c.name == name, c.time_ns < before_ns)
-                .order_by(c.time_ns.desc(), c.seq.desc()).limit(1)
+                sa.select(breaker_transitions)
+                .where(c.name == name, c.time_ns < before_ns)
+                .order_by(c.time_ns.desc(), c.seq.desc())
+                .limit(1)
             ).first()
             if row is not None:
                 out[name] = _transition(row)
@@ -708,12 +858,19 @@ def find_last_transitions_before(store: SpanStore, names: Iterable[str], before_
 
 
 def _transition(r: Any) -> BreakerTransition:
-    return BreakerTransition(r.name, r.caller, r.time_ns, r.from_state, r.to_state, r.failure_count,
-                             r.trace_id.hex(), r.span_id.hex())
+    return BreakerTransition(
+        r.name, r.caller, r.time_ns, r.from_state, r.to_state, r.failure_count, r.trace_id.hex(), r.span_id.hex()
+    )
 
 
-def find_sagas(store: SpanStore, *, outcome: str | None = None, name: str | None = None, limit: int = 50,
-               before_ns: int | None = None) -> SagaList:
+def find_sagas(
+    store: SpanStore,
+    *,
+    outcome: str | None = None,
+    name: str | None = None,
+    limit: int = 50,
+    before_ns: int | None = None,
+) -> SagaList:
     """Saga instances, most recent start first; ``outcome`` may be ``running``."""
     c = sagas.c
     stmt = sa.select(sagas)
@@ -747,11 +904,32 @@ def find_saga_steps(store: SpanStore, saga_ids: Iterable[str]) -> dict[str, list
     c = saga_steps.c
     with store.engine.connect() as conn:
         for r in conn.execute(sa.select(saga_steps).where(c.saga_id.in_(ids)).order_by(c.start_ns, c.span_id)):
-            out[r.saga_id].append(SagaStep(r.saga_id, r.step, r.step_index, r.phase, r.service, r.start_ns, r.end_ns,
-                                           r.status_code, r.status_message or "", r.trace_id.hex(), r.span_id.hex()))
+            out[r.saga_id].append(
+                SagaStep(
+                    r.saga_id,
+                    r.step,
+                    r.step_index,
+                    r.phase,
+                    r.service,
+                    r.start_ns,
+                    r.end_ns,
+                    r.status_code,
+                    r.status_message or "",
+                    r.trace_id.hex(),
+                    r.span_id.hex(),
+                )
+            )
     return out
 
 
 def _saga(r: Any) -> SagaInstance:
-    return SagaInstance(r.saga_id, r.name, r.trace_id.hex(), r.root_span_id.hex() if r.root_span_id else "",
-                        r.service, r.start_ns, r.end_ns, r.outcome)
+    return SagaInstance(
+        r.saga_id,
+        r.name,
+        r.trace_id.hex(),
+        r.root_span_id.hex() if r.root_span_id else "",
+        r.service,
+        r.start_ns,
+        r.end_ns,
+        r.outcome,
+    )

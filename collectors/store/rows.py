@@ -7,9 +7,9 @@ hash used by the tag index) can be read and tested on its own.
 from __future__ import annotations
 
 import hashlib
-import zlib
 import json
 import math
+import zlib
 from typing import Any
 
 from collectors.model import Resource, Span, SpanEvent, SpanLink
@@ -58,8 +58,21 @@ def resource_from_row(row: Any) -> Resource:
 
 
 SPAN_COLUMNS = (
-    "trace_id", "span_id", "parent_span_id", "service", "name", "kind", "start_ns", "duration_ns",
-    "status_code", "status_message", "resource_id", "attributes", "events", "links", "extra",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "service",
+    "name",
+    "kind",
+    "start_ns",
+    "duration_ns",
+    "status_code",
+    "status_message",
+    "resource_id",
+    "attributes",
+    "events",
+    "links",
+    "extra",
 )
 """Column order of :func:`span_values`."""
 
@@ -97,7 +110,13 @@ def attribute_key_ids(text: str | None) -> set[int]:
 def span_values(span: Span, resource_id: int, key_ids: dict[str, int]) -> tuple:
     """The ``spans`` row for a span as a tuple in SPAN_COLUMNS order; empty parts are NULL."""
     extra = None
-    if span.trace_state or span.flags or span.dropped_attributes_count or span.dropped_events_count or span.dropped_links_count:
+    if (
+        span.trace_state
+        or span.flags
+        or span.dropped_attributes_count
+        or span.dropped_events_count
+        or span.dropped_links_count
+    ):
         extra = _dumps(
             {
                 "ts": span.trace_state,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 from array import array
 from collections.abc import Iterable, Iterator
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -30,6 +31,7 @@ from collectors.store.schema import attribute_buckets, attribute_staging, trace_
 
 BUCKET_NS = 10_000_000_000
 _BUCKETS_PER_QUERY = 90
+_CHUNK = 200
 _STAGED_PER_COMPACTION = 4  # about 13,000 rows: keeps each write-lock hold short
 _HEADER = struct.Struct("<II")
 
@@ -63,7 +65,13 @@ def pack(entries: dict[tuple[int, bytes], int]) -> bytes:
         buckets.append(bucket)
         traces.append(trace_index.setdefault(trace, len(trace_index)))
     return b"".join(
-        [_HEADER.pack(len(trace_index), len(hashes)), *trace_index, hashes.tobytes(), buckets.tobytes(), traces.tobytes()]
+        [
+            _HEADER.pack(len(trace_index), len(hashes)),
+            *trace_index,
+            hashes.tobytes(),
+            buckets.tobytes(),
+            traces.tobytes(),
+        ]
     )
 
 
@@ -71,12 +79,12 @@ def unpack(blob: bytes) -> list[tuple[int, int, bytes]]:
     """The (bucket, hash, trace id) rows of a packed payload."""
     n_traces, n = _HEADER.unpack_from(blob)
     pos = _HEADER.size
-    ids = [blob[pos + 16 * i: pos + 16 * (i + 1)] for i in range(n_traces)]
+    ids = [blob[pos + 16 * i : pos + 16 * (i + 1)] for i in range(n_traces)]
     pos += 16 * n_traces
     hashes, buckets, traces = array("q"), array("q"), array("I")
-    hashes.frombytes(blob[pos: pos + 8 * n])
-    buckets.frombytes(blob[pos + 8 * n: pos + 16 * n])
-    traces.frombytes(blob[pos + 16 * n: pos + 20 * n])
+    hashes.frombytes(blob[pos : pos + 8 * n])
+    buckets.frombytes(blob[pos + 8 * n : pos + 16 * n])
+    traces.frombytes(blob[pos + 16 * n : pos + 20 * n])
     return [(b, h, ids[t]) for b, h, t in zip(buckets, hashes, traces, strict=True)]
 
 
@@ -121,14 +129,22 @@ def candidates(conn: Connection, key: str, value: str, start_ns: int, end_ns: in
     Order is by 10-second bucket; the caller checks each candidate against its spans.
     """
     h = _rows.attribute_hash(key, value)
-    buckets = conn.execute(
-        sa.select(attribute_buckets.c.bucket)
-        .where(attribute_buckets.c.bucket >= start_ns // BUCKET_NS, attribute_buckets.c.bucket <= end_ns // BUCKET_NS)
-        .order_by(attribute_buckets.c.bucket.desc())
-    ).scalars().all()
+    buckets = (
+        conn.execute(
+            sa.select(attribute_buckets.c.bucket)
+            .where(
+                attribute_buckets.c.bucket >= start_ns // BUCKET_NS, attribute_buckets.c.bucket <= end_ns // BUCKET_NS
+            )
+            .order_by(attribute_buckets.c.bucket.desc())
+        )
+        .scalars()
+        .all()
+    )
     seen: set[bytes] = set()
-    for i in range(0, len(buckets), _BUCKETS_PER_QUERY):
-        group = buckets[i: i + _BUCKETS_PER_QUERY]
+    i, size = 0, 6  # the newest minute first, then groups twice as large, up to the cap
+    while i < len(buckets):
+        group = buckets[i : i + size]
+        i, size = i + size, min(size * 2, _BUCKETS_PER_QUERY)
         rows = conn.execute(
             sa.select(trace_attributes.c.bucket, trace_attributes.c.trace_id)
             .where(trace_attributes.c.hash == h, trace_attributes.c.bucket.in_(group))
@@ -139,8 +155,10 @@ def candidates(conn: Connection, key: str, value: str, start_ns: int, end_ns: in
             if r.trace_id not in seen:
                 seen.add(r.trace_id)
                 chunk.append(r.trace_id)
-        if chunk:
-            yield chunk
+        # A common value matches thousands of traces per group of buckets: hand them over
+        # in small chunks, so the caller stops checking spans as soon as it has enough.
+        for j in range(0, len(chunk), _CHUNK):
+            yield chunk[j : j + _CHUNK]
 
 
 def drop_before(conn: Connection, oldest_start_ns: int | None) -> None:

@@ -148,9 +148,7 @@ class _SpanListener(pybreaker.CircuitBreakerListener):
     def __init__(self, owner: CircuitBreaker) -> None:
         self._owner = owner
 
-    def before_call(
-        self, cb: pybreaker.CircuitBreaker, func: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> None:
+    def before_call(self, cb: pybreaker.CircuitBreaker, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         trace.get_current_span().set_attribute(BREAKER_STATE, _STATE_NAMES[cb.current_state])
 
     def state_change(

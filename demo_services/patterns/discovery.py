@@ -101,6 +101,4 @@ class DiscoveryClient:
                     FAILOVER_EVENT,
                     {"discovery.instance.id": instance.instance_id, "error": str(err)},
                 )
-        raise NoHealthyInstanceError(
-            f"every instance of {service} refused the call"
-        ) from last_error
+        raise NoHealthyInstanceError(f"every instance of {service} refused the call") from last_error

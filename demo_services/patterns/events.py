@@ -112,18 +112,10 @@ class Outbox:
 
     def pending(self, engine: sa.Engine, limit: int = 100) -> list[Message]:
         """Return undelivered messages, oldest first, at most ``limit``."""
-        query = (
-            sa.select(self.table)
-            .where(self.table.c.delivered_ns.is_(None))
-            .order_by(self.table.c.seq)
-            .limit(limit)
-        )
+        query = sa.select(self.table).where(self.table.c.delivered_ns.is_(None)).order_by(self.table.c.seq).limit(limit)
         with engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        return [
-            Message(r["message_id"], r["topic"], json.loads(r["payload"]), json.loads(r["headers"]))
-            for r in rows
-        ]
+        return [Message(r["message_id"], r["topic"], json.loads(r["payload"]), json.loads(r["headers"])) for r in rows]
 
     def mark_delivered(self, engine: sa.Engine, message_id: str) -> None:
         """Record that ``message_id`` was acknowledged by the consumer."""
@@ -230,19 +222,13 @@ class Inbox:
         with engine.begin() as conn:
             return conn.execute(statement).rowcount == 1
 
-    def process_pending(
-        self, engine: sa.Engine, handler: Callable[[sa.Connection, Message], None]
-    ) -> int:
+    def process_pending(self, engine: sa.Engine, handler: Callable[[sa.Connection, Message], None]) -> int:
         """Process received messages in order, each in one transaction with its effect.
 
         Each message gets a CONSUMER span that starts a new trace and links to the
         producer span found in its headers. Returns the number processed.
         """
-        query = (
-            sa.select(self.table)
-            .where(self.table.c.processed_ns.is_(None))
-            .order_by(self.table.c.seq)
-        )
+        query = sa.select(self.table).where(self.table.c.processed_ns.is_(None)).order_by(self.table.c.seq)
         with engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         for row in rows:

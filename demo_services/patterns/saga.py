@@ -108,9 +108,7 @@ class SagaOrchestrator:
             if result.failed_step is not None:
                 self._compensate(result, context, saga_id)
                 result.outcome = FAILED if result.compensation_failures else COMPENSATED
-                root.set_status(
-                    Status(StatusCode.ERROR, f"step {result.failed_step} failed: {result.error}")
-                )
+                root.set_status(Status(StatusCode.ERROR, f"step {result.failed_step} failed: {result.error}"))
             root.set_attribute(SAGA_OUTCOME, result.outcome)
         return result
 

@@ -25,8 +25,9 @@ def order_flow(factory: Factory, *, fail_payment: bool = False, inventory_instan
     with gw.start_as_current_span("GET /api/orders", kind=SpanKind.SERVER) as root:
         with gw.start_as_current_span("POST orders", kind=SpanKind.CLIENT, attributes={"peer.service": "orders"}):
             with orders.start_as_current_span("POST /orders", kind=SpanKind.SERVER):
-                with orders.start_as_current_span("INSERT orders", kind=SpanKind.CLIENT,
-                                                  attributes={"db.system": "sqlite", "db.name": "orders.db"}):
+                with orders.start_as_current_span(
+                    "INSERT orders", kind=SpanKind.CLIENT, attributes={"db.system": "sqlite", "db.name": "orders.db"}
+                ):
                     pass
                 attrs = {"circuit_breaker.name": "orders->payment", "circuit_breaker.state": "closed"}
                 with orders.start_as_current_span("POST payment", kind=SpanKind.CLIENT, attributes=attrs) as call:
@@ -38,8 +39,9 @@ def order_flow(factory: Factory, *, fail_payment: bool = False, inventory_instan
                 with orders.start_as_current_span("POST inventory", kind=SpanKind.CLIENT):
                     with inventory.start_as_current_span("POST /reserve", kind=SpanKind.SERVER):
                         pass
-                with orders.start_as_current_span("publish OrderPlaced", kind=SpanKind.PRODUCER,
-                                                  attributes={"messaging.system": "outbox"}):
+                with orders.start_as_current_span(
+                    "publish OrderPlaced", kind=SpanKind.PRODUCER, attributes={"messaging.system": "outbox"}
+                ):
                     with notifications.start_as_current_span("process OrderPlaced", kind=SpanKind.CONSUMER):
                         pass
         return format(root.get_span_context().trace_id, "032x")
@@ -52,27 +54,42 @@ def breaker_opens(factory: Factory, failures: int = 3, rejected: int = 2) -> tup
     name = {"circuit_breaker.name": "orders->payment"}
     opened = ("", "")
     for i in range(failures):
-        with orders.start_as_current_span("POST payment", kind=SpanKind.CLIENT,
-                                          attributes={**name, "circuit_breaker.state": "closed"}) as call:
+        with orders.start_as_current_span(
+            "POST payment", kind=SpanKind.CLIENT, attributes={**name, "circuit_breaker.state": "closed"}
+        ) as call:
             with payment.start_as_current_span("POST /charge", kind=SpanKind.SERVER) as server:
                 server.set_status(Status(StatusCode.ERROR, "timeout"))
             call.set_status(Status(StatusCode.ERROR, "timeout"))
             if i == failures - 1:
-                call.add_event("circuit_breaker.state_change", {**name, "circuit_breaker.state.from": "closed",
-                                                               "circuit_breaker.state.to": "open",
-                                                               "circuit_breaker.failure_count": failures})
+                call.add_event(
+                    "circuit_breaker.state_change",
+                    {
+                        **name,
+                        "circuit_breaker.state.from": "closed",
+                        "circuit_breaker.state.to": "open",
+                        "circuit_breaker.failure_count": failures,
+                    },
+                )
                 ctx = call.get_span_context()
                 opened = (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
     for _ in range(rejected):
-        with orders.start_as_current_span("POST payment", kind=SpanKind.CLIENT,
-                                          attributes={**name, "circuit_breaker.state": "open",
-                                                      "circuit_breaker.rejected": True}) as call:
+        with orders.start_as_current_span(
+            "POST payment",
+            kind=SpanKind.CLIENT,
+            attributes={**name, "circuit_breaker.state": "open", "circuit_breaker.rejected": True},
+        ) as call:
             call.set_status(Status(StatusCode.ERROR, "circuit open"))
     return opened
 
 
-def saga(factory: Factory, saga_id: str, steps: list[str], fail_at: int | None,
-         compensations: list[str] | None = None, name: str = "order") -> str:
+def saga(
+    factory: Factory,
+    saga_id: str,
+    steps: list[str],
+    fail_at: int | None,
+    compensations: list[str] | None = None,
+    name: str = "order",
+) -> str:
     """An orchestrated saga. Compensations default to the completed steps in reverse;
     pass ``compensations`` to run a (possibly wrong) list instead. Returns the trace id."""
     orders = tracer(factory, "orders")
@@ -80,8 +97,9 @@ def saga(factory: Factory, saga_id: str, steps: list[str], fail_at: int | None,
     with orders.start_as_current_span(f"saga {name}", attributes=base) as root:
         done = []
         for i, step in enumerate(steps):
-            with orders.start_as_current_span(f"{step}", attributes={**base, "saga.step": step, "saga.step.index": i,
-                                                                    "saga.phase": "action"}) as span:
+            with orders.start_as_current_span(
+                f"{step}", attributes={**base, "saga.step": step, "saga.step.index": i, "saga.phase": "action"}
+            ) as span:
                 if fail_at == i:
                     span.set_status(Status(StatusCode.ERROR, f"{step} failed"))
             if fail_at == i:
@@ -90,9 +108,15 @@ def saga(factory: Factory, saga_id: str, steps: list[str], fail_at: int | None,
         if fail_at is not None:
             todo = compensations if compensations is not None else [s for _, s in reversed(done)]
             for step in todo:
-                with orders.start_as_current_span(f"undo {step}", attributes={
-                        **base, "saga.step": step, "saga.step.index": steps.index(step),
-                        "saga.phase": "compensation"}):
+                with orders.start_as_current_span(
+                    f"undo {step}",
+                    attributes={
+                        **base,
+                        "saga.step": step,
+                        "saga.step.index": steps.index(step),
+                        "saga.phase": "compensation",
+                    },
+                ):
                     pass
         root.set_attribute("saga.outcome", "completed" if fail_at is None else "compensated")
         return format(root.get_span_context().trace_id, "032x")

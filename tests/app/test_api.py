@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.collectors.test_store import ALL, MS, T0, checkout
+from tests.collectors.test_store import MS, T0, checkout
 from tests.conftest import jaeger_get
 
 
@@ -27,7 +27,8 @@ def test_operations_both_endpoints(client, loaded):
     ops = jaeger_get(client, "/api/operations?service=backend")["data"]
     assert ops == [{"name": "SELECT", "spanKind": "client"}, {"name": "pay", "spanKind": "server"}]
     assert jaeger_get(client, "/api/operations?service=backend&spanKind=server")["data"] == [
-        {"name": "pay", "spanKind": "server"}]
+        {"name": "pay", "spanKind": "server"}
+    ]
 
 
 def test_trace_by_id_accepts_upper_case_and_short_ids(client, loaded):
@@ -54,7 +55,7 @@ def test_search_parameters(client, loaded):
 
 
 def test_search_result_spans_carry_processes(client, loaded):
-    doc = jaeger_get(client, f"/api/traces?start=0&service=backend&limit=1")
+    doc = jaeger_get(client, "/api/traces?start=0&service=backend&limit=1")
     [trace] = doc["data"]
     services = {p["serviceName"] for p in trace["processes"].values()}
     assert services == {"frontend", "backend"}
@@ -82,7 +83,7 @@ def test_dependencies(client, loaded):
         ("/api/traces?start=yesterday", 400, "start must be an integer"),
         ("/api/traces?tags=notjson", 400, "tags must be a JSON object"),
         ("/api/traces?tags=[1,2]", 400, "tags must be a JSON object"),
-        ("/api/traces?tags={\"k\":[1]}", 400, "tag 'k' must have"),
+        ('/api/traces?tags={"k":[1]}', 400, "tag 'k' must have"),
         ("/api/traces?lookback=forever", 400, "lookback must be a duration"),
         ("/api/dependencies?endTs=now", 400, "endTs must be an integer"),
         ("/api/nothing-here", 404, "not found"),
@@ -100,7 +101,7 @@ def test_huge_limit_is_capped_not_refused(client, store):
     from tests.collectors.test_store import FRONT, span
 
     store.write_spans([span(i, 1, None, FRONT, start=i) for i in range(1, 4)])
-    doc = jaeger_get(client, f"/api/traces?start=0&limit=99999999")
+    doc = jaeger_get(client, "/api/traces?start=0&limit=99999999")
     assert len(doc["data"]) == 3
 
 

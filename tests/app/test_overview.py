@@ -14,7 +14,10 @@ def test_overview_lists_services_and_recent_traces(client, store):
     assert r.status_code == 200
     soup = BeautifulSoup(r.data, "html.parser")
     assert [li.get_text() for li in soup.select("ul.services li")] == [
-        "<img src=x onerror=alert(1)>", "backend", "frontend"]
+        "<img src=x onerror=alert(1)>",
+        "backend",
+        "frontend",
+    ]
     assert soup.find("script", string="x") is None
     rows = soup.select("table.traces tbody tr")
     assert len(rows) == 2

@@ -200,12 +200,30 @@ class _Registry(BaseHTTPRequestHandler):
 def registry_url():
     """A loopback stand-in for the demo registry's GET /instances."""
     instances = [
-        {"service": "inventory", "instance_id": "inventory-1", "url": "http://127.0.0.1:9005", "healthy": False,
-         "last_heartbeat": "2024-01-01T00:00:00Z", "depends_on": []},
-        {"service": "inventory", "instance_id": "inventory-2", "url": "http://127.0.0.1:9006", "healthy": True,
-         "last_heartbeat": "2024-01-01T00:00:05Z", "depends_on": []},
-        {"service": "orders", "instance_id": "orders-1", "url": "http://127.0.0.1:9003", "healthy": True,
-         "last_heartbeat": "2024-01-01T00:00:05Z", "depends_on": ["payment", "inventory", "users"]},
+        {
+            "service": "inventory",
+            "instance_id": "inventory-1",
+            "url": "http://127.0.0.1:9005",
+            "healthy": False,
+            "last_heartbeat": "2024-01-01T00:00:00Z",
+            "depends_on": [],
+        },
+        {
+            "service": "inventory",
+            "instance_id": "inventory-2",
+            "url": "http://127.0.0.1:9006",
+            "healthy": True,
+            "last_heartbeat": "2024-01-01T00:00:05Z",
+            "depends_on": [],
+        },
+        {
+            "service": "orders",
+            "instance_id": "orders-1",
+            "url": "http://127.0.0.1:9003",
+            "healthy": True,
+            "last_heartbeat": "2024-01-01T00:00:05Z",
+            "depends_on": ["payment", "inventory", "users"],
+        },
     ]
     handler = type("Handler", (_Registry,), {"body": json.dumps(instances).encode()})
     server = HTTPServer(("127.0.0.1", 0), handler)

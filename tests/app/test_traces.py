@@ -25,15 +25,44 @@ def res(service: str) -> Resource:
     return Resource(service, {"service.name": service})
 
 
-def make_trace(n: int, *, service: str = "gateway", name: str = "GET /", age_min: float = 1, duration_ms: float = 10,
-               children: int = 0, errors: int = 0, attrs: dict | None = None, child_service: str = "orders") -> list[Span]:
+def make_trace(
+    n: int,
+    *,
+    service: str = "gateway",
+    name: str = "GET /",
+    age_min: float = 1,
+    duration_ms: float = 10,
+    children: int = 0,
+    errors: int = 0,
+    attrs: dict | None = None,
+    child_service: str = "orders",
+) -> list[Span]:
     trace_id = f"{n:032x}"
     start = NOW - int(age_min * 60_000 * MS)
-    root = Span(trace_id, f"{1:016x}", "", name, 2, start, start + int(duration_ms * MS), res(service),
-                attributes=attrs or {}, status_code=STATUS_ERROR if errors else 0)
+    root = Span(
+        trace_id,
+        f"{1:016x}",
+        "",
+        name,
+        2,
+        start,
+        start + int(duration_ms * MS),
+        res(service),
+        attributes=attrs or {},
+        status_code=STATUS_ERROR if errors else 0,
+    )
     kids = [
-        Span(trace_id, f"{i + 2:016x}", root.span_id, f"child {i}", 1, start + i * MS, start + (i + 1) * MS,
-             res(child_service), status_code=STATUS_ERROR if i + 1 < errors else 0)
+        Span(
+            trace_id,
+            f"{i + 2:016x}",
+            root.span_id,
+            f"child {i}",
+            1,
+            start + i * MS,
+            start + (i + 1) * MS,
+            res(child_service),
+            status_code=STATUS_ERROR if i + 1 < errors else 0,
+        )
         for i in range(children)
     ]
     return [root, *kids]
@@ -44,8 +73,9 @@ def searchable(store):
     """Five recent traces with different services, durations, sizes and errors, one old one."""
     store.write_spans(make_trace(1, duration_ms=5, age_min=1))
     store.write_spans(make_trace(2, service="shop", name="POST /cart", duration_ms=900, age_min=2, children=3))
-    store.write_spans(make_trace(3, duration_ms=300, age_min=3, children=8, errors=3,
-                                 attrs={"http.response.status_code": 500}))
+    store.write_spans(
+        make_trace(3, duration_ms=300, age_min=3, children=8, errors=3, attrs={"http.response.status_code": 500})
+    )
     store.write_spans(make_trace(4, duration_ms=50, age_min=4, children=1, errors=1))
     store.write_spans(make_trace(5, duration_ms=2000, age_min=30))
     store.write_spans(make_trace(6, duration_ms=1, age_min=60 * 5))
@@ -194,8 +224,16 @@ def test_unknown_trace_for_htmx_is_an_error_fragment_retargeted_at_messages(clie
     assert "<html" not in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("path", ["/traces/not-hex", f"/traces/{'1' * 33}", f"/traces/{'0' * 32}",
-                                  "/traces/zz/otlp.json", f"/traces/zz/spans/{sid(1)}"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/traces/not-hex",
+        f"/traces/{'1' * 33}",
+        f"/traces/{'0' * 32}",
+        "/traces/zz/otlp.json",
+        f"/traces/zz/spans/{sid(1)}",
+    ],
+)
 def test_malformed_trace_id_is_400(client, store, path):
     response = client.get(path)
     assert response.status_code == 400
@@ -209,8 +247,9 @@ def test_unknown_span_is_404_naming_span_and_trace(client, post_trace):
     assert sid(77) in response.get_data(as_text=True) and tid(0x10) in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize(("path", "name"), [("?skew=sideways", "skew"), ("/rows?offset=-1", "offset"),
-                                            ("/rows?offset=x", "offset")])
+@pytest.mark.parametrize(
+    ("path", "name"), [("?skew=sideways", "skew"), ("/rows?offset=-1", "offset"), ("/rows?offset=x", "offset")]
+)
 def test_bad_trace_page_parameters_are_400(client, post_trace, path, name):
     post_trace("orphan")
     response = client.get(f"/traces/{tid(0x10)}{path}")
@@ -255,8 +294,10 @@ def test_span_panel_shows_typed_attributes_events_exception_resource_and_scope(c
     response = client.get(f"/traces/{tid(0x60)}/spans/{sid(1)}", headers={"HX-Request": "true"})
     assert response.status_code == 200 and "<html" not in response.get_data(as_text=True)
     doc = html(response)
-    attrs = {tr.th.get_text(): [td.get_text(strip=True) for td in tr.select("td")]
-             for tr in doc.select(".span-panel > section:first-of-type table.attrs tr")}
+    attrs = {
+        tr.th.get_text(): [td.get_text(strip=True) for td in tr.select("td")]
+        for tr in doc.select(".span-panel > section:first-of-type table.attrs tr")
+    }
     assert attrs["http.response.status_code"] == ["int", "500"]
     assert attrs["retry.ratio"] == ["double", "0.25"]
     assert attrs["cache.hit"] == ["bool", "false"]
@@ -353,9 +394,15 @@ def test_compare_shows_only_in_a_only_in_b_and_both(client, store):
     store.write_spans(make_trace(8, children=3, duration_ms=150))
     response = client.get(f"/traces/compare?a={tid(7)}&b={tid(8)}")
     assert response.status_code == 200
-    rows = [(tr["data-where"], tr.select("td")[0].get_text(" ", strip=True)) for tr in html(response).select("tr.diff-row")]
-    assert rows == [("both", "gateway : GET /"), ("both", "orders : child 0"), ("both", "orders : child 1"),
-                    ("only-b", "orders : child 2")]
+    rows = [
+        (tr["data-where"], tr.select("td")[0].get_text(" ", strip=True)) for tr in html(response).select("tr.diff-row")
+    ]
+    assert rows == [
+        ("both", "gateway : GET /"),
+        ("both", "orders : child 0"),
+        ("both", "orders : child 1"),
+        ("only-b", "orders : child 2"),
+    ]
     assert "+50ms (+50%)" in html(response).select_one("tr.diff-row td.delta").get_text()
 
 

@@ -36,21 +36,35 @@ def test_a_store_written_by_an_older_release_is_upgraded_and_still_reads(databas
     upgrade(engine, "0003")
     trace, span = bytes.fromhex("ab" * 16), bytes.fromhex("cd" * 8)
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO resources (hash, service_name, attributes, scope_name, scope_version, scope_attributes) "
-            "VALUES ('h', 'old-svc', '{\"service.name\":\"old-svc\"}', 's', '1', '{}')"))
-        conn.execute(sa.text(
-            "INSERT INTO spans (trace_id, span_id, service, name, kind, start_ns, duration_ns, status_code, "
-            "resource_id, attributes) VALUES (:t, :s, 'old-svc', 'old-op', 2, 1000, 5, 0, 1, :a)"),
-            {"t": trace, "s": span, "a": '{"http.route":"/old","n":3}'})
-        conn.execute(sa.text(
-            "INSERT INTO trace_summaries (trace_id, root_service, root_name, start_ns, end_ns, span_count, "
-            "error_count, services, received_ns) VALUES (:t, 'old-svc', 'old-op', 1000, 1005, 1, 0, '[\"old-svc\"]', 1)"),
-            {"t": trace})
-        conn.execute(sa.text("INSERT INTO trace_services (service, start_ns, trace_id) VALUES ('old-svc', 1000, :t)"),
-                     {"t": trace})
-        conn.execute(sa.text("INSERT INTO trace_attributes (bucket, hash, trace_id) VALUES (0, :h, :t)"),
-                     {"h": attribute_hash("http.route", "/old"), "t": trace})
+        conn.execute(
+            sa.text(
+                "INSERT INTO resources (hash, service_name, attributes, scope_name, scope_version, scope_attributes) "
+                "VALUES ('h', 'old-svc', '{\"service.name\":\"old-svc\"}', 's', '1', '{}')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO spans (trace_id, span_id, service, name, kind, start_ns, duration_ns, status_code, "
+                "resource_id, attributes) VALUES (:t, :s, 'old-svc', 'old-op', 2, 1000, 5, 0, 1, :a)"
+            ),
+            {"t": trace, "s": span, "a": '{"http.route":"/old","n":3}'},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO trace_summaries (trace_id, root_service, root_name, start_ns, end_ns, span_count, "
+                "error_count, services, received_ns) "
+                "VALUES (:t, 'old-svc', 'old-op', 1000, 1005, 1, 0, '[\"old-svc\"]', 1)"
+            ),
+            {"t": trace},
+        )
+        conn.execute(
+            sa.text("INSERT INTO trace_services (service, start_ns, trace_id) VALUES ('old-svc', 1000, :t)"),
+            {"t": trace},
+        )
+        conn.execute(
+            sa.text("INSERT INTO trace_attributes (bucket, hash, trace_id) VALUES (0, :h, :t)"),
+            {"h": attribute_hash("http.route", "/old"), "t": trace},
+        )
         conn.execute(sa.text("INSERT INTO attribute_buckets (bucket) VALUES (0)"))
     engine.dispose()
     store = SpanStore.from_url(database_url)
@@ -60,8 +74,11 @@ def test_a_store_written_by_an_older_release_is_upgraded_and_still_reads(databas
         assert old.attributes == {"http.route": "/old", "n": 3}
         from collectors.store import TraceQuery
 
-        for query in (TraceQuery(0, 2**62, service="old-svc"), TraceQuery(0, 2**62, tags={"http.route": "/old"}),
-                      TraceQuery(0, 2**62, service="old-svc", tags={"http.route": "/old", "n": "3"})):
+        for query in (
+            TraceQuery(0, 2**62, service="old-svc"),
+            TraceQuery(0, 2**62, tags={"http.route": "/old"}),
+            TraceQuery(0, 2**62, service="old-svc", tags={"http.route": "/old", "n": "3"}),
+        ):
             assert [t.trace_id for t in store.find_traces(query).traces] == ["ab" * 16], query
     finally:
         store.close()

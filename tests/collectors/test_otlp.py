@@ -47,9 +47,16 @@ def span_desc(draw):
 
 
 requests_ = st.lists(
-    st.fixed_dictionaries({"service": text.filter(bool), "resource": attrs,
-                           "scope": st.tuples(text, text), "spans": st.lists(span_desc(), max_size=4)}),
-    min_size=1, max_size=3,
+    st.fixed_dictionaries(
+        {
+            "service": text.filter(bool),
+            "resource": attrs,
+            "scope": st.tuples(text, text),
+            "spans": st.lists(span_desc(), max_size=4),
+        }
+    ),
+    min_size=1,
+    max_size=3,
 )
 
 
@@ -73,26 +80,46 @@ def test_specification_example_decodes_with_lowercase_ids_and_resource():
 
 
 def test_missing_service_name_becomes_unknown_service():
-    body = b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"%s","spanId":"%s","startTimeUnixNano":1,"endTimeUnixNano":2}]}]}]}' % (
-        b"ab" * 16, b"cd" * 8)
+    body = (
+        b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"%s","spanId":"%s","startTimeUnixNano":1,"endTimeUnixNano":2}]}]}]}'
+        % (b"ab" * 16, b"cd" * 8)
+    )
     [span] = decode_json(body).spans
     assert span.service == "unknown_service"
 
 
 def test_enum_names_and_snake_case_fields_are_accepted():
-    body = b'{"resource_spans":[{"scope_spans":[{"spans":[{"trace_id":"%s","span_id":"%s","kind":"SPAN_KIND_CLIENT","start_time_unix_nano":"5","end_time_unix_nano":"9","status":{"code":"STATUS_CODE_ERROR"}}]}]}]}' % (
-        b"ab" * 16, b"cd" * 8)
+    body = (
+        b'{"resource_spans":[{"scope_spans":[{"spans":[{"trace_id":"%s","span_id":"%s","kind":"SPAN_KIND_CLIENT","start_time_unix_nano":"5","end_time_unix_nano":"9","status":{"code":"STATUS_CODE_ERROR"}}]}]}]}'
+        % (b"ab" * 16, b"cd" * 8)
+    )
     [span] = decode_json(body).spans
     assert (span.kind, span.status_code, span.duration_ns) == (3, 2, 4)
 
 
 def test_limits_truncate_events_links_and_values():
-    desc = [{"service": "s", "spans": [{
-        "trace_id": "ab" * 16, "span_id": "cd" * 8, "start": 1, "end": 2, "name": "x" * 50,
-        "events": [(1, f"e{i}", {}) for i in range(10)], "links": [("12" * 16, "34" * 8, {}) for _ in range(10)],
-        "attributes": {"long": "y" * 50}}]}]
+    desc = [
+        {
+            "service": "s",
+            "spans": [
+                {
+                    "trace_id": "ab" * 16,
+                    "span_id": "cd" * 8,
+                    "start": 1,
+                    "end": 2,
+                    "name": "x" * 50,
+                    "events": [(1, f"e{i}", {}) for i in range(10)],
+                    "links": [("12" * 16, "34" * 8, {}) for _ in range(10)],
+                    "attributes": {"long": "y" * 50},
+                }
+            ],
+        }
+    ]
     limits = Limits(max_events=3, max_links=2, max_value_length=20)
-    for batch in (decode_protobuf(pb_request(desc).SerializeToString(), limits), decode_json(json_request(desc), limits)):
+    for batch in (
+        decode_protobuf(pb_request(desc).SerializeToString(), limits),
+        decode_json(json_request(desc), limits),
+    ):
         [span] = batch.spans
         assert len(span.events) == 3 and span.dropped_events_count == 7
         assert len(span.links) == 2 and span.dropped_links_count == 8

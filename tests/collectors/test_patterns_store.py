@@ -18,10 +18,31 @@ PAY = Resource("payment", {"service.name": "payment"})
 TID = "0af7651916cd43dd8448eb211c80319c"
 
 
-def span(sid: str, parent: str = "", *, res: Resource = RES, kind: int = KIND_SERVER, attrs: dict | None = None,
-         start: int = 0, dur: int = 5_000_000, status: int = 0, events: tuple = ()) -> Span:
-    return Span(TID, sid, parent, f"op-{sid}", kind, NOW + start, NOW + start + dur, res, attrs or {}, events,
-                status_code=status)
+def span(
+    sid: str,
+    parent: str = "",
+    *,
+    res: Resource = RES,
+    kind: int = KIND_SERVER,
+    attrs: dict | None = None,
+    start: int = 0,
+    dur: int = 5_000_000,
+    status: int = 0,
+    events: tuple = (),
+) -> Span:
+    return Span(
+        TID,
+        sid,
+        parent,
+        f"op-{sid}",
+        kind,
+        NOW + start,
+        NOW + start + dur,
+        res,
+        attrs or {},
+        events,
+        status_code=status,
+    )
 
 
 def window(store):
@@ -31,10 +52,20 @@ def window(store):
 def test_retried_batch_counts_each_breaker_call_and_request_once(store):
     batch = [
         span("a" * 16),
-        span("b" * 16, "a" * 16, kind=KIND_CLIENT, status=STATUS_ERROR,
-             attrs={"circuit_breaker.name": "orders->payment", "circuit_breaker.state": "closed"},
-             events=(SpanEvent(NOW + 1, "circuit_breaker.state_change",
-                               {"circuit_breaker.state.from": "closed", "circuit_breaker.state.to": "open"}),)),
+        span(
+            "b" * 16,
+            "a" * 16,
+            kind=KIND_CLIENT,
+            status=STATUS_ERROR,
+            attrs={"circuit_breaker.name": "orders->payment", "circuit_breaker.state": "closed"},
+            events=(
+                SpanEvent(
+                    NOW + 1,
+                    "circuit_breaker.state_change",
+                    {"circuit_breaker.state.from": "closed", "circuit_breaker.state.to": "open"},
+                ),
+            ),
+        ),
         span("c" * 16, "b" * 16, res=PAY),
     ]
     store.write_spans(batch)
@@ -62,23 +93,38 @@ def test_edge_pairs_across_batches_in_either_order(store):
 def test_saga_row_is_the_same_whether_the_root_arrives_first_or_last(store):
     saga = {"saga.name": "order", "saga.id": "s-1"}
     root = span("1" * 16, attrs={**saga, "saga.outcome": "compensated"}, dur=50_000_000)
-    steps = [span("2" * 16, "1" * 16, start=1_000, attrs={**saga, "saga.step": "pay", "saga.step.index": 0,
-                                                          "saga.phase": "action"}, status=STATUS_ERROR)]
+    steps = [
+        span(
+            "2" * 16,
+            "1" * 16,
+            start=1_000,
+            attrs={**saga, "saga.step": "pay", "saga.step.index": 0, "saga.phase": "action"},
+            status=STATUS_ERROR,
+        )
+    ]
     store.write_spans(steps)
     running = patterns.get_saga(store, "s-1")
     assert running.outcome is None and running.status == "running"
     store.write_spans([root])
     done = patterns.get_saga(store, "s-1")
     assert (done.outcome, done.root_span_id, done.start_ns, done.end_ns) == (
-        "compensated", "1" * 16, NOW, NOW + 50_000_000)
+        "compensated",
+        "1" * 16,
+        NOW,
+        NOW + 50_000_000,
+    )
     assert [s.step for s in patterns.find_saga_steps(store, ["s-1"])["s-1"]] == ["pay"]
     assert [s.saga_id for s in patterns.find_sagas(store, outcome="compensated").sagas] == ["s-1"]
     assert patterns.find_sagas(store, outcome="running").sagas == []
 
 
 def test_pruning_every_trace_empties_the_pattern_tables(store):
-    store.write_spans([span("a" * 16, attrs={"saga.id": "s", "saga.name": "n"}),
-                       span("b" * 16, "a" * 16, kind=KIND_CLIENT, attrs={"circuit_breaker.name": "x"})])
+    store.write_spans(
+        [
+            span("a" * 16, attrs={"saga.id": "s", "saga.name": "n"}),
+            span("b" * 16, "a" * 16, kind=KIND_CLIENT, attrs={"circuit_breaker.name": "x"}),
+        ]
+    )
     store.prune(older_than_ns=time.time_ns() + 1)
     start, end = window(store)
     assert patterns.find_breaker_calls(store, start, end) == []

@@ -70,8 +70,17 @@ def test_specification_example_is_accepted_and_read_back(client, store):
         (b"\xff\xfe\x00", JS, 400, "not valid JSON"),
         (b"[" * 100_000 + b"]" * 100_000, JS, 400, "JSON"),
     ],
-    ids=["truncated-protobuf", "random-bytes", "invalid-json", "json-array", "wrong-shape", "empty-protobuf",
-         "empty-json", "bad-utf8-json", "deeply-nested-json"],
+    ids=[
+        "truncated-protobuf",
+        "random-bytes",
+        "invalid-json",
+        "json-array",
+        "wrong-shape",
+        "empty-protobuf",
+        "empty-json",
+        "bad-utf8-json",
+        "deeply-nested-json",
+    ],
 )
 def test_malformed_bodies_get_400_with_a_status_message(seeded, client, body, headers, status, fragment):
     r = client.post("/v1/traces", data=body, headers=headers)
@@ -143,12 +152,32 @@ def test_spans_with_bad_ids_or_times_are_rejected_in_partial_success_and_the_res
 
 
 def test_json_span_with_wrong_id_length_is_reported_with_its_position(client, store):
-    body = {"resourceSpans": [{"scopeSpans": [{"spans": [
-        {"traceId": "abc", "spanId": "bb" * 8, "name": "x", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}]}]}]}
+    body = {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "abc",
+                                "spanId": "bb" * 8,
+                                "name": "x",
+                                "startTimeUnixNano": "1",
+                                "endTimeUnixNano": "2",
+                            }
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
     r = client.post("/v1/traces", data=json.dumps(body), headers=JS)
     assert r.status_code == 200
     assert r.json["partialSuccess"]["rejectedSpans"] == "1"
-    assert "resourceSpans[0].scopeSpans[0].spans[0]: traceId must be 32 hex characters" in r.json["partialSuccess"]["errorMessage"]
+    assert (
+        "resourceSpans[0].scopeSpans[0].spans[0]: traceId must be 32 hex characters"
+        in r.json["partialSuccess"]["errorMessage"]
+    )
 
 
 def test_thousands_of_attributes_are_truncated_and_counted(client, store, settings):
@@ -186,11 +215,29 @@ def test_values_nested_too_deep_reject_the_span(client, store):
 
 def test_control_characters_are_stored_and_returned_as_text(client, store):
     name = "a\x00b\x07c\u202e\ud800"
-    body = json.dumps({"resourceSpans": [{"resource": {"attributes": [
-        {"key": "service.name", "value": {"stringValue": "svc\x1b[31m"}}]},
-        "scopeSpans": [{"spans": [{"traceId": "aa" * 16, "spanId": "bb" * 8, "name": name,
-                                   "startTimeUnixNano": str(T0), "endTimeUnixNano": str(T0 + 1),
-                                   "attributes": [{"key": "k\x01", "value": {"stringValue": "<script>\x02"}}]}]}]}]})
+    body = json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc\x1b[31m"}}]},
+                    "scopeSpans": [
+                        {
+                            "spans": [
+                                {
+                                    "traceId": "aa" * 16,
+                                    "spanId": "bb" * 8,
+                                    "name": name,
+                                    "startTimeUnixNano": str(T0),
+                                    "endTimeUnixNano": str(T0 + 1),
+                                    "attributes": [{"key": "k\x01", "value": {"stringValue": "<script>\x02"}}],
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
+    )
     r = client.post("/v1/traces", data=body, headers=JS)
     assert r.status_code == 200, r.json
     [span] = store.get_trace("aa" * 16)

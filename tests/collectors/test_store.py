@@ -22,12 +22,30 @@ def res(service: str, **attrs) -> Resource:
 FRONT, BACK, DB = res("frontend", host="a"), res("backend", host="b"), res("db")
 
 
-def span(trace: int, sid: int, parent: int | None, resource: Resource, name: str = "op", *, start: int = 0,
-         dur: int = 10 * MS, kind: int = 1, error: bool = False, **attrs) -> Span:
+def span(
+    trace: int,
+    sid: int,
+    parent: int | None,
+    resource: Resource,
+    name: str = "op",
+    *,
+    start: int = 0,
+    dur: int = 10 * MS,
+    kind: int = 1,
+    error: bool = False,
+    **attrs,
+) -> Span:
     return Span(
-        trace_id=f"{trace:032x}", span_id=f"{sid:016x}", parent_span_id=f"{parent:016x}" if parent else "",
-        name=name, kind=kind, start_ns=T0 + start, end_ns=T0 + start + dur, resource=resource,
-        attributes=attrs, status_code=STATUS_ERROR if error else 0,
+        trace_id=f"{trace:032x}",
+        span_id=f"{sid:016x}",
+        parent_span_id=f"{parent:016x}" if parent else "",
+        name=name,
+        kind=kind,
+        start_ns=T0 + start,
+        end_ns=T0 + start + dur,
+        resource=resource,
+        attributes=attrs,
+        status_code=STATUS_ERROR if error else 0,
     )
 
 
@@ -47,12 +65,24 @@ def test_schema_is_at_the_newest_revision(store: SpanStore):
 
 def test_write_and_read_back_every_field(store: SpanStore):
     s = Span(
-        trace_id="ab" * 16, span_id="cd" * 8, parent_span_id="ef" * 8, name="full", kind=3,
-        start_ns=T0, end_ns=T0 + 5, resource=Resource("svc", {"service.name": "svc", "n": [1, {"k": True}]}, "sc", "2", {"x": 1.5}),
+        trace_id="ab" * 16,
+        span_id="cd" * 8,
+        parent_span_id="ef" * 8,
+        name="full",
+        kind=3,
+        start_ns=T0,
+        end_ns=T0 + 5,
+        resource=Resource("svc", {"service.name": "svc", "n": [1, {"k": True}]}, "sc", "2", {"x": 1.5}),
         attributes={"s": "v", "i": 7, "f": 0.5, "b": False, "a": ["x", 2], "m": {"deep": {"er": None}}, "u": "ü ✓"},
-        events=(SpanEvent(T0 + 1, "evt", {"e": 1}, 2),), links=(SpanLink("12" * 16, "34" * 8, {"l": "v"}, "ts=1"),),
-        status_code=STATUS_ERROR, status_message="bad", trace_state="k=v", flags=257,
-        dropped_attributes_count=1, dropped_events_count=2, dropped_links_count=3,
+        events=(SpanEvent(T0 + 1, "evt", {"e": 1}, 2),),
+        links=(SpanLink("12" * 16, "34" * 8, {"l": "v"}, "ts=1"),),
+        status_code=STATUS_ERROR,
+        status_message="bad",
+        trace_state="k=v",
+        flags=257,
+        dropped_attributes_count=1,
+        dropped_events_count=2,
+        dropped_links_count=3,
     )
     assert store.write_spans([s]).inserted == 1
     assert store.get_trace("ab" * 16) == [s]
@@ -204,8 +234,9 @@ def test_resources_differing_only_in_service_name_stay_apart(store: SpanStore):
 
 
 def test_tag_index_entries_survive_a_process_that_never_compacted(store: SpanStore, settings):
-    from collectors.store.schema import attribute_staging
     import sqlalchemy as sa
+
+    from collectors.store.schema import attribute_staging
 
     store._closing.set()  # this store's compactor never runs, as if its process died
     store.write_spans(checkout(5))
@@ -224,8 +255,9 @@ def test_tag_index_entries_survive_a_process_that_never_compacted(store: SpanSto
 def test_background_compaction_makes_tags_searchable_without_a_search(store: SpanStore):
     import time
 
-    from collectors.store.schema import attribute_staging, trace_attributes
     import sqlalchemy as sa
+
+    from collectors.store.schema import attribute_staging, trace_attributes
 
     store.write_spans(checkout(6))
     deadline = time.monotonic() + 10

@@ -19,8 +19,19 @@ def _trace(n: int, *, age_ms: int, duration_ms: int, spans: int, errors: int) ->
     start = NOW - age_ms * MS
     out = [Span(trace_id, f"{1:016x}", "", "root", 2, start, start + duration_ms * MS, res)]
     for i in range(1, spans):
-        out.append(Span(trace_id, f"{i + 1:016x}", f"{1:016x}", "child", 1, start, start + MS, res,
-                        status_code=STATUS_ERROR if i <= errors else 0))
+        out.append(
+            Span(
+                trace_id,
+                f"{i + 1:016x}",
+                f"{1:016x}",
+                "child",
+                1,
+                start,
+                start + MS,
+                res,
+                status_code=STATUS_ERROR if i <= errors else 0,
+            )
+        )
     return out
 
 
@@ -37,9 +48,15 @@ def _ids(store, **kw) -> list[int]:
     return [int(t.trace_id, 16) for t in store.find_traces(q).traces]
 
 
-@pytest.mark.parametrize(("sort", "expected"), [
-    ("recent", [1, 2, 3]), ("slowest", [2, 3, 1]), ("spans", [3, 1, 2]), ("errors", [3, 2, 1]),
-])
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("recent", [1, 2, 3]),
+        ("slowest", [2, 3, 1]),
+        ("spans", [3, 1, 2]),
+        ("errors", [3, 2, 1]),
+    ],
+)
 def test_sort_orders(three, sort, expected):
     assert _ids(three, sort=sort) == expected
 

@@ -33,9 +33,7 @@ def _wait_for(predicate, timeout_s: float = 5.0) -> None:
 @settings(max_examples=40, deadline=None)
 @given(threshold=st.integers(1, 5), extra_calls=st.integers(1, 10))
 def test_open_breaker_lets_no_call_through(threshold: int, extra_calls: int) -> None:
-    breaker = CircuitBreaker(
-        "a->b", failure_threshold=threshold, reset_after_s=60, failure_types=(Boom,)
-    )
+    breaker = CircuitBreaker("a->b", failure_threshold=threshold, reset_after_s=60, failure_types=(Boom,))
     for _ in range(threshold):
         with pytest.raises(Boom):
             breaker.call(_fail)
@@ -50,9 +48,7 @@ def test_open_breaker_lets_no_call_through(threshold: int, extra_calls: int) -> 
 
 
 def test_breaker_cycles_closed_open_half_open_closed_with_span_events(spans: Spans) -> None:
-    breaker = CircuitBreaker(
-        "orders->payment", failure_threshold=2, reset_after_s=0.2, failure_types=(Boom,)
-    )
+    breaker = CircuitBreaker("orders->payment", failure_threshold=2, reset_after_s=0.2, failure_types=(Boom,))
     for _ in range(2):
         with spans.tracer.start_as_current_span("call"), pytest.raises(Boom):
             breaker.call(_fail)
@@ -75,8 +71,7 @@ def test_breaker_cycles_closed_open_half_open_closed_with_span_events(spans: Spa
     trial = calls["trial"]
     assert trial.attributes["circuit_breaker.state"] == "half_open"
     transitions = [
-        (e.attributes["circuit_breaker.state.from"], e.attributes["circuit_breaker.state.to"])
-        for e in trial.events
+        (e.attributes["circuit_breaker.state.from"], e.attributes["circuit_breaker.state.to"]) for e in trial.events
     ]
     assert transitions == [("open", "half_open"), ("half_open", "closed")]
     assert breaker.state == "closed"

@@ -62,9 +62,7 @@ def place_order(demo: Demo, api: requests.Session, **changes: Any) -> requests.R
     return api.post(f"{demo.gateway_url}/api/orders", json={**ORDER, **changes}, timeout=30)
 
 
-def saga_trace(
-    demo: Demo, jaeger: Jaeger, saga_id: str, ready: Callable[[dict[str, Any]], bool]
-) -> dict[str, Any]:
+def saga_trace(demo: Demo, jaeger: Jaeger, saga_id: str, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """Poll until the trace of saga ``saga_id`` is stored and satisfies ``ready``."""
 
     def check() -> dict[str, Any] | None:
@@ -172,9 +170,7 @@ def test_one_order_yields_one_trace_across_services_with_saga_attributes(
     assert ("gateway", "orders") in edges
 
 
-def test_order_details_calls_users_and_products_in_parallel(
-    demo: Demo, api: requests.Session, jaeger: Jaeger
-) -> None:
+def test_order_details_calls_users_and_products_in_parallel(demo: Demo, api: requests.Session, jaeger: Jaeger) -> None:
     order_id = place_order(demo, api).json()["order_id"]
     # Slow both callees down so that sequential calls could not overlap by chance.
     for instance in ("users", "inventory-1", "inventory-2"):
@@ -196,11 +192,7 @@ def test_order_details_calls_users_and_products_in_parallel(
             full = jaeger.trace(candidate["traceID"])
             if full is None:
                 continue
-            ops = [
-                s
-                for s in full["spans"]
-                if tag(s, "span.kind") == "client" and service_of(full, s) == "gateway"
-            ]
+            ops = [s for s in full["spans"] if tag(s, "span.kind") == "client" and service_of(full, s) == "gateway"]
             if {tag(s, "peer.service") for s in ops} == {"orders", "users", "inventory"} and any(
                 order_id in str(tag(s, "url.full")) for s in ops
             ):
@@ -215,9 +207,7 @@ def test_order_details_calls_users_and_products_in_parallel(
     }
     users, products = clients["users"], clients["inventory"]
     assert parent_id(users) == parent_id(products)
-    overlap = min(
-        users["startTime"] + users["duration"], products["startTime"] + products["duration"]
-    )
+    overlap = min(users["startTime"] + users["duration"], products["startTime"] + products["duration"])
     assert overlap > max(users["startTime"], products["startTime"]), "calls did not overlap"
 
 
@@ -273,9 +263,7 @@ def test_repeated_payment_failures_open_breaker_and_half_open_trial_closes_it(
     assert rejected.status_code == 424
 
     def rejected_call(trace: dict[str, Any]) -> bool:
-        return finished_saga(trace) and any(
-            is_true(tag(s, "circuit_breaker.rejected")) for s in trace["spans"]
-        )
+        return finished_saga(trace) and any(is_true(tag(s, "circuit_breaker.rejected")) for s in trace["spans"])
 
     trace = saga_trace(demo, jaeger, rejected.json()["saga_id"], rejected_call)
     call = next(s for s in trace["spans"] if is_true(tag(s, "circuit_breaker.rejected")))
@@ -292,9 +280,7 @@ def test_repeated_payment_failures_open_breaker_and_half_open_trial_closes_it(
 
     tripped = saga_trace(demo, jaeger, failing[-1].json()["saga_id"], injected_error_seen)
     changes = [e for s in tripped["spans"] for e in log_events(s, "circuit_breaker.state_change")]
-    assert [(c["circuit_breaker.state.from"], c["circuit_breaker.state.to"]) for c in changes] == [
-        ("closed", "open")
-    ]
+    assert [(c["circuit_breaker.state.from"], c["circuit_breaker.state.to"]) for c in changes] == [("closed", "open")]
 
     recovered = poll(
         demo,
@@ -311,9 +297,7 @@ def test_repeated_payment_failures_open_breaker_and_half_open_trial_closes_it(
     assert moves == [("open", "half_open"), ("half_open", "closed")]
 
 
-def test_notification_consumer_span_links_to_its_producer(
-    demo: Demo, api: requests.Session, jaeger: Jaeger
-) -> None:
+def test_notification_consumer_span_links_to_its_producer(demo: Demo, api: requests.Session, jaeger: Jaeger) -> None:
     response = place_order(demo, api)
     assert response.status_code == 201, response.text
 
@@ -339,9 +323,7 @@ def test_notification_consumer_span_links_to_its_producer(
     assert tag(span, "saga.step") == "notify_customer"
     assert span["traceID"] != producer["traceID"]
     links = [r for r in span["references"] if r["refType"] == "FOLLOWS_FROM"]
-    assert [(r["traceID"], r["spanID"]) for r in links] == [
-        (producer["traceID"], producer["spanID"])
-    ]
+    assert [(r["traceID"], r["spanID"]) for r in links] == [(producer["traceID"], producer["spanID"])]
     texts = requests.get(
         f"{demo.url('notifications')}/notifications",
         params={"order_id": response.json()["order_id"]},
@@ -350,12 +332,8 @@ def test_notification_consumer_span_links_to_its_producer(
     assert len(texts["notifications"]) == 1
 
 
-def test_rebuilding_the_read_model_from_the_event_log_equals_the_stored_one(
-    demo: Demo, api: requests.Session
-) -> None:
-    place_order(
-        demo, api, items=[{"product_id": 2, "quantity": 1}, {"product_id": 2, "quantity": 4}]
-    )
+def test_rebuilding_the_read_model_from_the_event_log_equals_the_stored_one(demo: Demo, api: requests.Session) -> None:
+    place_order(demo, api, items=[{"product_id": 2, "quantity": 1}, {"product_id": 2, "quantity": 4}])
     events = api.get(f"{demo.gateway_url}/api/orders/events", timeout=10).json()["events"]
     stored = api.get(f"{demo.gateway_url}/api/orders", timeout=10).json()["orders"]
 
@@ -387,9 +365,7 @@ def test_control_endpoint_needs_the_launcher_token(demo: Demo) -> None:
         "decline": False,
         "stopped": False,
     }
-    bad = requests.post(
-        url, json={"error_rate": 2}, timeout=5, headers={CONTROL_TOKEN_HEADER: demo.control_token}
-    )
+    bad = requests.post(url, json={"error_rate": 2}, timeout=5, headers={CONTROL_TOKEN_HEADER: demo.control_token})
     assert bad.status_code == 400
 
 
@@ -399,9 +375,7 @@ def test_exceeding_the_rate_limit_gives_429_with_retry_after(demo: Demo) -> None
     url = f"{demo.gateway_url}/api/users/1"
     # A burst from several threads exceeds 25/second even on a slow machine.
     with ThreadPoolExecutor(max_workers=10) as pool:
-        answers = list(
-            pool.map(lambda _: requests.get(url, headers=headers, timeout=10), range(100))
-        )
+        answers = list(pool.map(lambda _: requests.get(url, headers=headers, timeout=10), range(100)))
 
     limited = [r for r in answers if r.status_code == 429]
     assert limited, [r.status_code for r in answers]
@@ -409,9 +383,7 @@ def test_exceeding_the_rate_limit_gives_429_with_retry_after(demo: Demo) -> None
     assert "rate limit" in limited[0].json()["error"]
 
 
-def test_stopped_instance_leaves_discovery_and_comes_back(
-    demo: Demo, api: requests.Session
-) -> None:
+def test_stopped_instance_leaves_discovery_and_comes_back(demo: Demo, api: requests.Session) -> None:
     def healthy_inventory() -> set[str]:
         answer = requests.get(f"{demo.registry_url}/services/inventory", timeout=5).json()
         return {i["instance_id"] for i in answer["instances"]}
@@ -430,9 +402,7 @@ def test_stopped_instance_leaves_discovery_and_comes_back(
     )
 
 
-def test_gateway_serves_cached_products_when_inventory_is_down(
-    demo: Demo, api: requests.Session
-) -> None:
+def test_gateway_serves_cached_products_when_inventory_is_down(demo: Demo, api: requests.Session) -> None:
     fresh = api.get(f"{demo.gateway_url}/api/products", timeout=10)
     assert fresh.status_code == 200
     for instance in ("inventory-1", "inventory-2"):
@@ -472,9 +442,7 @@ def test_orders_complete_through_the_other_inventory_instance_after_one_dies(
         lambda t: finished_saga(t) and "inventory" in {service_of(t, s) for s in t["spans"]},
     )
     served_by = {
-        process_tag(trace, s, "service.instance.id")
-        for s in trace["spans"]
-        if service_of(trace, s) == "inventory"
+        process_tag(trace, s, "service.instance.id") for s in trace["spans"] if service_of(trace, s) == "inventory"
     }
     assert served_by == {"inventory-2"}
 

@@ -42,9 +42,7 @@ def _producer(tracer) -> tuple[Outbox, sa.Engine]:
     count=st.integers(min_value=0, max_value=8),
     outcomes=st.lists(st.sampled_from(["ok", "fail", "ack-lost"]), max_size=40),
 )
-def test_relay_delivers_every_message_and_inbox_processes_each_once(
-    count: int, outcomes: list[str]
-) -> None:
+def test_relay_delivers_every_message_and_inbox_processes_each_once(count: int, outcomes: list[str]) -> None:
     recorder = Spans()
     outbox, engine = _producer(recorder.tracer)
     consumer = _Consumer(recorder.tracer)

@@ -21,9 +21,7 @@ from tests.demo.helpers import Spans
 ATTEMPTS = 3
 
 
-def _build(
-    count: int, failing: int | None, compensation_failures: dict[int, int], calls: list[str]
-) -> list[SagaStep]:
+def _build(count: int, failing: int | None, compensation_failures: dict[int, int], calls: list[str]) -> list[SagaStep]:
     remaining = dict(compensation_failures)
 
     def action(index: int):
@@ -51,13 +49,9 @@ def _build(
     data=st.data(),
     count=st.integers(min_value=1, max_value=6),
 )
-def test_saga_compensates_exactly_the_completed_steps_in_reverse_order(
-    data: st.DataObject, count: int
-) -> None:
+def test_saga_compensates_exactly_the_completed_steps_in_reverse_order(data: st.DataObject, count: int) -> None:
     failing = data.draw(st.one_of(st.none(), st.integers(0, count - 1)), label="failing")
-    failures = data.draw(
-        st.dictionaries(st.integers(0, count - 1), st.integers(0, ATTEMPTS + 1)), label="flaky"
-    )
+    failures = data.draw(st.dictionaries(st.integers(0, count - 1), st.integers(0, ATTEMPTS + 1)), label="flaky")
     recorder = Spans()
     calls: list[str] = []
     saga = SagaOrchestrator(
@@ -90,9 +84,7 @@ def test_saga_compensates_exactly_the_completed_steps_in_reverse_order(
 
 def test_saga_spans_carry_design_attributes(spans: Spans) -> None:
     calls: list[str] = []
-    saga = SagaOrchestrator(
-        "order", _build(3, 2, {}, calls), tracer=spans.tracer, sleep=lambda _s: None
-    )
+    saga = SagaOrchestrator("order", _build(3, 2, {}, calls), tracer=spans.tracer, sleep=lambda _s: None)
 
     result = saga.run({}, saga_id="abc")
 
@@ -130,9 +122,7 @@ def test_saga_records_failed_outcome_when_compensation_keeps_failing(spans: Span
 
     assert result.outcome == FAILED
     assert calls.count("undo0") == 3
-    compensation = next(
-        s for s in spans.finished() if s.attributes.get("saga.phase") == "compensation"
-    )
+    compensation = next(s for s in spans.finished() if s.attributes.get("saga.phase") == "compensation")
     assert [e.name for e in compensation.events].count("saga.compensation.retry") == 2
     root = next(s for s in spans.finished() if s.parent is None)
     assert root.attributes["saga.outcome"] == FAILED

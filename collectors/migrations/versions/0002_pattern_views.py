@@ -120,6 +120,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("saga_steps", "sagas", "breaker_transitions", "breaker_calls", "instance_stats",
-                  "operation_stats", "edge_stats"):
+    for table in (
+        "saga_steps",
+        "sagas",
+        "breaker_transitions",
+        "breaker_calls",
+        "instance_stats",
+        "operation_stats",
+        "edge_stats",
+    ):
         op.drop_table(table)

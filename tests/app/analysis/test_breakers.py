@@ -16,17 +16,29 @@ def tr(t: int, a: str, b: str, name: str = "orders->payment", caller: str = "ord
 
 
 def test_timeline_splits_the_window_at_each_transition():
-    segs = state_timeline([tr(30 * S, "closed", "open"), tr(60 * S, "open", "half_open"),
-                           tr(61 * S, "half_open", "closed")], 0, 100 * S, "closed")
+    segs = state_timeline(
+        [tr(30 * S, "closed", "open"), tr(60 * S, "open", "half_open"), tr(61 * S, "half_open", "closed")],
+        0,
+        100 * S,
+        "closed",
+    )
     assert [(s.state, s.start_ns // S, s.end_ns // S) for s in segs] == [
-        ("closed", 0, 30), ("open", 30, 60), ("half_open", 60, 61), ("closed", 61, 100)]
+        ("closed", 0, 30),
+        ("open", 30, 60),
+        ("half_open", 60, 61),
+        ("closed", 61, 100),
+    ]
     assert abs(sum(s.width for s in segs) - 100) < 1e-9
     assert segs[1].left == 30
 
 
 def test_timeline_ignores_transitions_outside_the_window_and_repeats():
-    segs = state_timeline([tr(5 * S, "closed", "open"), tr(50 * S, "open", "open"), tr(500 * S, "open", "closed")],
-                          10 * S, 100 * S, "open")
+    segs = state_timeline(
+        [tr(5 * S, "closed", "open"), tr(50 * S, "open", "open"), tr(500 * S, "open", "closed")],
+        10 * S,
+        100 * S,
+        "open",
+    )
     assert [(s.state, s.start_ns, s.end_ns) for s in segs] == [("open", 10 * S, 100 * S)]
 
 
@@ -42,8 +54,9 @@ def test_timeline_covers_the_window_with_alternating_states(changes, initial):
         assert a.end_ns == b.start_ns and a.state != b.state
     last = max(ts, key=lambda t: t.time_ns, default=None)
     # The state at the end is the target of the last transition (when there is one).
-    if last is not None and all(t.time_ns < last.time_ns or t is last or t.to_state == last.to_state
-                                for t in ts if t.time_ns == last.time_ns):
+    if last is not None and all(
+        t.time_ns < last.time_ns or t is last or t.to_state == last.to_state for t in ts if t.time_ns == last.time_ns
+    ):
         assert segs[-1].state == last.to_state
 
 
@@ -72,7 +85,9 @@ def test_summary_without_transitions_uses_the_state_recorded_on_calls():
 
 
 def test_edge_badges_take_the_worst_state():
-    calls = [BreakerCalls("x", "orders", "payment", 1, 0, 0, 1, "half_open"),
-             BreakerCalls("y", "orders", "payment", 1, 0, 0, 1, "open"),
-             BreakerCalls("z", "orders", "users", 1, 0, 0, 1, "closed")]
+    calls = [
+        BreakerCalls("x", "orders", "payment", 1, 0, 0, 1, "half_open"),
+        BreakerCalls("y", "orders", "payment", 1, 0, 0, 1, "open"),
+        BreakerCalls("z", "orders", "users", 1, 0, 0, 1, "closed"),
+    ]
     assert edge_badges(summarize_breakers(calls, [], {}, 0, 10)) == {("orders", "payment"): "open"}

@@ -29,18 +29,29 @@ def op(service: str, name: str = "GET /", count: int = 10, errors: int = 0, ms: 
 
 def test_nodes_are_services_and_uninstrumented_peers_with_their_kind():
     g = build_digraph(
-        [edge("gateway", "orders"), edge("orders", "sqlite:orders", mode="database"),
-         edge("orders", "kafka:events", mode="queue"), edge("orders", "legacy-billing", mode="peer")],
+        [
+            edge("gateway", "orders"),
+            edge("orders", "sqlite:orders", mode="database"),
+            edge("orders", "kafka:events", mode="queue"),
+            edge("orders", "legacy-billing", mode="peer"),
+        ],
         [op("gateway"), op("orders")],
     )
     kinds = dict(g.nodes(data="kind"))
-    assert kinds == {"gateway": "service", "orders": "service", "sqlite:orders": "database",
-                     "kafka:events": "queue", "legacy-billing": "peer"}
+    assert kinds == {
+        "gateway": "service",
+        "orders": "service",
+        "sqlite:orders": "database",
+        "kafka:events": "queue",
+        "legacy-billing": "peer",
+    }
 
 
 def test_peer_service_edge_to_an_instrumented_service_is_not_counted_twice():
-    g = build_digraph([edge("gateway", "orders", calls=7), edge("gateway", "orders", calls=7, mode="peer")],
-                      [op("gateway"), op("orders")])
+    g = build_digraph(
+        [edge("gateway", "orders", calls=7), edge("gateway", "orders", calls=7, mode="peer")],
+        [op("gateway"), op("orders")],
+    )
     assert g.edges["gateway", "orders"]["count"] == 7
     assert g.edges["gateway", "orders"]["mode"] == "sync"
 
@@ -61,8 +72,9 @@ def test_red_per_node_and_edge_and_health_colour():
 
 
 def test_peer_node_red_comes_from_incoming_calls():
-    graph = build_service_graph([edge("orders", "postgresql", calls=4, errors=1, mode="database")], [op("orders")],
-                                MINUTE)
+    graph = build_service_graph(
+        [edge("orders", "postgresql", calls=4, errors=1, mode="database")], [op("orders")], MINUTE
+    )
     db = graph.node("postgresql")
     assert db.kind == "database" and db.red.count == 4 and db.red.error_rate == 0.25
 
@@ -70,7 +82,9 @@ def test_peer_node_red_comes_from_incoming_calls():
 def test_layout_puts_callers_left_of_callees():
     graph = build_service_graph(
         [edge("gateway", "orders"), edge("orders", "payment"), edge("orders", "inventory"), edge("gateway", "users")],
-        [op(s) for s in ("gateway", "orders", "payment", "inventory", "users")], MINUTE)
+        [op(s) for s in ("gateway", "orders", "payment", "inventory", "users")],
+        MINUTE,
+    )
     x = {n.name: n.x for n in graph.nodes}
     assert x["gateway"] < x["orders"] < x["payment"]
     assert x["orders"] < x["inventory"]
@@ -94,9 +108,15 @@ def test_layout_of_thirty_services_keeps_nodes_apart_and_fits_its_box():
 
 def test_async_edges_are_marked_and_not_part_of_the_synchronous_chain():
     graph = build_service_graph(
-        [edge("gateway", "orders"), edge("orders", "payment"), edge("orders", "notifications", mode="async"),
-         edge("notifications", "mailer")],
-        [op(s) for s in ("gateway", "orders", "payment", "notifications", "mailer")], MINUTE)
+        [
+            edge("gateway", "orders"),
+            edge("orders", "payment"),
+            edge("orders", "notifications", mode="async"),
+            edge("notifications", "mailer"),
+        ],
+        [op(s) for s in ("gateway", "orders", "payment", "notifications", "mailer")],
+        MINUTE,
+    )
     assert graph.edge("orders", "notifications").is_async
     assert not graph.edge("gateway", "orders").is_async
     # Through the async edge the chain would be three hops long; it must not count.
@@ -106,7 +126,9 @@ def test_async_edges_are_marked_and_not_part_of_the_synchronous_chain():
 def test_cycles_are_found_and_the_longest_chain_ignores_the_closing_edge():
     graph = build_service_graph(
         [edge("a", "b"), edge("b", "c"), edge("c", "a"), edge("c", "d"), edge("x", "y")],
-        [op(s) for s in "abcdxy"], MINUTE)
+        [op(s) for s in "abcdxy"],
+        MINUTE,
+    )
     assert graph.cycles == [["a", "b", "c"]]
     assert graph.edge("c", "a").in_cycle and not graph.edge("c", "d").in_cycle
     assert graph.longest_chain == ["a", "b", "c", "d"]
@@ -127,9 +149,12 @@ def test_longest_chain_is_empty_without_synchronous_edges():
 
 
 def test_breaker_badge_only_for_open_or_half_open():
-    graph = build_service_graph([edge("orders", "payment"), edge("orders", "inventory")],
-                                [op("orders")], MINUTE,
-                                {("orders", "payment"): "open", ("orders", "inventory"): "closed"})
+    graph = build_service_graph(
+        [edge("orders", "payment"), edge("orders", "inventory")],
+        [op("orders")],
+        MINUTE,
+        {("orders", "payment"): "open", ("orders", "inventory"): "closed"},
+    )
     assert graph.edge("orders", "payment").breaker == "open"
     assert graph.edge("orders", "inventory").breaker == ""
 

@@ -15,8 +15,19 @@ _ids = itertools.count(1)
 
 
 def step(name: str, index: int, phase: str, start: int, ok: bool = True) -> SagaStep:
-    return SagaStep("s1", name, index, phase, "orders", start, start + 5, STATUS_OK if ok else STATUS_ERROR, "",
-                    "ab" * 16, f"{next(_ids):016x}")
+    return SagaStep(
+        "s1",
+        name,
+        index,
+        phase,
+        "orders",
+        start,
+        start + 5,
+        STATUS_OK if ok else STATUS_ERROR,
+        "",
+        "ab" * 16,
+        f"{next(_ids):016x}",
+    )
 
 
 def saga(outcome: str | None) -> SagaInstance:

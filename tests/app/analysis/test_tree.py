@@ -14,9 +14,15 @@ MS = 1_000_000
 
 def span(n: int, parent: int | None, start_ms: float, end_ms: float, service: str = "svc", **kw) -> Span:
     return Span(
-        trace_id=TRACE, span_id=f"{n:016x}", parent_span_id=f"{parent:016x}" if parent is not None else "",
-        name=kw.pop("name", f"op{n}"), kind=1, start_ns=int(start_ms * MS), end_ns=int(end_ms * MS),
-        resource=Resource(service), **kw,
+        trace_id=TRACE,
+        span_id=f"{n:016x}",
+        parent_span_id=f"{parent:016x}" if parent is not None else "",
+        name=kw.pop("name", f"op{n}"),
+        kind=1,
+        start_ns=int(start_ms * MS),
+        end_ns=int(end_ms * MS),
+        resource=Resource(service),
+        **kw,
     )
 
 
@@ -110,8 +116,11 @@ def test_self_time_subtracts_the_union_of_children():
 
 
 def test_search_matches_name_service_and_attributes():
-    spans = [span(1, None, 0, 10, name="GET /cart"), span(2, 1, 1, 2, attributes={"user.id": "u-42"}),
-             span(3, 1, 3, 4, "payments")]
+    spans = [
+        span(1, None, 0, 10, name="GET /cart"),
+        span(2, 1, 1, 2, attributes={"user.id": "u-42"}),
+        span(3, 1, 3, 4, "payments"),
+    ]
     assert [r.match for r in build_trace_view(spans, query="cart").rows] == [True, False, False]
     assert [r.match for r in build_trace_view(spans, query="user.id=u-42").rows] == [False, True, False]
     assert build_trace_view(spans, query="PAYMENTS").match_count == 1
@@ -126,8 +135,11 @@ def test_links_are_shown_both_ways():
 
 
 def test_operation_stats_count_total_self_min_max_and_errors():
-    spans = [span(1, None, 0, 100, name="root"), span(2, 1, 0, 10, name="q", status_code=STATUS_ERROR),
-             span(3, 1, 20, 50, name="q")]
+    spans = [
+        span(1, None, 0, 100, name="root"),
+        span(2, 1, 0, 10, name="q", status_code=STATUS_ERROR),
+        span(3, 1, 20, 50, name="q"),
+    ]
     stats = {s.operation: s for s in operation_stats(build_trace_view(spans))}
     q = stats["q"]
     assert (q.count, q.total_ns, q.min_ns, q.max_ns, q.avg_ns, q.errors) == (2, 40 * MS, 10 * MS, 30 * MS, 20 * MS, 1)
