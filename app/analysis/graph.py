@@ -12,9 +12,9 @@ import networkx as nx
 from app.analysis.stats import Red, health, merge, red
 from collectors.store.patterns import EdgeStats, Histogram, OperationStats
 
-NODE_W = 172
+NODE_W = 212
 NODE_H = 54
-LAYER_GAP = 250
+LAYER_GAP = 300
 ROW_GAP = 78
 PAD = 24
 LABEL_CHARS = 22

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from collectors.store.patterns import EdgeStats, InstanceActivity
@@ -68,7 +69,7 @@ def compare_topology(
                 instance_id=instance_id,
                 url=str(raw.get("url", "")),
                 healthy=raw.get("healthy") is True,
-                last_heartbeat=str(raw.get("last_heartbeat", "")),
+                last_heartbeat=_heartbeat_text(raw.get("last_heartbeat")),
                 depends_on=deps,
                 request_count=seen.request_count if seen else 0,
                 last_seen_ns=seen.last_seen_ns if seen else None,
@@ -85,3 +86,14 @@ def compare_topology(
         unseen=sorted(declared - observed),
         unregistered_activity=[a for key, a in sorted(by_instance.items()) if key not in known],
     )
+
+
+def _heartbeat_text(value: object) -> str:
+    """A heartbeat as UTC time: the registry sends seconds since the epoch; text passes through."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            moment = datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return str(value)
+        return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    return "" if value is None else str(value)
