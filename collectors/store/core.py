@@ -26,6 +26,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from collectors.model import (
     KIND_CLIENT,
+    KIND_CONSUMER,
+    KIND_PRODUCER,
     STATUS_ERROR,
     STATUS_OK,
     Edge,
@@ -474,6 +476,7 @@ class SpanStore:
                 duration,
                 failed,
             )
+        self._add_linked_edges(conn, new, by_id, agg, stats)
         patterns.write_edge_stats(conn, stats)
         if not agg:
             return
@@ -503,6 +506,56 @@ class SpanStore:
                 for (p, c, b), v in agg.items()
             ],
         )
+
+    def _add_linked_edges(
+        self,
+        conn: Connection,
+        new: list[Span],
+        by_id: dict[tuple[str, str], _Lite],
+        agg: dict[tuple[str, str, int], list[int]],
+        stats: patterns.EdgeAccumulator,
+    ) -> None:
+        """Count producer -> consumer edges for new CONSUMER spans that link to their producer.
+
+        Messaging consumers usually start a trace of their own and link to the producing
+        span (OpenTelemetry's messaging conventions), so there is no parent to pair with.
+        A producer that arrives after its consumer is not paired.
+        """
+        links = [(s, lk) for s in new if s.kind == KIND_CONSUMER for lk in s.links]
+        if not links:
+            return
+        wanted = {(lk.trace_id, lk.span_id) for _, lk in links} - set(by_id)
+        found = dict(by_id)
+        if wanted:
+            rows = conn.execute(
+                sa.select(
+                    spans.c.trace_id,
+                    spans.c.span_id,
+                    spans.c.service,
+                    spans.c.kind,
+                    spans.c.status_code,
+                    spans.c.start_ns,
+                    spans.c.duration_ns,
+                ).where(
+                    spans.c.trace_id.in_({bytes.fromhex(t) for t, _ in wanted}),
+                    spans.c.span_id.in_({bytes.fromhex(sp) for _, sp in wanted}),
+                )
+            )
+            for r in rows:
+                key = (r.trace_id.hex(), r.span_id.hex())
+                found[key] = _Lite(key[0], key[1], "", r.service, r.kind, r.status_code, r.start_ns, r.duration_ns)
+        for consumer, link in links:
+            producer = found.get((link.trace_id, link.span_id))
+            if producer is None or producer.kind != KIND_PRODUCER or producer.service == consumer.service:
+                continue
+            duration, failed = consumer.end_ns - consumer.start_ns, consumer.status_code == STATUS_ERROR
+            bucket = consumer.start_ns - consumer.start_ns % EDGE_BUCKET_NS
+            a = agg.setdefault((producer.service, consumer.service, bucket), [0, 0, 0, 0])
+            a[0] += 1
+            a[1] += failed
+            a[2] += duration
+            a[3] = max(a[3], duration)
+            stats.add(producer.service, consumer.service, patterns.MODE_ASYNC, consumer.start_ns, duration, failed)
 
     def _record_patterns(self, conn: Connection, new: list[Span]) -> None:
         """Operation, instance, breaker and saga rows for the pattern views."""

@@ -269,3 +269,28 @@ def test_background_compaction_makes_tags_searchable_without_a_search(store: Spa
             break
         time.sleep(0.05)
     assert (staged, indexed > 0) == (0, True)
+
+
+def test_consumer_linked_to_its_producer_makes_an_async_edge(store: SpanStore):
+    from collectors.store.patterns import find_edge_stats
+
+    orders, notifications = res("orders"), res("notifications")
+    producer = span(1, 1, None, orders, "publish OrderPlaced", kind=4)
+    consumer = Span(
+        trace_id=f"{2:032x}",
+        span_id=f"{2:016x}",
+        parent_span_id="",
+        name="process OrderPlaced",
+        kind=5,
+        start_ns=T0 + 50 * MS,
+        end_ns=T0 + 60 * MS,
+        resource=notifications,
+        links=(SpanLink(producer.trace_id, producer.span_id),),
+    )
+    store.write_spans([producer])
+    store.write_spans([consumer])
+    store.write_spans([consumer])  # a retry counts nothing twice
+    edges = {(e.parent, e.child): e for e in store.dependencies(*ALL)}
+    assert edges[("orders", "notifications")].call_count == 1
+    modes = {(e.parent, e.child): e.mode for e in find_edge_stats(store, *ALL)}
+    assert modes[("orders", "notifications")] == "async"
