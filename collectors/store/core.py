@@ -240,9 +240,13 @@ class SpanStore:
             return WriteResult(0, 0)
         offered = len(unique)
         try:
+            resource_ids, key_ids = self._resolve_ids(list(unique.values()))
+            # Encoding rows and index entries needs no lock: doing it before taking the
+            # write lock lets several workers overlap it.
+            rows = {k: _rows.span_values(s, resource_ids[id(s.resource)], key_ids) for k, s in unique.items()}
+            payload = tag_index.payload_for(unique.values())
             with self._write() as conn:
-                resource_ids = self._resource_ids_for(conn, unique.values())
-                new_ops = self._write_in(conn, unique, resource_ids, received_ns)
+                new_ops = self._write_in(conn, unique, rows, payload, received_ns)
         except sa.exc.SQLAlchemyError as err:
             raise StoreError(f"could not store the batch: {_first_line(err)}") from err
         self._known_operations.update(new_ops)
@@ -254,7 +258,8 @@ class SpanStore:
         self,
         conn: Connection,
         unique: dict[tuple[str, str], Span],
-        resource_ids: dict[int, int],
+        rows: dict[tuple[str, str], tuple],
+        payload: bytes | None,
         received_ns: int,
     ) -> set[tuple[str, str, int]]:
         trace_keys = {bytes.fromhex(t) for t, _ in unique}
@@ -295,12 +300,12 @@ class SpanStore:
         if not unique:
             return set()
         new = list(unique.values())
-        key_ids = self._key_ids_for(conn, new)
-        insert_ignoring_duplicates(
-            conn, spans, _rows.SPAN_COLUMNS, [_rows.span_values(s, resource_ids[id(s.resource)], key_ids) for s in new]
-        )
+        if len(unique) < len(rows):  # a retry: some spans were stored already
+            rows = {k: rows[k] for k in unique}
+            payload = tag_index.payload_for(new)
+        insert_ignoring_duplicates(conn, spans, _rows.SPAN_COLUMNS, list(rows.values()))
         self._upsert_summaries(conn, new, received_ns)
-        self._insert_indexes(conn, new)
+        self._insert_indexes(conn, new, payload)
         new_ops = {(s.service, s.name, s.kind) for s in new} - self._known_operations
         if new_ops:
             stmt = self._insert(operations).on_conflict_do_nothing()
@@ -308,6 +313,25 @@ class SpanStore:
         self._upsert_edges(conn, new, old_spans)
         self._record_patterns(conn, new)
         return new_ops
+
+    def _resolve_ids(self, batch: list[Span]) -> tuple[dict[int, int], dict[str, int]]:
+        """Row ids of the batch's resources (by id() of the Resource) and attribute keys.
+
+        Served from this process's caches; only resources or keys never seen before cost
+        a (short, separate) write transaction.
+        """
+        digests: dict[int, str] = {}
+        for s in batch:
+            if id(s.resource) not in digests:
+                digests[id(s.resource)] = _rows.resource_hash(s.resource)
+        known_keys = self._key_ids
+        if any(d not in self._resource_ids for d in digests.values()) or any(
+            k not in known_keys for s in batch for k in s.attributes
+        ):
+            with self._write() as conn:
+                self._resource_ids_for(conn, batch)
+                self._key_ids_for(conn, batch)
+        return {rid: self._resource_ids[d] for rid, d in digests.items()}, self._key_ids
 
     def _key_ids_for(self, conn: Connection, batch: list[Span]) -> dict[str, int]:
         """Ids of every span-attribute key in the batch, inserting keys not seen before."""
@@ -415,7 +439,7 @@ class SpanStore:
         )
         conn.execute(stmt, values)
 
-    def _insert_indexes(self, conn: Connection, new: list[Span]) -> None:
+    def _insert_indexes(self, conn: Connection, new: list[Span], payload: bytes | None) -> None:
         first_start: dict[tuple[str, bytes], int] = {}
         for s in new:
             key = (s.service, bytes.fromhex(s.trace_id))
@@ -427,7 +451,7 @@ class SpanStore:
             ("service", "start_ns", "trace_id"),
             [(service, start, trace) for (service, trace), start in first_start.items()],
         )
-        tag_index.stage(conn, new)
+        tag_index.stage(conn, payload)
 
     def _upsert_edges(self, conn: Connection, new: list[Span], old: list[_Lite]) -> None:
         lite_new = [

@@ -88,11 +88,19 @@ def unpack(blob: bytes) -> list[tuple[int, int, bytes]]:
     return [(b, h, ids[t]) for b, h, t in zip(buckets, hashes, traces, strict=True)]
 
 
-def stage(conn: Connection, spans: Iterable[Span]) -> None:
-    """Append a batch's entries to the staging table (inside the batch's transaction)."""
+def payload_for(spans: Iterable[Span]) -> bytes | None:
+    """The packed staging payload of a batch, or None when it has nothing to index.
+
+    Pure CPU work: the write path computes it before taking the write lock.
+    """
     entries = entries_for(spans)
-    if entries:
-        conn.execute(sa.insert(attribute_staging), {"payload": pack(entries)})
+    return pack(entries) if entries else None
+
+
+def stage(conn: Connection, payload: bytes | None) -> None:
+    """Append a batch's payload to the staging table (inside the batch's transaction)."""
+    if payload is not None:
+        conn.execute(sa.insert(attribute_staging), {"payload": payload})
 
 
 def has_staged(conn: Connection) -> bool:

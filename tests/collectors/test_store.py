@@ -294,3 +294,14 @@ def test_consumer_linked_to_its_producer_makes_an_async_edge(store: SpanStore):
     assert edges[("orders", "notifications")].call_count == 1
     modes = {(e.parent, e.child): e.mode for e in find_edge_stats(store, *ALL)}
     assert modes[("orders", "notifications")] == "async"
+
+
+def test_a_retry_that_adds_new_spans_indexes_only_the_new_ones(store: SpanStore):
+    spans = checkout(8)
+    store.write_spans(spans[:2])
+    result = store.write_spans(spans)  # half retried, half new
+    assert (result.inserted, result.duplicates) == (2, 2)
+    [summary] = store.get_summaries([f"{8:032x}"])
+    assert summary.span_count == 4
+    found = store.find_traces(TraceQuery(*ALL, tags={"amount": "1999"}))
+    assert [int(t.trace_id, 16) for t in found.traces] == [8]
