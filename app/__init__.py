@@ -32,7 +32,13 @@ def receiver_limits(settings: Settings) -> Limits:
     )
 
 
-def create_app(settings: Settings | None = None, *, store: SpanStore | None = None, migrate: bool = True) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: SpanStore | None = None,
+    migrate: bool = True,
+    background_compaction: bool = True,
+) -> Flask:
     """Build the WSGI app; reads the environment only when no settings are given."""
     settings = settings or Settings.from_env()
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
@@ -41,7 +47,7 @@ def create_app(settings: Settings | None = None, *, store: SpanStore | None = No
     if store is None:
         if not settings.database_url:
             Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-        store = SpanStore.from_url(settings.store_url, migrate=migrate)
+        store = SpanStore.from_url(settings.store_url, migrate=migrate, background_compaction=background_compaction)
     app.extensions["spyglass.store"] = store
     app.extensions["spyglass.receiver"] = ReceiverConfig(
         max_body_bytes=settings.max_body_bytes,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,7 +17,6 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from app import create_app, receiver_limits
-from app.retention import Pruner
 from app.settings import Settings, split_addr
 
 OTLP_PATHS = ("/v1/traces", "/health")
@@ -36,16 +37,9 @@ class PortDispatcher:
         return self.app(environ, start_response)
 
 
-def build_wsgi(settings: Settings, *, background: bool = True) -> PortDispatcher:
-    """The app for one worker process, with its retention thread."""
-    app = create_app(settings, migrate=False)
-    if background and settings.prune_interval_s > 0 and (settings.retention_hours > 0 or settings.max_spans > 0):
-        Pruner(
-            app.extensions["spyglass.store"],
-            retention_hours=settings.retention_hours,
-            max_spans=settings.max_spans,
-            interval_s=settings.prune_interval_s,
-        ).start()
+def build_wsgi(settings: Settings) -> PortDispatcher:
+    """The app for one worker process. Background work runs in the maintenance process."""
+    app = create_app(settings, migrate=False, background_compaction=False)
     return PortDispatcher(app, split_addr(settings.otlp_http_addr)[1])
 
 
@@ -86,30 +80,42 @@ def run(settings: Settings) -> int:
     """Serve until interrupted; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.argv = sys.argv[:1]  # gunicorn parses argv; our options are already read
-    grpc_process = _start_grpc(settings) if settings.otlp_grpc_enabled else None
+    maintenance = subprocess.Popen(
+        [sys.executable, "-m", "collectors.maintenance"],
+        env={
+            **os.environ,
+            "SPYGLASS_DATABASE_URL": settings.store_url,
+            "SPYGLASS_RETENTION_HOURS": str(settings.retention_hours),
+            "SPYGLASS_MAX_SPANS": str(settings.max_spans),
+            "SPYGLASS_PRUNE_INTERVAL_S": str(settings.prune_interval_s),
+        },
+    )
+    children: list[multiprocessing.process.BaseProcess] = []
+    if settings.otlp_grpc_enabled:
+        from collectors.grpc_receiver import serve as serve_grpc
+
+        args = (settings.otlp_grpc_addr, settings.store_url, receiver_limits(settings), settings.max_body_bytes)
+        what = f"the OTLP/gRPC receiver on {settings.otlp_grpc_addr}"
+        children.append(_spawn(serve_grpc, args, "spyglass-grpc", what))
+        print(f"OTLP/gRPC on {settings.otlp_grpc_addr}", flush=True)
     try:
         GunicornServer(settings).run()
     finally:
-        if grpc_process is not None:
-            grpc_process.terminate()
-            grpc_process.join(timeout=10)
+        for child in children:
+            child.terminate()
+            child.join(timeout=10)
+        maintenance.terminate()
+        maintenance.wait(timeout=10)
     return 0
 
 
-def _start_grpc(settings: Settings) -> multiprocessing.process.BaseProcess:
-    from collectors.grpc_receiver import serve as serve_grpc
-
+def _spawn(target: Callable, args: tuple, name: str, what: str) -> multiprocessing.process.BaseProcess:
+    """Start ``target(*args, ready)`` in a fresh process and wait until it says it is ready."""
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Event()
-    process = ctx.Process(
-        target=serve_grpc,
-        args=(settings.otlp_grpc_addr, settings.store_url, receiver_limits(settings), settings.max_body_bytes, ready),
-        name="spyglass-grpc",
-        daemon=True,
-    )
+    process = ctx.Process(target=target, args=(*args, ready), name=name, daemon=True)
     process.start()
     if not ready.wait(timeout=30):
         process.terminate()
-        raise SystemExit(f"spyglass: the OTLP/gRPC receiver did not start on {settings.otlp_grpc_addr}")
-    print(f"OTLP/gRPC on {settings.otlp_grpc_addr}", flush=True)
+        raise SystemExit(f"spyglass: {what} did not start")
     return process

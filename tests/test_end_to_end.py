@@ -432,3 +432,38 @@ def test_otlp_grpc_exporter_when_enabled(tmp_path: Path) -> None:
         assert jtrace["processes"]["p1"]["serviceName"] == "grpc-client"
     finally:
         server.stop()
+
+
+def test_retention_caps_the_span_count_in_the_background(tmp_path: Path) -> None:
+    server = ServeProcess(tmp_path / "data", "--max-spans", "6", "--prune-interval-s", "0.3")
+    try:
+        trace_ids = []
+        for n in range(1, 4):
+            trace_id = f"{n:032x}"
+            trace_ids.append(trace_id)
+            spans = [
+                {
+                    "trace_id": trace_id,
+                    "span_id": f"{i + 1:016x}",
+                    "name": "kept-or-pruned",
+                    "start": 1_700_000_000_000_000_000 + n,
+                    "end": 1_700_000_000_000_000_100 + n,
+                }
+                for i in range(4)
+            ]
+            r = requests.post(
+                f"{server.otlp}/v1/traces",
+                data=pb_request([{"service": "cap", "spans": spans}]).SerializeToString(),
+                headers={"Content-Type": "application/x-protobuf"},
+                timeout=10,
+            )
+            assert r.status_code == 200
+
+        def remaining() -> list[str] | None:
+            r = requests.get(f"{server.ui}/api/traces", params={"service": "cap", "start": 0, "limit": 100}, timeout=5)
+            ids = sorted(t["traceID"] for t in r.json()["data"])
+            return ids if len(ids) <= 1 else None
+
+        assert wait_until(remaining, timeout=20, message=f"retention to prune\n{server.output()}") == [trace_ids[-1]]
+    finally:
+        server.stop()

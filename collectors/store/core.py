@@ -138,8 +138,9 @@ class SpanStore:
     so the read-then-write of a batch is never interleaved with another writer.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, background_compaction: bool = True) -> None:
         self.engine = engine
+        self.background_compaction = background_compaction
         self.dialect = engine.dialect.name
         self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         self._least = sa.func.least if self.dialect == "postgresql" else sa.func.min
@@ -157,9 +158,12 @@ class SpanStore:
         self._closing = threading.Event()
 
     @classmethod
-    def from_url(cls, url: str, *, migrate: bool = True) -> SpanStore:
+    def from_url(cls, url: str, *, migrate: bool = True, background_compaction: bool = True) -> SpanStore:
         """Open (and by default create or upgrade) the store at a SQLAlchemy URL.
 
+        With ``background_compaction`` the store starts a thread, at its first write, that
+        compacts the tag index and checkpoints SQLite's log; without it, some other process
+        must run :meth:`compact_forever` (``spyglass serve`` runs one indexer process).
         Raises StoreError with a one-line reason when the database cannot be reached.
         """
         from collectors.store.migrate import upgrade
@@ -173,7 +177,7 @@ class SpanStore:
         except sa.exc.SQLAlchemyError as err:
             engine.dispose()
             raise StoreError(f"cannot open the store at {_safe_url(url)}: {_first_line(err)}") from err
-        return cls(engine)
+        return cls(engine, background_compaction=background_compaction)
 
     def close(self) -> None:
         """Index what is staged, stop the compactor thread, release the connections."""
@@ -207,13 +211,17 @@ class SpanStore:
 
     def _start_compactor(self) -> None:
         with self._lock:
-            if self._compactor is None and not self._closing.is_set():
-                self._compactor = threading.Thread(target=self._compact_forever, name="spyglass-tag-index", daemon=True)
+            if self._compactor is None and self.background_compaction and not self._closing.is_set():
+                self._compactor = threading.Thread(
+                    target=self.compact_forever, args=(self._closing,), name="spyglass-tag-index", daemon=True
+                )
                 self._compactor.start()
 
-    def _compact_forever(self) -> None:
+    def compact_forever(self, stop: threading.Event) -> None:
+        """Compact the tag index about once a second and checkpoint SQLite's log every few
+        seconds, until ``stop`` is set. Errors are logged and retried."""
         last_checkpoint = time.monotonic()
-        while not self._closing.wait(COMPACT_INTERVAL_S):
+        while not stop.wait(COMPACT_INTERVAL_S):
             try:
                 self.compact_tag_index()
                 if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:

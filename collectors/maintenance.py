@@ -1,8 +1,15 @@
-"""Background retention: prune old traces and cap the span count without blocking ingest."""
+"""Background maintenance of the store: retention, tag-index compaction, log checkpoints.
+
+``spyglass serve`` runs :func:`maintain` in one process of its own beside the gunicorn
+workers, so this work runs on another core instead of inside every worker. The module
+imports nothing of the web app, which keeps that process small.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 
@@ -51,3 +58,31 @@ class Pruner:
                 self.run_once()
             except StoreError as err:
                 log.warning("retention pass skipped: %s", err)
+
+
+def maintain(store_url: str, retention_hours: float, max_spans: int, prune_interval_s: float) -> None:
+    """Compact, checkpoint and prune the store at ``store_url`` until SIGTERM or SIGINT."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    store = SpanStore.from_url(store_url, migrate=False, background_compaction=False)
+    pruner = None
+    if prune_interval_s > 0 and (retention_hours > 0 or max_spans > 0):
+        pruner = Pruner(store, retention_hours=retention_hours, max_spans=max_spans, interval_s=prune_interval_s)
+        pruner.start()
+    store.compact_forever(stop)
+    if pruner is not None:
+        pruner.stop()
+    store.close()
+
+
+if __name__ == "__main__":
+    # Started by `spyglass serve`, which passes its already validated settings in the
+    # environment (a database URL may hold a password, so not on the command line).
+    maintain(
+        os.environ["SPYGLASS_DATABASE_URL"],
+        float(os.environ["SPYGLASS_RETENTION_HOURS"]),
+        int(os.environ["SPYGLASS_MAX_SPANS"]),
+        float(os.environ["SPYGLASS_PRUNE_INTERVAL_S"]),
+    )
