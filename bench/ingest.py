@@ -184,7 +184,7 @@ def main() -> None:
                 )
                 db = data_dir / "spyglass.db"
                 if db.exists() and kind == "full":
-                    size = sum(p.stat().st_size for p in data_dir.glob("spyglass.db*"))
+                    size = sum(p.stat().st_size for p in data_dir.glob("spyglass*.db*"))
                     results[-1]["bytes_per_span"] = size / max(1, results[-1]["spans"])
             finally:
                 server.stop()

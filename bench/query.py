@@ -105,7 +105,7 @@ def main() -> None:
         span_count = stored.count_spans()
         stored.checkpoint()
         stored.close()
-        disk = sum(p.stat().st_size for p in data_dir.glob("spyglass.db*"))
+        disk = sum(p.stat().st_size for p in data_dir.glob("spyglass*.db*"))
         print("== starting spyglass serve", flush=True)
         server = ServeProcess(data_dir)
         try:

@@ -39,11 +39,14 @@ from collectors.store import patterns, tag_index
 from collectors.store import rows as _rows
 from collectors.store.bulk import insert_ignoring_duplicates
 from collectors.store.schema import (
+    attribute_buckets,
     attribute_keys,
     edges,
+    metadata,
     operations,
     resources,
     spans,
+    trace_attributes,
     trace_services,
     trace_summaries,
 )
@@ -153,8 +156,11 @@ class SpanStore:
         self._compactor: threading.Thread | None = None
         self._write_mutex = threading.Lock()
         self._lock_file = None
+        self.tags_engine = engine
         if self.dialect == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             self._lock_file = open(f"{engine.url.database}.writelock", "a")  # noqa: SIM115 (held for the store's life)
+            database = Path(engine.url.database)
+            self.tags_engine = _create_engine(f"sqlite:///{database.with_name(database.stem + '-tags.db')}")
         self._closing = threading.Event()
 
     @classmethod
@@ -174,10 +180,25 @@ class SpanStore:
                 conn.exec_driver_sql("SELECT 1")
             if migrate:
                 upgrade(engine)
+            store = cls(engine, background_compaction=background_compaction)
+            if store.tags_engine is not engine:
+                store._prepare_tags_database()
         except sa.exc.SQLAlchemyError as err:
             engine.dispose()
             raise StoreError(f"cannot open the store at {_safe_url(url)}: {_first_line(err)}") from err
-        return cls(engine, background_compaction=background_compaction)
+        return store
+
+    def _prepare_tags_database(self) -> None:
+        """Create the tag index's own SQLite file, and move into it index rows that an
+        older release kept in the main database."""
+        tag_tables = [trace_attributes, attribute_buckets]
+        with self._tags_write() as tconn:
+            metadata.create_all(tconn, tables=tag_tables)
+        with self.engine.connect() as conn:
+            legacy = conn.execute(sa.select(trace_attributes.c.bucket).limit(1)).first() is not None
+        if legacy:
+            with self._write() as conn, self._tags_write() as tconn:
+                tag_index.move_legacy_rows(conn, tconn)
 
     def close(self) -> None:
         """Index what is staged, stop the compactor thread, release the connections."""
@@ -190,22 +211,27 @@ class SpanStore:
             # The staged entries stay in the database; the next process to open it compacts them.
             log.warning("tag index left staged at close: %s", err)
         self.engine.dispose()
+        if self.tags_engine is not self.engine:
+            self.tags_engine.dispose()
         if self._lock_file is not None:
             self._lock_file.close()
 
     def compact_tag_index(self) -> int:
         """Move every staged tag-index entry into the index; returns the rows moved.
 
-        Raises StoreError if the database refuses the transaction.
+        Raises StoreError if the database refuses a transaction.
         """
         moved = 0
         try:
             while True:
-                with self._write() as conn:
-                    step = tag_index.compact(conn)
-                if not step:
+                with self.engine.connect() as conn:
+                    staged = tag_index.read_staged(conn)
+                if not staged:
                     return moved
-                moved += step
+                with self._tags_write() as tconn:
+                    moved += tag_index.insert_staged(tconn, staged)
+                with self._write() as conn:
+                    tag_index.delete_staged(conn, [i for i, _ in staged])
         except sa.exc.SQLAlchemyError as err:
             raise StoreError(f"could not compact the tag index: {_first_line(err)}") from err
 
@@ -682,7 +708,8 @@ class SpanStore:
             if key == "error":
                 table, where = trace_summaries, [trace_summaries.c.error_count > 0] if value == "true" else []
             else:
-                yield from tag_index.candidates(conn, key, value, q.start_ns, q.end_ns)
+                with self.tags_engine.connect() as tconn:
+                    yield from tag_index.candidates(tconn, key, value, q.start_ns, q.end_ns)
                 return
         elif q.service:
             table, where = trace_services, [trace_services.c.service == q.service]
@@ -845,9 +872,10 @@ class SpanStore:
         """Delete index and edge rows older than the oldest trace still stored."""
         with self.engine.connect() as conn:
             oldest = conn.execute(sa.select(sa.func.min(trace_summaries.c.start_ns))).scalar()
+        with self._tags_write() as tconn:
+            tag_index.drop_before(tconn, oldest)
         with self._write() as conn:
             patterns.drop_stale_rows(conn, oldest)
-            tag_index.drop_before(conn, oldest)
             if oldest is None:
                 for table in (trace_services, edges):
                     conn.execute(sa.delete(table))
@@ -884,6 +912,18 @@ class SpanStore:
         over at once, to threads of this process and to other processes alike.
         """
         with self._writer_turn(), self.engine.connect() as conn:
+            conn = conn.execution_options(spyglass_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _tags_write(self) -> Iterator[Connection]:
+        """A write transaction on the tag index (the main database on PostgreSQL)."""
+        if self.tags_engine is self.engine:
+            with self._write() as conn:
+                yield conn
+            return
+        with self.tags_engine.connect() as conn:
             conn = conn.execution_options(spyglass_write=True)
             with conn.begin():
                 yield conn

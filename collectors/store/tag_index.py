@@ -8,11 +8,12 @@ is lost on a crash), and :func:`compact` moves staged entries into
 ``trace_attributes`` in bulk, sorted, keyed by (10-second bucket, hash, trace). Bulk,
 sorted inserts into the newest buckets touch few pages.
 
-A background thread compacts about once a second, so an attribute becomes searchable
-within about a second of its batch's 200; a search compacts first, so within one
-process it sees everything acknowledged. Several processes may compact at once: on
-SQLite the write lock serializes them, on PostgreSQL staged rows are claimed with
-SKIP LOCKED.
+On SQLite the index lives in a database file of its own (``<name>-tags.db``), so a
+compaction writing it never holds the span database's write lock. Compaction runs about
+once a second (in ``spyglass serve``'s maintenance process, or a thread of the store),
+so an attribute becomes searchable within about a second of its batch's 200; a search
+compacts first, so within one process it sees everything acknowledged. Compactions may
+overlap: inserting is idempotent and staged rows are deleted only after their rows are in.
 """
 
 from __future__ import annotations
@@ -108,27 +109,44 @@ def has_staged(conn: Connection) -> bool:
     return conn.execute(sa.select(attribute_staging.c.id).limit(1)).first() is not None
 
 
-def compact(conn: Connection) -> int:
-    """Move up to a bounded number of staged payloads into the index; returns rows moved.
-
-    ``conn`` must be in a write transaction.
-    """
-    staged = conn.execute(
+def read_staged(conn: Connection) -> list[tuple[int, bytes]]:
+    """The oldest staged payloads, a bounded number, as (id, payload)."""
+    rows = conn.execute(
         sa.select(attribute_staging.c.id, attribute_staging.c.payload)
         .order_by(attribute_staging.c.id)
         .limit(_STAGED_PER_COMPACTION)
-        .with_for_update(skip_locked=True)
     ).all()
-    if not staged:
-        return 0
+    return [(r.id, r.payload) for r in rows]
+
+
+def insert_staged(conn: Connection, staged: list[tuple[int, bytes]]) -> int:
+    """Insert the rows of staged payloads into the index, sorted; returns the row count.
+
+    Idempotent: a compaction interrupted before it deleted its staged rows can run again.
+    """
     rows: set[tuple[int, int, bytes]] = set()
-    for r in staged:
-        rows.update(unpack(r.payload))
+    for _, payload in staged:
+        rows.update(unpack(payload))
     ordered = sorted(rows)
     insert_ignoring_duplicates(conn, trace_attributes, ("bucket", "hash", "trace_id"), ordered)
     insert_ignoring_duplicates(conn, attribute_buckets, ("bucket",), [(b,) for b in sorted({b for b, _, _ in ordered})])
-    conn.execute(sa.delete(attribute_staging).where(attribute_staging.c.id.in_([r.id for r in staged])))
     return len(ordered)
+
+
+def delete_staged(conn: Connection, ids: list[int]) -> None:
+    """Forget staged payloads once their rows are in the index."""
+    conn.execute(sa.delete(attribute_staging).where(attribute_staging.c.id.in_(ids)))
+
+
+def move_legacy_rows(source: Connection, target: Connection) -> int:
+    """Move index rows left in the main database (stores written before the index had a
+    file of its own) into the index database; returns the rows moved."""
+    rows = [tuple(r) for r in source.execute(sa.select(trace_attributes))]
+    insert_ignoring_duplicates(target, trace_attributes, ("bucket", "hash", "trace_id"), sorted(rows))
+    insert_ignoring_duplicates(target, attribute_buckets, ("bucket",), [(b,) for b in sorted({r[0] for r in rows})])
+    source.execute(sa.delete(trace_attributes))
+    source.execute(sa.delete(attribute_buckets))
+    return len(rows)
 
 
 def candidates(conn: Connection, key: str, value: str, start_ns: int, end_ns: int) -> Iterator[list[bytes]]:

@@ -264,6 +264,7 @@ def test_background_compaction_makes_tags_searchable_without_a_search(store: Spa
     while time.monotonic() < deadline:
         with store.engine.connect() as conn:
             staged = conn.execute(sa.select(sa.func.count()).select_from(attribute_staging)).scalar_one()
+        with store.tags_engine.connect() as conn:
             indexed = conn.execute(sa.select(sa.func.count()).select_from(trace_attributes)).scalar_one()
         if staged == 0 and indexed:
             break
