@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,6 +21,8 @@ from app import create_app, receiver_limits
 from app.settings import Settings, split_addr
 
 OTLP_PATHS = ("/v1/traces", "/health")
+
+log = logging.getLogger(__name__)
 
 
 class PortDispatcher:
@@ -76,20 +79,56 @@ class GunicornServer(BaseApplication):
         return self.loader(self.settings)
 
 
-def run(settings: Settings) -> int:
-    """Serve until interrupted; returns the exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.argv = sys.argv[:1]  # gunicorn parses argv; our options are already read
-    maintenance = subprocess.Popen(
-        [sys.executable, "-m", "collectors.maintenance"],
-        env={
+class MaintenanceSupervisor:
+    """Runs ``python -m collectors.maintenance`` and starts it again if it ever exits.
+
+    The settings travel in the environment: a database URL may hold a password, which
+    must not show on a command line.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.env = {
             **os.environ,
             "SPYGLASS_DATABASE_URL": settings.store_url,
             "SPYGLASS_RETENTION_HOURS": str(settings.retention_hours),
             "SPYGLASS_MAX_SPANS": str(settings.max_spans),
             "SPYGLASS_PRUNE_INTERVAL_S": str(settings.prune_interval_s),
-        },
-    )
+        }
+        self.process: subprocess.Popen | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="spyglass-maintenance-watch", daemon=True)
+
+    def start(self) -> MaintenanceSupervisor:
+        """Start the process and the thread that watches it."""
+        self.process = self._launch()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching, then stop the process."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def _launch(self) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "collectors.maintenance"], env=self.env)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            assert self.process is not None
+            code = self.process.poll()
+            if code is not None and not self._stop.is_set():
+                log.warning("the maintenance process exited with %s; starting it again", code)
+                self.process = self._launch()
+
+
+def run(settings: Settings) -> int:
+    """Serve until interrupted; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.argv = sys.argv[:1]  # gunicorn parses argv; our options are already read
+    maintenance = MaintenanceSupervisor(settings).start()
     children: list[multiprocessing.process.BaseProcess] = []
     if settings.otlp_grpc_enabled:
         from collectors.grpc_receiver import serve as serve_grpc
@@ -104,8 +143,7 @@ def run(settings: Settings) -> int:
         for child in children:
             child.terminate()
             child.join(timeout=10)
-        maintenance.terminate()
-        maintenance.wait(timeout=10)
+        maintenance.stop()
     return 0
 
 

@@ -467,3 +467,33 @@ def test_retention_caps_the_span_count_in_the_background(tmp_path: Path) -> None
         assert wait_until(remaining, timeout=20, message=f"retention to prune\n{server.output()}") == [trace_ids[-1]]
     finally:
         server.stop()
+
+
+def _maintenance_pids(root: int) -> set[int]:
+    """Pids of `collectors.maintenance` processes below ``root``."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == root and b"collectors.maintenance" in cmdline:
+            found.add(int(proc.name))
+    return found
+
+
+def test_a_maintenance_process_that_dies_is_started_again(server: ServeProcess) -> None:
+    import os
+    import signal
+
+    [first] = wait_until(lambda: _maintenance_pids(server.proc.pid), message="the maintenance process")
+    os.kill(first, signal.SIGKILL)
+    replacement = wait_until(
+        lambda: _maintenance_pids(server.proc.pid) - {first},
+        timeout=15,
+        message=f"a new maintenance process\n{server.output()}",
+    )
+    assert len(replacement) == 1
