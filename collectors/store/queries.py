@@ -1,0 +1,284 @@
+"""The read side of the span store: traces, searches, services and dependencies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from collectors.model import (
+    STATUS_ERROR,
+    STATUS_OK,
+    Edge,
+    Resource,
+    Span,
+    TraceSummary,
+)
+from collectors.store import rows as _rows
+from collectors.store import tag_index
+from collectors.store.contracts import (
+    EDGE_BUCKET_NS,
+    MAX_QUERY_LIMIT,
+    MAX_SORT_SCAN,
+    SORT_ORDERS,
+    TraceList,
+    TraceQuery,
+)
+from collectors.store.schema import (
+    edges,
+    operations,
+    resources,
+    spans,
+    trace_services,
+    trace_summaries,
+)
+
+_SCAN_CHUNK = 200
+
+_SORT_KEYS = {
+    "recent": lambda t: (t.start_ns,),
+    "slowest": lambda t: (t.duration_ns, t.start_ns),
+    "spans": lambda t: (t.span_count, t.start_ns),
+    "errors": lambda t: (t.error_count, t.start_ns),
+}
+
+
+class Queries:
+    """Reads of :class:`collectors.store.SpanStore` (a mixin)."""
+
+    def get_trace(self, trace_id: str) -> list[Span]:
+        """All stored spans of a trace, ordered by start time; [] for an unknown id."""
+        key = bytes.fromhex(trace_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(spans).where(spans.c.trace_id == key)).all()
+            resources_by_id = self._resources(conn, {r.resource_id for r in rows})
+            names = self.key_names(conn, set().union(*(_rows.attribute_key_ids(r.attributes) for r in rows)))
+        out = [_rows.span_from_row(r, resources_by_id[r.resource_id], names) for r in rows]
+        out.sort(key=lambda s: (s.start_ns, s.span_id))
+        return out
+
+    def get_summaries(self, trace_ids: list[str]) -> list[TraceSummary]:
+        """Summaries of the given traces, in the order asked; unknown ids are left out."""
+        keys = [bytes.fromhex(t) for t in trace_ids]
+        with self.engine.connect() as conn:
+            found = {
+                r.trace_id: _summary(r)
+                for r in conn.execute(sa.select(trace_summaries).where(trace_summaries.c.trace_id.in_(keys)))
+            }
+        return [found[k] for k in keys if k in found]
+
+    def list_services(self) -> list[str]:
+        """Names of every service that sent a span, sorted."""
+        with self.engine.connect() as conn:
+            names = conn.execute(sa.select(operations.c.service).distinct()).scalars().all()
+        return sorted(names)
+
+    def list_operations(self, service: str | None = None) -> list[tuple[str, str, int]]:
+        """(service, operation name, span kind) triples, sorted; all services when None."""
+        stmt = sa.select(operations.c.service, operations.c.name, operations.c.kind)
+        if service is not None:
+            stmt = stmt.where(operations.c.service == service)
+        with self.engine.connect() as conn:
+            return sorted((r.service, r.name, r.kind) for r in conn.execute(stmt))
+
+    def find_traces(self, query: TraceQuery) -> TraceList:
+        """Traces matching the query in ``query.sort`` order, at most ``query.limit``.
+
+        The limit is capped at MAX_QUERY_LIMIT. Candidates come from the most selective
+        index available (a tag, the service, or the time index), newest first; span-level
+        conditions are then checked against each candidate's spans. Orders other than
+        ``recent`` rank the newest MAX_SORT_SCAN matches (``truncated`` is set when more
+        matched); ties are broken by the newer start. Raises ValueError for an unknown sort.
+        """
+        if query.sort not in _SORT_KEYS:
+            raise ValueError(f"sort must be one of {', '.join(SORT_ORDERS)}, got {query.sort!r}")
+        limit = max(1, min(query.limit, MAX_QUERY_LIMIT))
+        needs_spans = bool(
+            query.operation or query.tags or query.min_duration_ns is not None or query.max_duration_ns is not None
+        )
+        if any(key != "error" for key in query.tags):
+            with self.engine.connect() as conn:
+                pending = tag_index.has_staged(conn)
+            if pending:
+                self.compact_tag_index()
+        wanted = limit if query.sort == "recent" else MAX_SORT_SCAN
+        matched: list[bytes] = []
+        truncated = False
+        with self.engine.connect() as conn:
+            for chunk in self._candidates(conn, query):
+                keep = self._filter_chunk(conn, chunk, query, needs_spans)
+                for key in chunk:
+                    if key in keep:
+                        if len(matched) == wanted:
+                            truncated = True
+                            break
+                        matched.append(key)
+                if truncated:
+                    break
+            summaries = {}
+            for i in range(0, len(matched), 900):
+                part = matched[i : i + 900]
+                for r in conn.execute(sa.select(trace_summaries).where(trace_summaries.c.trace_id.in_(part))):
+                    summaries[r.trace_id] = _summary(r)
+        result = [summaries[k] for k in matched if k in summaries]
+        result.sort(key=_SORT_KEYS[query.sort], reverse=True)
+        if len(result) > limit:
+            result, truncated = result[:limit], True
+        return TraceList(result, truncated)
+
+    def _candidates(self, conn: Connection, q: TraceQuery) -> Iterator[list[bytes]]:
+        """Yield chunks of distinct candidate trace ids, newest first (keyset paging)."""
+        if q.tags:
+            key, value = next(iter(q.tags.items()))
+            if key == "error":
+                table, where = trace_summaries, [trace_summaries.c.error_count > 0] if value == "true" else []
+            else:
+                with self.tags_engine.connect() as tconn:
+                    yield from tag_index.candidates(tconn, key, value, q.start_ns, q.end_ns)
+                return
+        elif q.service:
+            table, where = trace_services, [trace_services.c.service == q.service]
+        else:
+            table, where = trace_summaries, []
+        if table is trace_summaries and q.status == "error":
+            where.append(trace_summaries.c.error_count > 0)
+        seen: set[bytes] = set()
+        cursor: tuple[int, bytes] | None = None
+        while True:
+            stmt = sa.select(table.c.start_ns, table.c.trace_id).where(
+                table.c.start_ns >= q.start_ns, table.c.start_ns <= q.end_ns, *where
+            )
+            if cursor is not None:
+                stmt = stmt.where(
+                    sa.or_(
+                        table.c.start_ns < cursor[0],
+                        sa.and_(table.c.start_ns == cursor[0], table.c.trace_id < cursor[1]),
+                    )
+                )
+            rows = conn.execute(
+                stmt.order_by(table.c.start_ns.desc(), table.c.trace_id.desc()).limit(_SCAN_CHUNK)
+            ).all()
+            if not rows:
+                return
+            cursor = (rows[-1].start_ns, rows[-1].trace_id)
+            chunk = []
+            for r in rows:
+                if r.trace_id not in seen:
+                    seen.add(r.trace_id)
+                    chunk.append(r.trace_id)
+            if chunk:
+                yield chunk
+            if len(rows) < _SCAN_CHUNK:
+                return
+
+    def _filter_chunk(self, conn: Connection, chunk: list[bytes], q: TraceQuery, needs_spans: bool) -> set[bytes]:
+        """The ids in ``chunk`` that exist and satisfy the query."""
+        stmt = sa.select(trace_summaries.c.trace_id, trace_summaries.c.error_count).where(
+            trace_summaries.c.trace_id.in_(chunk),
+            trace_summaries.c.start_ns <= q.end_ns,
+            trace_summaries.c.end_ns >= q.start_ns,
+        )
+        alive = {r.trace_id: r.error_count for r in conn.execute(stmt)}
+        if q.status == "error":
+            alive = {k: e for k, e in alive.items() if e > 0}
+        elif q.status == "ok":
+            alive = {k: e for k, e in alive.items() if e == 0}
+        if not needs_spans:
+            return set(alive)
+        cols = [
+            spans.c.trace_id,
+            spans.c.service,
+            spans.c.name,
+            spans.c.duration_ns,
+            spans.c.status_code,
+            spans.c.attributes,
+            spans.c.resource_id,
+        ]
+        stmt = sa.select(*cols).where(spans.c.trace_id.in_(list(alive)))
+        if q.service:
+            stmt = stmt.where(spans.c.service == q.service)
+        if q.operation:
+            stmt = stmt.where(spans.c.name == q.operation)
+        if q.min_duration_ns is not None:
+            stmt = stmt.where(spans.c.duration_ns >= q.min_duration_ns)
+        if q.max_duration_ns is not None:
+            stmt = stmt.where(spans.c.duration_ns <= q.max_duration_ns)
+        rows = conn.execute(stmt).all()
+        if not q.tags:
+            return {r.trace_id for r in rows}
+        res = self._resources(conn, {r.resource_id for r in rows})
+        names = self.key_names(conn, set().union(*(_rows.attribute_key_ids(r.attributes) for r in rows)))
+        keep = set()
+        for r in rows:
+            if r.trace_id in keep:
+                continue
+            attrs = _rows.decode_attributes(r.attributes, names)
+            if all(_tag_matches(k, v, attrs, res[r.resource_id], r.status_code) for k, v in q.tags.items()):
+                keep.add(r.trace_id)
+        return keep
+
+    def dependencies(self, start_ns: int, end_ns: int) -> list[Edge]:
+        """Service-to-service edges with calls starting in [start_ns, end_ns], by minute."""
+        c = edges.c
+        stmt = (
+            sa.select(
+                c.parent,
+                c.child,
+                sa.func.sum(c.call_count),
+                sa.func.sum(c.error_count),
+                sa.func.sum(c.duration_sum_ns),
+                sa.func.max(c.duration_max_ns),
+            )
+            .where(c.bucket_ns >= start_ns - start_ns % EDGE_BUCKET_NS, c.bucket_ns <= end_ns)
+            .group_by(c.parent, c.child)
+            .order_by(c.parent, c.child)
+        )
+        with self.engine.connect() as conn:
+            return [Edge(p, ch, int(n), int(e), int(d), int(m)) for p, ch, n, e, d, m in conn.execute(stmt)]
+
+    def count_spans(self) -> int:
+        """Number of spans stored (from the summaries, without scanning spans)."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.coalesce(sa.func.sum(trace_summaries.c.span_count), 0))).scalar_one()
+            )
+
+    def recent_traces(self, limit: int = 20) -> list[TraceSummary]:
+        """The most recently started traces."""
+        stmt = sa.select(trace_summaries).order_by(trace_summaries.c.start_ns.desc()).limit(min(limit, MAX_QUERY_LIMIT))
+        with self.engine.connect() as conn:
+            return [_summary(r) for r in conn.execute(stmt)]
+
+    def _resources(self, conn: Connection, ids: set[int]) -> dict[int, Resource]:
+        if not ids:
+            return {}
+        rows = conn.execute(sa.select(resources).where(resources.c.id.in_(ids)))
+        return {r.id: _rows.resource_from_row(r) for r in rows}
+
+
+def _tag_matches(key: str, value: str, attrs: dict, resource: Resource, status_code: int) -> bool:
+    if key == "error":
+        return (status_code == STATUS_ERROR) == (value == "true")
+    if key == "otel.status_code":
+        return {STATUS_ERROR: "ERROR", STATUS_OK: "OK"}.get(status_code, "UNSET") == value
+    for source in (attrs, resource.attributes):
+        if key in source and _rows.tag_text(source[key]) == value:
+            return True
+    return False
+
+
+def _summary(r: Any) -> TraceSummary:
+    return TraceSummary(
+        trace_id=r.trace_id.hex(),
+        root_service=r.root_service,
+        root_name=r.root_name,
+        start_ns=r.start_ns,
+        end_ns=r.end_ns,
+        span_count=r.span_count,
+        error_count=r.error_count,
+        services=tuple(json.loads(r.services)),
+        received_ns=r.received_ns,
+    )

@@ -1,0 +1,69 @@
+"""Retention for the span store: whole traces deleted by age of receipt and by count."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from collectors.store import patterns, tag_index
+from collectors.store.contracts import EDGE_BUCKET_NS, PruneResult
+from collectors.store.schema import (
+    edges,
+    spans,
+    trace_services,
+    trace_summaries,
+)
+
+
+class Retention:
+    """Retention of :class:`collectors.store.SpanStore` (a mixin)."""
+
+    def prune(self, *, older_than_ns: int | None = None, max_spans: int | None = None, chunk: int = 200) -> PruneResult:
+        """Delete whole traces first received before ``older_than_ns``, then the oldest
+        received traces until at most ``max_spans`` spans remain.
+
+        Works in small transactions of ``chunk`` traces so ingest is never blocked for
+        long. Index rows of deleted traces are removed lazily (searches ignore them).
+        """
+        removed_traces = removed_spans = 0
+        excess = 0
+        if max_spans is not None:
+            excess = max(0, self.count_spans() - max_spans)
+        while True:
+            stmt = sa.select(trace_summaries.c.trace_id, trace_summaries.c.span_count, trace_summaries.c.received_ns)
+            stmt = stmt.order_by(trace_summaries.c.received_ns, trace_summaries.c.trace_id).limit(chunk)
+            with self.engine.connect() as conn:
+                candidates = conn.execute(stmt).all()
+            victims = []
+            for r in candidates:
+                expired = older_than_ns is not None and r.received_ns < older_than_ns
+                if not expired and excess <= 0:
+                    break
+                victims.append(r.trace_id)
+                excess -= r.span_count
+                removed_spans += r.span_count
+            if not victims:
+                break
+            with self._write() as conn:
+                conn.execute(sa.delete(spans).where(spans.c.trace_id.in_(victims)))
+                conn.execute(sa.delete(trace_summaries).where(trace_summaries.c.trace_id.in_(victims)))
+            removed_traces += len(victims)
+            if len(victims) < len(candidates):
+                break
+        if removed_traces:
+            self._drop_stale_index_rows()
+        return PruneResult(removed_traces, removed_spans)
+
+    def _drop_stale_index_rows(self) -> None:
+        """Delete index and edge rows older than the oldest trace still stored."""
+        with self.engine.connect() as conn:
+            oldest = conn.execute(sa.select(sa.func.min(trace_summaries.c.start_ns))).scalar()
+        with self._tags_write() as tconn:
+            tag_index.drop_before(tconn, oldest)
+        with self._write() as conn:
+            patterns.drop_stale_rows(conn, oldest)
+            if oldest is None:
+                for table in (trace_services, edges):
+                    conn.execute(sa.delete(table))
+                return
+            conn.execute(sa.delete(trace_services).where(trace_services.c.start_ns < oldest))
+            conn.execute(sa.delete(edges).where(edges.c.bucket_ns < oldest - oldest % EDGE_BUCKET_NS))
