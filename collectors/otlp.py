@@ -51,6 +51,7 @@ _KIND_BY_NAME = {
 }
 _STATUS_BY_NAME = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _HEX = frozenset("0123456789abcdef")
+_MISSING = object()
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
@@ -187,6 +188,7 @@ class _Walker:
         self.limits = limits
         self.batch = DecodedBatch()
         self.truncated = 0
+        self._keys: dict[str, str] = {}
 
     # -- shared helpers -------------------------------------------------------------
 
@@ -219,12 +221,33 @@ class _Walker:
     # -- protobuf ---------------------------------------------------------------------
 
     def pb_attributes(self, kvs: Any, where: str) -> dict[str, Any]:
+        # The hot loop of decoding: scalar values are read inline, and keys (which repeat
+        # on every span) are cleaned once per request.
         out: dict[str, Any] = {}
+        limit = self.limits.max_attributes
+        keys = self._keys
+        text = self.text
         for kv in kvs:
-            if len(out) >= self.limits.max_attributes:
+            if len(out) >= limit:
                 self.truncated += 1
                 break
-            out[self.text(kv.key)] = self.pb_value(kv.value, where, 0)
+            v = kv.value
+            which = v.WhichOneof("value")
+            if which == "string_value":
+                value = text(v.string_value)
+            elif which == "int_value":
+                value = v.int_value
+            elif which == "bool_value":
+                value = v.bool_value
+            elif which == "double_value":
+                value = v.double_value
+            else:
+                value = self.pb_value(v, where, 0)
+            raw = kv.key
+            key = keys.get(raw)
+            if key is None:
+                key = keys[raw] = text(raw)
+            out[key] = value
         return out
 
     def pb_value(self, v: Any, where: str, depth: int) -> Any:
@@ -296,14 +319,34 @@ class _Walker:
     # -- JSON ---------------------------------------------------------------------------
 
     def json_attributes(self, kvs: list, where: str) -> dict[str, Any]:
+        # As pb_attributes: common scalars inline (the position text for error messages is
+        # built only when needed), keys cleaned once per request.
         out: dict[str, Any] = {}
+        limit = self.limits.max_attributes
+        keys = self._keys
+        text = self.text
         for i, kv in enumerate(kvs):
-            if len(out) >= self.limits.max_attributes:
+            if len(out) >= limit:
                 self.truncated += 1
                 break
-            if not isinstance(kv, dict) or not isinstance(kv.get("key"), str):
+            if type(kv) is not dict or type(raw := kv.get("key")) is not str:
                 raise _SpanError(f"{where}.attributes[{i}]: expected an object with a string key")
-            out[self.text(kv["key"])] = self.json_value(kv.get("value"), f"{where}.attributes[{i}]", 0)
+            doc = kv.get("value")
+            value = _MISSING
+            if type(doc) is dict and len(doc) == 1:
+                ((name, x),) = doc.items()
+                if name == "stringValue" and type(x) is str:
+                    value = text(x)
+                elif name == "intValue" and type(x) is str and len(x) <= 18 and x.isascii() and x.isdigit():
+                    value = int(x)
+                elif name == "boolValue" and type(x) is bool:
+                    value = x
+            if value is _MISSING:
+                value = self.json_value(doc, f"{where}.attributes[{i}]", 0)
+            key = keys.get(raw)
+            if key is None:
+                key = keys[raw] = text(raw)
+            out[key] = value
         return out
 
     def json_value(self, v: Any, where: str, depth: int) -> Any:
