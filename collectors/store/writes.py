@@ -82,11 +82,16 @@ class WritePath:
         received_ns: int,
     ) -> set[tuple[str, str, int]]:
         trace_keys = {bytes.fromhex(t) for t, _ in unique}
-        existing = set(
-            conn.execute(
-                sa.select(trace_summaries.c.trace_id).where(trace_summaries.c.trace_id.in_(trace_keys))
-            ).scalars()
-        )
+        # Services already recorded per stored trace: which traces exist, and what the
+        # summary upsert merges with.
+        existing = {
+            r.trace_id: json.loads(r.services)
+            for r in conn.execute(
+                sa.select(trace_summaries.c.trace_id, trace_summaries.c.services).where(
+                    trace_summaries.c.trace_id.in_(trace_keys)
+                )
+            )
+        }
         old_spans: list[_Lite] = []
         if existing:
             old_rows = conn.execute(
@@ -99,7 +104,7 @@ class WritePath:
                     spans.c.status_code,
                     spans.c.start_ns,
                     spans.c.duration_ns,
-                ).where(spans.c.trace_id.in_(existing))
+                ).where(spans.c.trace_id.in_(list(existing)))
             )
             for r in old_rows:
                 key = (r.trace_id.hex(), r.span_id.hex())
@@ -123,7 +128,7 @@ class WritePath:
             rows = {k: rows[k] for k in unique}
             payload = tag_index.payload_for(new)
         insert_ignoring_duplicates(conn, spans, _rows.SPAN_COLUMNS, list(rows.values()))
-        self._upsert_summaries(conn, new, received_ns)
+        self._upsert_summaries(conn, new, existing, received_ns)
         self._insert_indexes(conn, new, payload)
         new_ops = {(s.service, s.name, s.kind) for s in new} - self._known_operations
         if new_ops:
@@ -202,18 +207,12 @@ class WritePath:
             out[id(res)] = rid
         return out
 
-    def _upsert_summaries(self, conn: Connection, new: list[Span], received_ns: int) -> None:
+    def _upsert_summaries(
+        self, conn: Connection, new: list[Span], existing_services: dict[bytes, list[str]], received_ns: int
+    ) -> None:
         per_trace: dict[str, list[Span]] = defaultdict(list)
         for s in new:
             per_trace[s.trace_id].append(s)
-        existing_services = {
-            r.trace_id: json.loads(r.services)
-            for r in conn.execute(
-                sa.select(trace_summaries.c.trace_id, trace_summaries.c.services).where(
-                    trace_summaries.c.trace_id.in_([bytes.fromhex(t) for t in per_trace])
-                )
-            )
-        }
         values = []
         for trace_id, group in per_trace.items():
             key = bytes.fromhex(trace_id)
