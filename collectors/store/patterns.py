@@ -23,7 +23,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from collectors.model import KIND_CLIENT, KIND_CONSUMER, KIND_PRODUCER, KIND_SERVER, STATUS_ERROR, Span
-from collectors.store import rows as _rows
 from collectors.store.schema import (
     HISTOGRAM_BOUNDS_NS,
     HISTOGRAM_BUCKETS,
@@ -760,7 +759,7 @@ def find_edge_traces(
                 spans.c.attributes,
             ).where(spans.c.trace_id.in_(candidates))
         ).all()
-        names = store.key_names(conn, set().union(*(_rows.attribute_key_ids(r.attributes) for r in rows)))
+        attributes = dict(zip(rows, store.attributes_of(conn, [r.attributes for r in rows]), strict=True))
     by_trace: dict[bytes, list[Any]] = defaultdict(list)
     for r in rows:
         by_trace[r.trace_id].append(r)
@@ -775,7 +774,7 @@ def find_edge_traces(
         if not hit:
             for r in group:
                 if r.service == parent and r.kind in (KIND_CLIENT, KIND_PRODUCER) and r.attributes:
-                    peer = peer_of(_rows.decode_attributes(r.attributes, names), r.kind)
+                    peer = peer_of(attributes[r], r.kind)
                     if peer is not None and peer[0] == child:
                         hit = True
                         break

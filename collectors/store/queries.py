@@ -28,6 +28,7 @@ from collectors.store.contracts import (
     TraceQuery,
 )
 from collectors.store.schema import (
+    attribute_keys,
     edges,
     operations,
     resources,
@@ -55,8 +56,8 @@ class Queries:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(spans).where(spans.c.trace_id == key)).all()
             resources_by_id = self._resources(conn, {r.resource_id for r in rows})
-            names = self.key_names(conn, set().union(*(_rows.attribute_key_ids(r.attributes) for r in rows)))
-        out = [_rows.span_from_row(r, resources_by_id[r.resource_id], names) for r in rows]
+            attributes = self.attributes_of(conn, [r.attributes for r in rows])
+        out = [_rows.span_from_row(r, resources_by_id[r.resource_id], a) for r, a in zip(rows, attributes, strict=True)]
         out.sort(key=lambda s: (s.start_ns, s.span_id))
         return out
 
@@ -210,12 +211,10 @@ class Queries:
         if not q.tags:
             return {r.trace_id for r in rows}
         res = self._resources(conn, {r.resource_id for r in rows})
-        names = self.key_names(conn, set().union(*(_rows.attribute_key_ids(r.attributes) for r in rows)))
         keep = set()
-        for r in rows:
+        for r, attrs in zip(rows, self.attributes_of(conn, [r.attributes for r in rows]), strict=True):
             if r.trace_id in keep:
                 continue
-            attrs = _rows.decode_attributes(r.attributes, names)
             if all(_tag_matches(k, v, attrs, res[r.resource_id], r.status_code) for k, v in q.tags.items()):
                 keep.add(r.trace_id)
         return keep
@@ -251,6 +250,20 @@ class Queries:
         stmt = sa.select(trace_summaries).order_by(trace_summaries.c.start_ns.desc()).limit(min(limit, MAX_QUERY_LIMIT))
         with self.engine.connect() as conn:
             return [_summary(r) for r in conn.execute(stmt)]
+
+    def attributes_of(self, conn: Connection, texts: list[str | None]) -> list[dict[str, Any]]:
+        """Decode ``spans.attributes`` values, in order.
+
+        Key names come from this process's cache; a key id it has not seen (written by
+        another process) makes it read the ``attribute_keys`` table once more.
+        """
+        try:
+            return [_rows.decode_attributes(t, self._key_names) for t in texts]
+        except KeyError:
+            rows = conn.execute(sa.select(attribute_keys.c.id, attribute_keys.c.key)).all()
+            with self._lock:
+                self._key_names.update({r.id: r.key for r in rows})
+            return [_rows.decode_attributes(t, self._key_names) for t in texts]
 
     def _resources(self, conn: Connection, ids: set[int]) -> dict[int, Resource]:
         if not ids:

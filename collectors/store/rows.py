@@ -99,14 +99,6 @@ def decode_attributes(text: str | None, key_names: dict[int, str]) -> dict[str, 
     return {key_names[doc[i]]: doc[i + 1] for i in range(0, len(doc), 2)}
 
 
-def attribute_key_ids(text: str | None) -> set[int]:
-    """The key ids a ``spans.attributes`` value refers to."""
-    if not text or text[0] != "[":
-        return set()
-    doc = _loads(text)
-    return set(doc[0::2])
-
-
 def span_values(span: Span, resource_id: int, key_ids: dict[str, int]) -> tuple:
     """The ``spans`` row for a span as a tuple in SPAN_COLUMNS order; empty parts are NULL."""
     extra = None
@@ -147,8 +139,8 @@ def span_values(span: Span, resource_id: int, key_ids: dict[str, int]) -> tuple:
     )
 
 
-def span_from_row(row: Any, resource: Resource, key_names: dict[int, str]) -> Span:
-    """Rebuild a Span from a ``spans`` row, its resource and the attribute key names."""
+def span_from_row(row: Any, resource: Resource, attributes: dict[str, Any]) -> Span:
+    """Rebuild a Span from a ``spans`` row, its resource and its decoded attributes."""
     extra = _loads(row.extra) if row.extra else {}
     return Span(
         trace_id=row.trace_id.hex(),
@@ -159,7 +151,7 @@ def span_from_row(row: Any, resource: Resource, key_names: dict[int, str]) -> Sp
         start_ns=row.start_ns,
         end_ns=row.start_ns + row.duration_ns,
         resource=resource,
-        attributes=decode_attributes(row.attributes, key_names),
+        attributes=attributes,
         events=tuple(SpanEvent(t, n, a, d) for t, n, a, d in _loads(row.events)) if row.events else (),
         links=tuple(SpanLink(t, s, a, ts) for t, s, a, ts in _loads(row.links)) if row.links else (),
         status_code=row.status_code,

@@ -175,18 +175,6 @@ class WritePath:
                 self._key_names.update({v: k for k, v in found.items()})
         return known
 
-    def key_names(self, conn: Connection, ids: set[int]) -> dict[int, str]:
-        """Names of attribute key ids (every known id; unknown ones are read from the table)."""
-        missing = ids.difference(self._key_names)
-        if missing:
-            rows = conn.execute(
-                sa.select(attribute_keys.c.id, attribute_keys.c.key).where(attribute_keys.c.id.in_(missing))
-            )
-            with self._lock:
-                for r in rows:
-                    self._key_names[r.id] = r.key
-        return self._key_names
-
     def _resource_ids_for(self, conn: Connection, batch: Iterable[Span]) -> dict[int, int]:
         """Map id(Resource) to its row id, inserting resources not seen before."""
         out: dict[int, int] = {}
