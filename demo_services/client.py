@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from demo_services.patterns.breaker import CircuitBreaker, CircuitOpenError
 from demo_services.patterns.discovery import DiscoveryClient, Instance, NoHealthyInstanceError
+from demo_services.protocol import OUT_OF_SERVICE_HEADER
 from demo_services.telemetry import inject_headers
 
 PEER_SERVICE = "peer.service"
@@ -44,6 +45,10 @@ class _ServerError(Exception):
     def __init__(self, response: requests.Response) -> None:
         super().__init__(f"{response.status_code} from {response.url}")
         self.response = response
+
+
+class InstanceOutOfService(_ServerError):
+    """The 503 of a stopped instance: nothing was handled, so discovery tries the next one."""
 
 
 class ServiceClient:
@@ -111,6 +116,8 @@ class ServiceClient:
                     headers=headers,
                     timeout=self._timeout_s,
                 )
+                if response.status_code == 503 and response.headers.get(OUT_OF_SERVICE_HEADER):
+                    raise InstanceOutOfService(response)
                 if response.status_code >= 500:
                     raise _ServerError(response)
                 return response

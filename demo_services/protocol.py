@@ -5,3 +5,6 @@ and ``requests`` from the demo package.
 """
 
 CONTROL_TOKEN_HEADER = "X-Spyglass-Control-Token"
+
+OUT_OF_SERVICE_HEADER = "X-Spyglass-Out-Of-Service"
+"""Set on the 503 of a stopped instance: it handled nothing, so callers may try another."""

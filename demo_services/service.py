@@ -31,8 +31,9 @@ from flask import Flask, Response, abort, jsonify, request
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from werkzeug.serving import make_server
 
+from demo_services.client import InstanceOutOfService
 from demo_services.patterns.discovery import DiscoveryClient, Instance
-from demo_services.protocol import CONTROL_TOKEN_HEADER
+from demo_services.protocol import CONTROL_TOKEN_HEADER, OUT_OF_SERVICE_HEADER
 from demo_services.telemetry import configure_tracing
 
 LOOPBACK = ("127.0.0.1", "::1")
@@ -153,7 +154,9 @@ def make_service(
         engine = create_engine(Path(settings.data_dir) / f"{name}.db")
     discovery = DiscoveryClient(
         lambda service: lookup_instances(settings.registry_url, service),
-        failover_errors=(requests.ConnectionError,),
+        # An instance that says it is out of service handled nothing: try the next one, as
+        # for a refused connection (its registration may not have expired from the cache).
+        failover_errors=(requests.ConnectionError, InstanceOutOfService),
         cache_ttl_s=settings.discovery_cache_s,
     )
     service = Service(name, app, settings, chaos, list(depends_on or []), engine, discovery)
@@ -167,7 +170,9 @@ def make_service(
         if request.path == "/control":
             return None
         if chaos.stopped:
-            return _json_error(503, f"{name} is stopped")
+            response = _json_error(503, f"{name} is stopped")
+            response.headers[OUT_OF_SERVICE_HEADER] = "1"
+            return response
         if request.path == "/health":
             return None
         deadline = time.monotonic() + HANG_LIMIT_S

@@ -390,6 +390,9 @@ def test_stopped_instance_leaves_discovery_and_comes_back(demo: Demo, api: reque
 
     demo.control("inventory-2", stopped=True)
     try:
+        # Before the registry notices, callers still pick inventory-2: its 503 says it is
+        # out of service, so they fail over to inventory-1 and every order goes through.
+        assert [place_order(demo, api).status_code for _ in range(4)] == [201] * 4
         poll(demo, "inventory-2 to leave discovery", lambda: healthy_inventory() == {"inventory-1"})
         assert requests.get(f"{demo.url('inventory-2')}/health", timeout=5).status_code == 503
         assert [place_order(demo, api).status_code for _ in range(3)] == [201] * 3
