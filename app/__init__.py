@@ -37,7 +37,7 @@ def create_app(
     *,
     store: SpanStore | None = None,
     migrate: bool = True,
-    background_compaction: bool = True,
+    background_checkpoints: bool = True,
 ) -> Flask:
     """Build the WSGI app; reads the environment only when no settings are given."""
     settings = settings or Settings.from_env()
@@ -47,7 +47,7 @@ def create_app(
     if store is None:
         if not settings.database_url:
             Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-        store = SpanStore.from_url(settings.store_url, migrate=migrate, background_compaction=background_compaction)
+        store = SpanStore.from_url(settings.store_url, migrate=migrate, background_checkpoints=background_checkpoints)
     app.extensions["spyglass.store"] = store
     app.extensions["spyglass.receiver"] = ReceiverConfig(
         max_body_bytes=settings.max_body_bytes,

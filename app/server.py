@@ -42,7 +42,7 @@ class PortDispatcher:
 
 def build_wsgi(settings: Settings) -> PortDispatcher:
     """The app for one worker process. Background work runs in the maintenance process."""
-    app = create_app(settings, migrate=False, background_compaction=False)
+    app = create_app(settings, migrate=False, background_checkpoints=False)
     return PortDispatcher(app, split_addr(settings.otlp_http_addr)[1])
 
 

@@ -46,7 +46,7 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
 
 def serve(addr: str, store_url: str, limits: Limits, max_body_bytes: int, ready: Any = None) -> None:
     """Serve OTLP/gRPC on ``addr`` until SIGTERM or SIGINT."""
-    store = SpanStore.from_url(store_url, migrate=False, background_compaction=False)
+    store = SpanStore.from_url(store_url, migrate=False, background_checkpoints=False)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8),
         options=[("grpc.max_receive_message_length", max_body_bytes)],

@@ -1,4 +1,4 @@
-"""Background maintenance of the store: retention, tag-index compaction, log checkpoints.
+"""Background maintenance of the store: retention and SQLite log checkpoints.
 
 ``spyglass serve`` runs :func:`maintain` in one process of its own beside the gunicorn
 workers, so this work runs on another core instead of inside every worker. The module
@@ -61,17 +61,17 @@ class Pruner:
 
 
 def maintain(store_url: str, retention_hours: float, max_spans: int, prune_interval_s: float) -> None:
-    """Compact, checkpoint and prune the store at ``store_url`` until SIGTERM or SIGINT."""
+    """Checkpoint and prune the store at ``store_url`` until SIGTERM or SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    store = SpanStore.from_url(store_url, migrate=False, background_compaction=False)
+    store = SpanStore.from_url(store_url, migrate=False, background_checkpoints=False)
     pruner = None
     if prune_interval_s > 0 and (retention_hours > 0 or max_spans > 0):
         pruner = Pruner(store, retention_hours=retention_hours, max_spans=max_spans, interval_s=prune_interval_s)
         pruner.start()
-    store.compact_forever(stop)
+    store.checkpoint_forever(stop)
     if pruner is not None:
         pruner.stop()
     store.close()

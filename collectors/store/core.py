@@ -1,9 +1,9 @@
 """SpanStore: the trace store over SQLAlchemy Core, for SQLite and PostgreSQL.
 
 The store is assembled from its parts: :mod:`writes` (the write path), :mod:`queries`
-(reads and searches), :mod:`retention`, and the tag index's compaction here. This module
-owns the engines, the write transactions and the differences between SQLite and
-PostgreSQL (the private helpers at the bottom).
+(reads and searches) and :mod:`retention`. This module owns the engine, the write
+transactions, SQLite's log checkpoints and the differences between SQLite and PostgreSQL
+(the private helpers at the bottom).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +20,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from collectors.store import tag_index
 from collectors.store.contracts import (  # noqa: F401 (re-exported for callers)
     EDGE_BUCKET_NS,
     MAX_QUERY_LIMIT,
@@ -36,17 +34,9 @@ from collectors.store.contracts import (  # noqa: F401 (re-exported for callers)
 from collectors.store.contracts import first_line as _first_line
 from collectors.store.queries import Queries
 from collectors.store.retention import Retention
-from collectors.store.schema import (
-    attribute_buckets,
-    metadata,
-    trace_attributes,
-)
 from collectors.store.writes import WritePath
 
-COMPACT_INTERVAL_S = 1.0
-"""How often the background thread moves staged tag-index entries into the index."""
-
-CHECKPOINT_INTERVAL_S = 5.0
+CHECKPOINT_INTERVAL_S = 2.0
 WAL_TRUNCATE_BYTES = 32 * 1024 * 1024
 """SQLite's write-ahead log is truncated when it is found larger than this."""
 
@@ -61,9 +51,9 @@ class SpanStore(WritePath, Queries, Retention):
     so the read-then-write of a batch is never interleaved with another writer.
     """
 
-    def __init__(self, engine: Engine, *, background_compaction: bool = True) -> None:
+    def __init__(self, engine: Engine, *, background_checkpoints: bool = True) -> None:
         self.engine = engine
-        self.background_compaction = background_compaction
+        self.background_checkpoints = background_checkpoints
         self.dialect = engine.dialect.name
         self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         self._least = sa.func.least if self.dialect == "postgresql" else sa.func.min
@@ -73,23 +63,20 @@ class SpanStore(WritePath, Queries, Retention):
         self._key_names: dict[int, str] = {}
         self._known_operations: set[tuple[str, str, int]] = set()
         self._lock = threading.Lock()
-        self._compactor: threading.Thread | None = None
+        self._checkpointer: threading.Thread | None = None
         self._write_mutex = threading.Lock()
         self._lock_file = None
-        self.tags_engine = engine
         if self.dialect == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             self._lock_file = open(f"{engine.url.database}.writelock", "a")  # noqa: SIM115 (held for the store's life)
-            database = Path(engine.url.database)
-            self.tags_engine = _create_engine(f"sqlite:///{database.with_name(database.stem + '-tags.db')}")
         self._closing = threading.Event()
 
     @classmethod
-    def from_url(cls, url: str, *, migrate: bool = True, background_compaction: bool = True) -> SpanStore:
+    def from_url(cls, url: str, *, migrate: bool = True, background_checkpoints: bool = True) -> SpanStore:
         """Open (and by default create or upgrade) the store at a SQLAlchemy URL.
 
-        With ``background_compaction`` the store starts a thread, at its first write, that
-        compacts the tag index and checkpoints SQLite's log; without it, some other process
-        must run :meth:`compact_forever` (``spyglass serve`` runs one indexer process).
+        With ``background_checkpoints`` the store starts a thread, at its first write, that
+        keeps SQLite's write-ahead log in bounds; without it, some other process must run
+        :meth:`checkpoint_forever` (``spyglass serve`` runs it in its maintenance process).
         Raises StoreError with a one-line reason when the database cannot be reached.
         """
         from collectors.store.migrate import upgrade
@@ -100,79 +87,39 @@ class SpanStore(WritePath, Queries, Retention):
                 conn.exec_driver_sql("SELECT 1")
             if migrate:
                 upgrade(engine)
-            store = cls(engine, background_compaction=background_compaction)
-            if store.tags_engine is not engine:
-                store._prepare_tags_database()
+                _remove_old_tag_database(engine)
+            store = cls(engine, background_checkpoints=background_checkpoints)
         except sa.exc.SQLAlchemyError as err:
             engine.dispose()
             raise StoreError(f"cannot open the store at {_safe_url(url)}: {_first_line(err)}") from err
         return store
 
-    def _prepare_tags_database(self) -> None:
-        """Create the tag index's own SQLite file, and move into it index rows that an
-        older release kept in the main database."""
-        tag_tables = [trace_attributes, attribute_buckets]
-        with self._tags_write() as tconn:
-            metadata.create_all(tconn, tables=tag_tables)
-        with self.engine.connect() as conn:
-            legacy = conn.execute(sa.select(trace_attributes.c.bucket).limit(1)).first() is not None
-        if legacy:
-            with self._write() as conn, self._tags_write() as tconn:
-                tag_index.move_legacy_rows(conn, tconn)
-
     def close(self) -> None:
-        """Index what is staged, stop the compactor thread, release the connections."""
+        """Stop the checkpoint thread and release the connections."""
         self._closing.set()
-        if self._compactor is not None:
-            self._compactor.join(timeout=30)
-        try:
-            self.compact_tag_index()
-        except StoreError as err:
-            # The staged entries stay in the database; the next process to open it compacts them.
-            log.warning("tag index left staged at close: %s", err)
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=30)
         self.engine.dispose()
-        if self.tags_engine is not self.engine:
-            self.tags_engine.dispose()
         if self._lock_file is not None:
             self._lock_file.close()
 
-    def compact_tag_index(self) -> int:
-        """Move every staged tag-index entry into the index; returns the rows moved.
-
-        Raises StoreError if the database refuses a transaction.
-        """
-        moved = 0
-        try:
-            while True:
-                with self.engine.connect() as conn:
-                    staged = tag_index.read_staged(conn)
-                if not staged:
-                    return moved
-                with self._tags_write() as tconn:
-                    moved += tag_index.insert_staged(tconn, staged)
-                with self._write() as conn:
-                    tag_index.delete_staged(conn, [i for i, _ in staged])
-        except sa.exc.SQLAlchemyError as err:
-            raise StoreError(f"could not compact the tag index: {_first_line(err)}") from err
-
-    def _start_compactor(self) -> None:
+    def _start_checkpointer(self) -> None:
         with self._lock:
-            if self._compactor is None and self.background_compaction and not self._closing.is_set():
-                self._compactor = threading.Thread(
-                    target=self.compact_forever, args=(self._closing,), name="spyglass-tag-index", daemon=True
+            if self._checkpointer is None and self.background_checkpoints and not self._closing.is_set():
+                self._checkpointer = threading.Thread(
+                    target=self.checkpoint_forever, args=(self._closing,), name="spyglass-checkpoints", daemon=True
                 )
-                self._compactor.start()
+                self._checkpointer.start()
 
-    def compact_forever(self, stop: threading.Event) -> None:
-        """Compact the tag index about once a second and checkpoint SQLite's log every few
-        seconds, until ``stop`` is set. Errors are logged and retried."""
-        last_checkpoint = time.monotonic()
-        while not stop.wait(COMPACT_INTERVAL_S):
+    def checkpoint_forever(self, stop: threading.Event) -> None:
+        """Checkpoint SQLite's log every few seconds until ``stop`` is set. Errors are
+        logged and retried."""
+        if self.dialect != "sqlite":
+            stop.wait()
+            return
+        while not stop.wait(CHECKPOINT_INTERVAL_S):
             try:
-                self.compact_tag_index()
-                if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
-                    last_checkpoint = time.monotonic()
-                    self.checkpoint(truncate_above=WAL_TRUNCATE_BYTES)
+                self.checkpoint(truncate_above=WAL_TRUNCATE_BYTES)
             except StoreError as err:
                 log.warning("%s; retrying", err)
 
@@ -205,18 +152,6 @@ class SpanStore(WritePath, Queries, Retention):
         over at once, to threads of this process and to other processes alike.
         """
         with self._writer_turn(), self.engine.connect() as conn:
-            conn = conn.execution_options(spyglass_write=True)
-            with conn.begin():
-                yield conn
-
-    @contextmanager
-    def _tags_write(self) -> Iterator[Connection]:
-        """A write transaction on the tag index (the main database on PostgreSQL)."""
-        if self.tags_engine is self.engine:
-            with self._write() as conn:
-                yield conn
-            return
-        with self.tags_engine.connect() as conn:
             conn = conn.execution_options(spyglass_write=True)
             with conn.begin():
                 yield conn
@@ -259,6 +194,19 @@ def _create_engine(url: str) -> Engine:
 
         return engine
     return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+
+
+def _remove_old_tag_database(engine: Engine) -> None:
+    """Delete the tag index file that releases before revision 0005 kept beside a SQLite
+    database (``<name>-tags.db``); the migration rebuilt the index inside the database."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+    database = Path(engine.url.database)
+    old = database.with_name(database.stem + "-tags.db")
+    for path in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
+        if path.exists():
+            log.info("removing %s: the tag index now lives in %s", path, database.name)
+            path.unlink()
 
 
 def _safe_url(url: str) -> str:

@@ -100,11 +100,6 @@ class Queries:
         needs_spans = bool(
             query.operation or query.tags or query.min_duration_ns is not None or query.max_duration_ns is not None
         )
-        if any(key != "error" for key in query.tags):
-            with self.engine.connect() as conn:
-                pending = tag_index.has_staged(conn)
-            if pending:
-                self.compact_tag_index()
         wanted = limit if query.sort == "recent" else MAX_SORT_SCAN
         matched: list[bytes] = []
         truncated = False
@@ -137,8 +132,7 @@ class Queries:
             if key == "error":
                 table, where = trace_summaries, [trace_summaries.c.error_count > 0] if value == "true" else []
             else:
-                with self.tags_engine.connect() as tconn:
-                    yield from tag_index.candidates(tconn, key, value, q.start_ns, q.end_ns)
+                yield from tag_index.candidates(conn, key, value, q.start_ns, q.end_ns)
                 return
         elif q.service:
             table, where = trace_services, [trace_services.c.service == q.service]

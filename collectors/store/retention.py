@@ -57,9 +57,8 @@ class Retention:
         """Delete index and edge rows older than the oldest trace still stored."""
         with self.engine.connect() as conn:
             oldest = conn.execute(sa.select(sa.func.min(trace_summaries.c.start_ns))).scalar()
-        with self._tags_write() as tconn:
-            tag_index.drop_before(tconn, oldest)
         with self._write() as conn:
+            tag_index.drop_before(conn, oldest)
             patterns.drop_stale_rows(conn, oldest)
             if oldest is None:
                 for table in (trace_services, edges):

@@ -1,7 +1,7 @@
 """Pure conversions between model objects and table rows; no database here.
 
-Kept apart from the SQL so that the encoding (compact JSON, binary ids, the attribute
-hash used by the tag index) can be read and tested on its own.
+Kept apart from the SQL so that the encoding (compact JSON, binary ids, the text a tag
+search compares) can be read and tested on its own.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import zlib
 from typing import Any
 
 from collectors.model import Resource, Span, SpanEvent, SpanLink
@@ -164,30 +163,6 @@ def span_from_row(row: Any, resource: Resource, attributes: dict[str, Any]) -> S
     )
 
 
-def attribute_hash(key: str, text: str) -> int:
-    """The signed 64-bit key of ``key=text`` in the tag index.
-
-    Two CRC-32s (key, then value seeded by the key) are cheap enough for every attribute
-    of every span; the rare collision only adds a candidate, which the search discards
-    after checking the span itself.
-    """
-    k = _KEY_CRCS.get(key)
-    if k is None:
-        k = _key_crc(key)
-    h = (k << 32) | zlib.crc32(text.encode("utf-8", "surrogatepass"), k)
-    return h - (1 << 64) if h >= 1 << 63 else h
-
-
-_KEY_CRCS: dict[str, int] = {}
-
-
-def _key_crc(key: str) -> int:
-    crc = zlib.crc32(key.encode("utf-8", "surrogatepass"))
-    if len(_KEY_CRCS) < 65536:  # bounded: keys are few, but span data is untrusted
-        _KEY_CRCS[key] = crc
-    return crc
-
-
 def tag_text(value: Any) -> str | None:
     """The text a tag search compares against, or None for values that are not indexed.
 
@@ -205,32 +180,3 @@ def tag_text(value: Any) -> str | None:
             return repr(value)
         return str(int(value))
     return None
-
-
-def attribute_hashes(attributes: dict[str, Any]) -> list[int]:
-    """Tag-index keys for the indexable attributes of a span or resource.
-
-    The hot loop of the write path: :func:`tag_text` and :func:`attribute_hash` inlined.
-    """
-    out = []
-    key_crcs = _KEY_CRCS
-    for key, value in attributes.items():
-        kind = type(value)
-        if kind is str:
-            if len(value) > MAX_INDEXED_VALUE_LENGTH:
-                continue
-            text = value
-        elif kind is int:
-            text = str(value)
-        elif kind is bool:
-            text = "true" if value else "false"
-        elif kind is float:
-            text = tag_text(value)
-        else:
-            continue
-        k = key_crcs.get(key)
-        if k is None:
-            k = _key_crc(key)
-        h = (k << 32) | zlib.crc32(text.encode("utf-8", "surrogatepass"), k)
-        out.append(h - (1 << 64) if h >= 1 << 63 else h)
-    return out

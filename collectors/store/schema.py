@@ -79,28 +79,15 @@ trace_services = sa.Table(
     sqlite_with_rowid=False,
 )
 
-trace_attributes = sa.Table(
-    "trace_attributes",
+trace_tags = sa.Table(
+    "trace_tags",
     metadata,
-    # Time bucket first: bulk inserts land in the newest buckets, not all over the tree.
-    sa.Column("bucket", sa.BigInteger, primary_key=True),
-    sa.Column("hash", sa.BigInteger, primary_key=True),
+    # One row per trace fragment (a trace's spans in one batch), in start-time order, so a
+    # search scans its window's rows in sequence: see collectors/store/tag_index.py.
+    sa.Column("start_ns", sa.BigInteger, primary_key=True),
     sa.Column("trace_id", sa.LargeBinary(16), primary_key=True),
+    sa.Column("hashes", sa.LargeBinary, nullable=False),
     sqlite_with_rowid=False,
-)
-
-attribute_buckets = sa.Table(
-    "attribute_buckets",
-    metadata,
-    sa.Column("bucket", sa.BigInteger, primary_key=True),
-    sqlite_with_rowid=False,
-)
-
-attribute_staging = sa.Table(
-    "attribute_staging",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("payload", sa.LargeBinary, nullable=False),
 )
 
 operations = sa.Table(

@@ -1,198 +1,183 @@
-"""The tag index: ``key=value`` -> traces, for searches by attribute.
+"""The tag index: which traces may carry ``key=value``, for searches by attribute.
 
-Writing one index row per (attribute, trace) inside every batch's transaction costs
-more than the spans themselves: the keys are random, so each batch dirties pages all
-over the index. Instead each batch appends its entries as one packed row to
-``attribute_staging`` (a sequential append, in the batch's own transaction, so nothing
-is lost on a crash), and :func:`compact` moves staged entries into
-``trace_attributes`` in bulk, sorted, keyed by (10-second bucket, hash, trace). Bulk,
-sorted inserts into the newest buckets touch few pages.
+One row per trace fragment (the spans of one trace in one batch) in ``trace_tags``,
+clustered by the fragment's start time: the 32-bit hashes of every indexable
+``key=value`` of its spans and resources, packed into one blob. A batch of 512 spans
+writes a few dozen such rows inside its own transaction, appended at the newest end of
+the table, instead of thousands of (value, trace) rows spread over an inverted index;
+and a trace's tags cost about 4 bytes each, once per trace rather than once per span.
 
-On SQLite the index lives in a database file of its own (``<name>-tags.db``), so a
-compaction writing it never holds the span database's write lock. Compaction runs about
-once a second (in ``spyglass serve``'s maintenance process, or a thread of the store),
-so an attribute becomes searchable within about a second of its batch's 200; a search
-compacts first, so within one process it sees everything acknowledged. Compactions may
-overlap: inserting is idempotent and staged rows are deleted only after their rows are in.
+A search walks the fragments of its time window newest first and keeps those whose blob
+contains the hash (``instr`` on SQLite, ``position`` on PostgreSQL, both in C). A hash
+can collide, or match across two packed values: that only adds a candidate, which the
+search discards after checking the trace's spans. So the cost of a search is a scan of
+the window's fragments (about 70 ms for an hour of a 10-million-span store here) and it
+stops as soon as it has enough matches; a value on most traces answers at once.
 """
 
 from __future__ import annotations
 
-import struct
+import sys
+import zlib
 from array import array
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from collectors.model import Span
-from collectors.store import rows as _rows
-from collectors.store.bulk import insert_ignoring_duplicates
-from collectors.store.schema import attribute_buckets, attribute_staging, trace_attributes
+from collectors.store.rows import MAX_INDEXED_VALUE_LENGTH, tag_text
+from collectors.store.schema import trace_tags
 
-BUCKET_NS = 10_000_000_000
-_BUCKETS_PER_QUERY = 90
 _CHUNK = 200
-_STAGED_PER_COMPACTION = 4  # about 13,000 rows: keeps each write-lock hold short
-_HEADER = struct.Struct("<II")
+_LITTLE = sys.byteorder == "little"
+assert array("I").itemsize == 4, "the tag index packs hashes as 4-byte unsigned integers"
+
+_CACHE_LIMIT = 1 << 16
+_str_hashes: dict[tuple[str, str], int] = {}
+_int_hashes: dict[tuple[str, int], int] = {}
+"""``(key, value) -> hash`` for values seen recently: most values repeat across spans."""
 
 
-def entries_for(spans: Iterable[Span]) -> dict[tuple[int, bytes], int]:
-    """Index entries of a batch: (hash, trace id) -> earliest bucket it was seen in."""
-    out: dict[tuple[int, bytes], int] = {}
-    seen_resources: set[tuple[int, str]] = set()
-    hashes_of = _rows.attribute_hashes
-    for s in spans:
-        key = bytes.fromhex(s.trace_id)
-        bucket = s.start_ns // BUCKET_NS
-        hashes = hashes_of(s.attributes)
-        marker = (id(s.resource), s.trace_id)
-        if marker not in seen_resources:
-            seen_resources.add(marker)
-            hashes += hashes_of(s.resource.attributes)
-        for h in hashes:
-            k = (h, key)
-            if bucket < out.get(k, 1 << 62):
-                out[k] = bucket
-    return out
+def tag_hash(key: str, text: str) -> int:
+    """The 32-bit hash of ``key=text``: CRC-32 of the value seeded with the key's CRC-32."""
+    seed = zlib.crc32(key.encode("utf-8", "surrogatepass"))
+    return zlib.crc32(text.encode("utf-8", "surrogatepass"), seed)
 
 
-def pack(entries: dict[tuple[int, bytes], int]) -> bytes:
-    """Pack entries as: header, trace ids, then hash, bucket and trace index arrays."""
-    trace_index: dict[bytes, int] = {}
-    hashes, buckets, traces = array("q"), array("q"), array("I")
-    for (h, trace), bucket in entries.items():
-        hashes.append(h)
-        buckets.append(bucket)
-        traces.append(trace_index.setdefault(trace, len(trace_index)))
-    return b"".join(
-        [
-            _HEADER.pack(len(trace_index), len(hashes)),
-            *trace_index,
-            hashes.tobytes(),
-            buckets.tobytes(),
-            traces.tobytes(),
-        ]
-    )
+def needle(key: str, text: str) -> bytes:
+    """How ``key=text`` is packed in a ``trace_tags.hashes`` blob."""
+    return _packed([tag_hash(key, text)])
 
 
-def unpack(blob: bytes) -> list[tuple[int, int, bytes]]:
-    """The (bucket, hash, trace id) rows of a packed payload."""
-    n_traces, n = _HEADER.unpack_from(blob)
-    pos = _HEADER.size
-    ids = [blob[pos + 16 * i : pos + 16 * (i + 1)] for i in range(n_traces)]
-    pos += 16 * n_traces
-    hashes, buckets, traces = array("q"), array("q"), array("I")
-    hashes.frombytes(blob[pos : pos + 8 * n])
-    buckets.frombytes(blob[pos + 8 * n : pos + 16 * n])
-    traces.frombytes(blob[pos + 16 * n : pos + 20 * n])
-    return [(b, h, ids[t]) for b, h, t in zip(buckets, hashes, traces, strict=True)]
+def _hashes_into(out: set[int], attributes: dict[str, Any]) -> None:
+    for item in attributes.items():
+        value = item[1]
+        kind = type(value)
+        if kind is str:
+            cache = _str_hashes
+            if len(value) > MAX_INDEXED_VALUE_LENGTH:
+                continue
+        elif kind is int:
+            cache = _int_hashes
+        elif kind is bool or kind is float:
+            out.add(tag_hash(item[0], tag_text(value)))
+            continue
+        else:
+            continue  # lists, maps and bytes are not indexed
+        h = cache.get(item)
+        if h is None:
+            h = tag_hash(item[0], value if kind is str else str(value))
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[item] = h
+        out.add(h)
 
 
-def payload_for(spans: Iterable[Span]) -> bytes | None:
-    """The packed staging payload of a batch, or None when it has nothing to index.
+def rows_for(spans: Iterable[Span]) -> list[tuple[int, bytes, bytes]]:
+    """The ``trace_tags`` rows of a batch: (fragment start, trace id, packed hashes).
 
     Pure CPU work: the write path computes it before taking the write lock.
     """
-    entries = entries_for(spans)
-    return pack(entries) if entries else None
+    per_trace: dict[str, tuple[list[int], set[int], set[int]]] = {}
+    for s in spans:
+        entry = per_trace.get(s.trace_id)
+        if entry is None:
+            entry = per_trace[s.trace_id] = ([s.start_ns], set(), set())
+        elif s.start_ns < entry[0][0]:
+            entry[0][0] = s.start_ns
+        _hashes_into(entry[1], s.attributes)
+        resource = s.resource
+        if id(resource) not in entry[2]:
+            entry[2].add(id(resource))
+            _hashes_into(entry[1], resource.attributes)
+    out = []
+    for trace_id, (start, hashes, _) in per_trace.items():
+        if hashes:
+            out.append((start[0], bytes.fromhex(trace_id), _packed(sorted(hashes))))
+    return out
 
 
-def stage(conn: Connection, payload: bytes | None) -> None:
-    """Append a batch's payload to the staging table (inside the batch's transaction)."""
-    if payload is not None:
-        conn.execute(sa.insert(attribute_staging), {"payload": payload})
+def packed_hashes(attribute_maps: Iterable[dict[str, Any]]) -> bytes:
+    """The packed hashes of every indexable ``key=value`` in the given attribute maps."""
+    hashes: set[int] = set()
+    for attributes in attribute_maps:
+        _hashes_into(hashes, attributes)
+    return _packed(sorted(hashes))
 
 
-def has_staged(conn: Connection) -> bool:
-    """Whether any staged entries wait for compaction."""
-    return conn.execute(sa.select(attribute_staging.c.id).limit(1)).first() is not None
+def _packed(values: Iterable[int]) -> bytes:
+    """Hashes as little-endian 4-byte integers, whatever this machine's byte order."""
+    packed = array("I", values)
+    if not _LITTLE:
+        packed.byteswap()
+    return packed.tobytes()
 
 
-def read_staged(conn: Connection) -> list[tuple[int, bytes]]:
-    """The oldest staged payloads, a bounded number, as (id, payload)."""
-    rows = conn.execute(
-        sa.select(attribute_staging.c.id, attribute_staging.c.payload)
-        .order_by(attribute_staging.c.id)
-        .limit(_STAGED_PER_COMPACTION)
-    ).all()
-    return [(r.id, r.payload) for r in rows]
+def write(conn: Connection, rows: list[tuple[int, bytes, bytes]], insert: Any) -> None:
+    """Add a batch's rows (inside the batch's transaction); a second fragment of a trace
+    with the same start time joins the first."""
+    if not rows:
+        return
+    stmt = insert(trace_tags)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["start_ns", "trace_id"],
+        set_={"hashes": sa.cast(trace_tags.c.hashes.op("||")(stmt.excluded.hashes), sa.LargeBinary)},
+    )
+    conn.execute(stmt, [{"start_ns": a, "trace_id": b, "hashes": c} for a, b, c in rows])
 
 
-def insert_staged(conn: Connection, staged: list[tuple[int, bytes]]) -> int:
-    """Insert the rows of staged payloads into the index, sorted; returns the row count.
+class _contains(FunctionElement):
+    """``haystack`` contains the bytes ``needle`` (a bytewise substring test)."""
 
-    Idempotent: a compaction interrupted before it deleted its staged rows can run again.
-    """
-    rows: set[tuple[int, int, bytes]] = set()
-    for _, payload in staged:
-        rows.update(unpack(payload))
-    ordered = sorted(rows)
-    insert_ignoring_duplicates(conn, trace_attributes, ("bucket", "hash", "trace_id"), ordered)
-    insert_ignoring_duplicates(conn, attribute_buckets, ("bucket",), [(b,) for b in sorted({b for b, _, _ in ordered})])
-    return len(ordered)
+    type = sa.Boolean()
+    inherit_cache = True
 
 
-def delete_staged(conn: Connection, ids: list[int]) -> None:
-    """Forget staged payloads once their rows are in the index."""
-    conn.execute(sa.delete(attribute_staging).where(attribute_staging.c.id.in_(ids)))
+@compiles(_contains)
+def _contains_sqlite(element: _contains, compiler: Any, **kw: Any) -> str:
+    haystack, needle_ = (compiler.process(c, **kw) for c in element.clauses)
+    return f"instr({haystack}, {needle_}) > 0"
 
 
-def move_legacy_rows(source: Connection, target: Connection) -> int:
-    """Move index rows left in the main database (stores written before the index had a
-    file of its own) into the index database; returns the rows moved."""
-    rows = [tuple(r) for r in source.execute(sa.select(trace_attributes))]
-    insert_ignoring_duplicates(target, trace_attributes, ("bucket", "hash", "trace_id"), sorted(rows))
-    insert_ignoring_duplicates(target, attribute_buckets, ("bucket",), [(b,) for b in sorted({r[0] for r in rows})])
-    source.execute(sa.delete(trace_attributes))
-    source.execute(sa.delete(attribute_buckets))
-    return len(rows)
+@compiles(_contains, "postgresql")
+def _contains_postgresql(element: _contains, compiler: Any, **kw: Any) -> str:
+    haystack, needle_ = (compiler.process(c, **kw) for c in element.clauses)
+    return f"position({needle_} in {haystack}) > 0"
 
 
 def candidates(conn: Connection, key: str, value: str, start_ns: int, end_ns: int) -> Iterator[list[bytes]]:
-    """Yield chunks of trace ids with ``key=value`` on a span started in the window, newest first.
-
-    Order is by 10-second bucket; the caller checks each candidate against its spans.
-    """
-    h = _rows.attribute_hash(key, value)
-    buckets = (
-        conn.execute(
-            sa.select(attribute_buckets.c.bucket)
-            .where(
-                attribute_buckets.c.bucket >= start_ns // BUCKET_NS, attribute_buckets.c.bucket <= end_ns // BUCKET_NS
-            )
-            .order_by(attribute_buckets.c.bucket.desc())
-        )
-        .scalars()
-        .all()
-    )
+    """Yield chunks of trace ids that may carry ``key=value`` on a span of a fragment
+    started in the window, newest first; the caller checks each against its spans."""
+    wanted = needle(key, value)
+    t = trace_tags.c
     seen: set[bytes] = set()
-    i, size = 0, 6  # the newest minute first, then groups twice as large, up to the cap
-    while i < len(buckets):
-        group = buckets[i : i + size]
-        i, size = i + size, min(size * 2, _BUCKETS_PER_QUERY)
-        rows = conn.execute(
-            sa.select(trace_attributes.c.bucket, trace_attributes.c.trace_id)
-            .where(trace_attributes.c.hash == h, trace_attributes.c.bucket.in_(group))
-            .order_by(trace_attributes.c.bucket.desc())
-        ).all()
-        chunk = []
-        for r in rows:
-            if r.trace_id not in seen:
-                seen.add(r.trace_id)
-                chunk.append(r.trace_id)
-        # A common value matches thousands of traces per group of buckets: hand them over
-        # in small chunks, so the caller stops checking spans as soon as it has enough.
-        for j in range(0, len(chunk), _CHUNK):
-            yield chunk[j : j + _CHUNK]
+    cursor: tuple[int, bytes] | None = None
+    while True:
+        stmt = sa.select(t.start_ns, t.trace_id).where(
+            t.start_ns >= start_ns, t.start_ns <= end_ns, _contains(t.hashes, sa.literal(wanted, sa.LargeBinary))
+        )
+        if cursor is not None:
+            stmt = stmt.where(sa.or_(t.start_ns < cursor[0], sa.and_(t.start_ns == cursor[0], t.trace_id < cursor[1])))
+        rows = conn.execute(stmt.order_by(t.start_ns.desc(), t.trace_id.desc()).limit(_CHUNK)).all()
+        if not rows:
+            return
+        cursor = (rows[-1].start_ns, rows[-1].trace_id)
+        chunk = [r.trace_id for r in rows if r.trace_id not in seen]
+        seen.update(chunk)
+        if chunk:
+            yield chunk
+        if len(rows) < _CHUNK:
+            return
 
 
 def drop_before(conn: Connection, oldest_start_ns: int | None) -> None:
-    """Delete index rows in buckets entirely before the oldest stored trace (all if None)."""
+    """Delete fragments started before the oldest stored trace (all if None). Fragments
+    of deleted traces newer than that stay until then; searches skip them."""
     if oldest_start_ns is None:
-        conn.execute(sa.delete(trace_attributes))
-        conn.execute(sa.delete(attribute_buckets))
-        return
-    cutoff = oldest_start_ns // BUCKET_NS
-    conn.execute(sa.delete(trace_attributes).where(trace_attributes.c.bucket < cutoff))
-    conn.execute(sa.delete(attribute_buckets).where(attribute_buckets.c.bucket < cutoff))
+        conn.execute(sa.delete(trace_tags))
+    else:
+        conn.execute(sa.delete(trace_tags).where(trace_tags.c.start_ns < oldest_start_ns))

@@ -1,7 +1,7 @@
 """The write path of the span store: one transaction per batch.
 
 :meth:`WritePath.write_spans` stores a batch and, in the same transaction, brings the
-per-trace summaries, the service index, the staged tag-index entries, the operation list,
+per-trace summaries, the service index, the tag index, the operation list,
 the per-edge aggregates and the pattern tables up to date. It returns after the commit.
 """
 
@@ -63,14 +63,14 @@ class WritePath:
             # Encoding rows and index entries needs no lock: doing it before taking the
             # write lock lets several workers overlap it.
             rows = {k: _rows.span_values(s, resource_ids[id(s.resource)], key_ids) for k, s in unique.items()}
-            payload = tag_index.payload_for(unique.values())
+            tags = tag_index.rows_for(unique.values())
             with self._write() as conn:
-                new_ops = self._write_in(conn, unique, rows, payload, received_ns)
+                new_ops = self._write_in(conn, unique, rows, tags, received_ns)
         except sa.exc.SQLAlchemyError as err:
             raise StoreError(f"could not store the batch: {_first_line(err)}") from err
         self._known_operations.update(new_ops)
-        if self._compactor is None:
-            self._start_compactor()
+        if self._checkpointer is None:
+            self._start_checkpointer()
         return WriteResult(len(unique), offered - len(unique))
 
     def _write_in(
@@ -78,7 +78,7 @@ class WritePath:
         conn: Connection,
         unique: dict[tuple[str, str], Span],
         rows: dict[tuple[str, str], tuple],
-        payload: bytes | None,
+        tags: list[tuple[int, bytes, bytes]],
         received_ns: int,
     ) -> set[tuple[str, str, int]]:
         trace_keys = {bytes.fromhex(t) for t, _ in unique}
@@ -126,10 +126,10 @@ class WritePath:
         new = list(unique.values())
         if len(unique) < len(rows):  # a retry: some spans were stored already
             rows = {k: rows[k] for k in unique}
-            payload = tag_index.payload_for(new)
+            tags = tag_index.rows_for(new)
         insert_ignoring_duplicates(conn, spans, _rows.SPAN_COLUMNS, list(rows.values()))
         self._upsert_summaries(conn, new, existing, received_ns)
-        self._insert_indexes(conn, new, payload)
+        self._insert_indexes(conn, new, tags)
         new_ops = {(s.service, s.name, s.kind) for s in new} - self._known_operations
         if new_ops:
             stmt = self._insert(operations).on_conflict_do_nothing()
@@ -245,7 +245,7 @@ class WritePath:
         )
         conn.execute(stmt, values)
 
-    def _insert_indexes(self, conn: Connection, new: list[Span], payload: bytes | None) -> None:
+    def _insert_indexes(self, conn: Connection, new: list[Span], tags: list[tuple[int, bytes, bytes]]) -> None:
         first_start: dict[tuple[str, bytes], int] = {}
         for s in new:
             key = (s.service, bytes.fromhex(s.trace_id))
@@ -257,7 +257,7 @@ class WritePath:
             ("service", "start_ns", "trace_id"),
             [(service, start, trace) for (service, trace), start in first_start.items()],
         )
-        tag_index.stage(conn, payload)
+        tag_index.write(conn, tags, self._insert)
 
     def _upsert_edges(self, conn: Connection, new: list[Span], old: list[_Lite]) -> None:
         lite_new = [
