@@ -29,3 +29,40 @@ def insert_ignoring_duplicates(
     """INSERT rows (tuples in ``columns`` order), skipping any whose key already exists."""
     if rows:
         conn.exec_driver_sql(_sql(conn.dialect.name, table.name, columns), list(rows))
+
+
+def adding(summed: Sequence[str], maxed: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
+    """SET clauses of an upsert that adds ``summed`` and keeps the larger of ``maxed``."""
+    return tuple((c, f"OLD.{c} + NEW.{c}") for c in summed) + tuple((c, f"GREATEST(OLD.{c}, NEW.{c})") for c in maxed)
+
+
+@lru_cache(maxsize=64)
+def _upsert_sql(
+    dialect: str, table: str, columns: tuple[str, ...], keys: tuple[str, ...], sets: tuple[tuple[str, str], ...]
+) -> str:
+    placeholder = "?" if dialect == "sqlite" else "%s"
+    assignments = []
+    for column, expression in sets:
+        expression = expression.replace("OLD.", f"{table}.").replace("NEW.", "excluded.")
+        if dialect == "sqlite":  # SQLite's two-argument min() and max() are PostgreSQL's LEAST and GREATEST
+            expression = expression.replace("GREATEST(", "max(").replace("LEAST(", "min(")
+        assignments.append(f"{column} = {expression}")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([placeholder] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(assignments)}"
+    )
+
+
+def upsert(
+    conn: Connection,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    keys: tuple[str, ...],
+    sets: tuple[tuple[str, str], ...],
+    rows: Sequence[tuple],
+) -> None:
+    """INSERT rows (tuples in ``columns`` order); where the ``keys`` exist, apply ``sets``:
+    (column, SQL expression) pairs in which ``OLD.c`` is the stored value, ``NEW.c`` the
+    offered one, and GREATEST/LEAST work on both databases. The SQL is rendered once."""
+    if rows:
+        conn.exec_driver_sql(_upsert_sql(conn.dialect.name, table.name, columns, keys, sets), list(rows))

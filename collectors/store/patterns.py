@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from collectors.model import KIND_CLIENT, KIND_CONSUMER, KIND_PRODUCER, KIND_SERVER, STATUS_ERROR, Span
+from collectors.store.bulk import adding, upsert
 from collectors.store.schema import (
     HISTOGRAM_BOUNDS_NS,
     HISTOGRAM_BUCKETS,
@@ -273,42 +274,63 @@ def peer_of(attrs: dict[str, Any], kind: int) -> tuple[str, int] | None:
     return None
 
 
+_EDGE_STATS_COLUMNS = (
+    "parent",
+    "child",
+    "mode",
+    "bucket_ns",
+    "call_count",
+    "error_count",
+    "duration_sum_ns",
+    "duration_max_ns",
+    *HISTOGRAM_COLUMNS,
+)
+_EDGE_STATS_SETS = adding(["call_count", "error_count", "duration_sum_ns", *HISTOGRAM_COLUMNS], ["duration_max_ns"])
+_OPERATION_STATS_COLUMNS = (
+    "service",
+    "name",
+    "bucket_ns",
+    "request_count",
+    "error_count",
+    "duration_sum_ns",
+    "duration_max_ns",
+    *HISTOGRAM_COLUMNS,
+)
+_OPERATION_STATS_SETS = adding(
+    ["request_count", "error_count", "duration_sum_ns", *HISTOGRAM_COLUMNS], ["duration_max_ns"]
+)
+_INSTANCE_STATS_COLUMNS = ("service", "instance_id", "bucket_ns", "request_count", "error_count", "last_seen_ns")
+_INSTANCE_STATS_SETS = adding(["request_count", "error_count"], ["last_seen_ns"])
+
+
 def write_edge_stats(conn: Connection, acc: EdgeAccumulator) -> None:
     """Add the accumulated edge rows to ``edge_stats``."""
-    if not acc.rows:
-        return
-    values = []
-    for (p, c, m, b), v in acc.rows.items():
-        row = {
-            "parent": p,
-            "child": c,
-            "mode": m,
-            "bucket_ns": b,
-            "call_count": v[0],
-            "error_count": v[1],
-            "duration_sum_ns": v[2],
-            "duration_max_ns": v[3],
-        }
-        row.update(zip(HISTOGRAM_COLUMNS, v[4:], strict=True))
-        values.append(row)
-    _upsert_add(
+    upsert(
         conn,
         edge_stats,
-        ["parent", "child", "mode", "bucket_ns"],
-        ["call_count", "error_count", "duration_sum_ns", *HISTOGRAM_COLUMNS],
-        ["duration_max_ns"],
-        values,
+        _EDGE_STATS_COLUMNS,
+        ("parent", "child", "mode", "bucket_ns"),
+        _EDGE_STATS_SETS,
+        [(*k, *v) for k, v in acc.rows.items()],
     )
 
 
-def write_pattern_rows(conn: Connection, new: list[Span]) -> None:
-    """Update operation and instance stats, breaker rows and saga rows for new spans."""
-    ops: dict[tuple[str, str, int], list[int]] = {}
-    inst: dict[tuple[str, str, int], list[int]] = {}
-    calls: dict[tuple[str, str, int], list[Any]] = {}
-    transitions: list[dict[str, Any]] = []
-    steps: list[dict[str, Any]] = []
-    saga_rows: dict[str, dict[str, Any]] = {}
+@dataclass(slots=True)
+class PatternRows:
+    """The pattern-view rows of a batch, computed before the write lock is taken."""
+
+    operations: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+    instances: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+    calls: dict[tuple[str, str, int], list[Any]] = field(default_factory=dict)
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    sagas: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def pattern_rows(new: Iterable[Span]) -> PatternRows:
+    """Operation and instance stats, breaker rows and saga rows of new spans (no database)."""
+    out = PatternRows()
+    ops, inst, calls = out.operations, out.instances, out.calls
     for s in new:
         attrs = s.attributes
         bucket = s.start_ns - s.start_ns % BUCKET_NS
@@ -331,58 +353,38 @@ def write_pattern_rows(conn: Connection, new: list[Span]) -> None:
         if CB_NAME in attrs:
             _collect_breaker_call(s, bucket, calls)
         if s.events:
-            _collect_transitions(s, transitions)
+            _collect_transitions(s, out.transitions)
         if SAGA_ID in attrs:
-            _collect_saga(s, steps, saga_rows)
-    if ops:
-        values = []
-        for (svc, name, b), v in ops.items():
-            row = {
-                "service": svc,
-                "name": name,
-                "bucket_ns": b,
-                "request_count": v[0],
-                "error_count": v[1],
-                "duration_sum_ns": v[2],
-                "duration_max_ns": v[3],
-            }
-            row.update(zip(HISTOGRAM_COLUMNS, v[4:], strict=True))
-            values.append(row)
-        _upsert_add(
-            conn,
-            operation_stats,
-            ["service", "name", "bucket_ns"],
-            ["request_count", "error_count", "duration_sum_ns", *HISTOGRAM_COLUMNS],
-            ["duration_max_ns"],
-            values,
-        )
-    if inst:
-        _upsert_add(
-            conn,
-            instance_stats,
-            ["service", "instance_id", "bucket_ns"],
-            ["request_count", "error_count"],
-            ["last_seen_ns"],
-            [
-                {
-                    "service": a,
-                    "instance_id": b,
-                    "bucket_ns": c,
-                    "request_count": v[0],
-                    "error_count": v[1],
-                    "last_seen_ns": v[2],
-                }
-                for (a, b, c), v in inst.items()
-            ],
-        )
-    if calls:
-        _write_breaker_calls(conn, calls)
-    if transitions:
-        conn.execute(_insert(conn, breaker_transitions).on_conflict_do_nothing(), transitions)
-    if steps:
-        conn.execute(_insert(conn, saga_steps).on_conflict_do_nothing(), steps)
-    if saga_rows:
-        _write_sagas(conn, list(saga_rows.values()))
+            _collect_saga(s, out.steps, out.sagas)
+    return out
+
+
+def write_pattern_rows(conn: Connection, rows: PatternRows) -> None:
+    """Add a batch's :class:`PatternRows` to the pattern tables."""
+    upsert(
+        conn,
+        operation_stats,
+        _OPERATION_STATS_COLUMNS,
+        ("service", "name", "bucket_ns"),
+        _OPERATION_STATS_SETS,
+        [(*k, *v) for k, v in rows.operations.items()],
+    )
+    upsert(
+        conn,
+        instance_stats,
+        _INSTANCE_STATS_COLUMNS,
+        ("service", "instance_id", "bucket_ns"),
+        _INSTANCE_STATS_SETS,
+        [(*k, *v) for k, v in rows.instances.items()],
+    )
+    if rows.calls:
+        _write_breaker_calls(conn, rows.calls)
+    if rows.transitions:
+        conn.execute(_insert(conn, breaker_transitions).on_conflict_do_nothing(), rows.transitions)
+    if rows.steps:
+        conn.execute(_insert(conn, saga_steps).on_conflict_do_nothing(), rows.steps)
+    if rows.sagas:
+        _write_sagas(conn, list(rows.sagas.values()))
 
 
 def drop_stale_rows(conn: Connection, oldest_ns: int | None) -> None:
@@ -551,21 +553,6 @@ def _least_greatest(conn: Connection) -> tuple[Any, Any]:
     if conn.dialect.name == "postgresql":
         return sa.func.least, sa.func.greatest
     return sa.func.min, sa.func.max
-
-
-def _upsert_add(
-    conn: Connection,
-    table: sa.Table,
-    keys: list[str],
-    summed: list[str],
-    maxed: list[str],
-    values: list[dict[str, Any]],
-) -> None:
-    stmt = _insert(conn, table)
-    _, greatest = _least_greatest(conn)
-    set_ = {c: table.c[c] + stmt.excluded[c] for c in summed}
-    set_.update({c: greatest(table.c[c], stmt.excluded[c]) for c in maxed})
-    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=set_), values)
 
 
 # -- reads ---------------------------------------------------------------------------------------

@@ -22,10 +22,11 @@ from collectors.model import (
     KIND_PRODUCER,
     STATUS_ERROR,
     Span,
+    SpanLink,
 )
 from collectors.store import patterns, tag_index
 from collectors.store import rows as _rows
-from collectors.store.bulk import insert_ignoring_duplicates
+from collectors.store.bulk import adding, insert_ignoring_duplicates, upsert
 from collectors.store.contracts import EDGE_BUCKET_NS, StoreError, WriteResult
 from collectors.store.contracts import first_line as _first_line
 from collectors.store.schema import (
@@ -37,6 +38,8 @@ from collectors.store.schema import (
     trace_services,
     trace_summaries,
 )
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class WritePath:
@@ -60,12 +63,13 @@ class WritePath:
         offered = len(unique)
         try:
             resource_ids, key_ids = self._resolve_ids(list(unique.values()))
-            # Encoding rows and index entries needs no lock: doing it before taking the
-            # write lock lets several workers overlap it.
+            # Everything that needs no database (row encoding, index entries, aggregates)
+            # is done before taking the write lock, so several workers overlap it and the
+            # lock is held only for the statements.
             rows = {k: _rows.span_values(s, resource_ids[id(s.resource)], key_ids) for k, s in unique.items()}
-            tags = tag_index.rows_for(unique.values())
+            prepared = _prepare(list(unique.values()), [], received_ns)
             with self._write() as conn:
-                new_ops = self._write_in(conn, unique, rows, tags, received_ns)
+                new_ops = self._write_in(conn, unique, rows, prepared, received_ns)
         except sa.exc.SQLAlchemyError as err:
             raise StoreError(f"could not store the batch: {_first_line(err)}") from err
         self._known_operations.update(new_ops)
@@ -78,7 +82,7 @@ class WritePath:
         conn: Connection,
         unique: dict[tuple[str, str], Span],
         rows: dict[tuple[str, str], tuple],
-        tags: list[tuple[int, bytes, bytes]],
+        prepared: _Prepared,
         received_ns: int,
     ) -> set[tuple[str, str, int]]:
         trace_keys = {bytes.fromhex(t) for t, _ in unique}
@@ -92,51 +96,69 @@ class WritePath:
                 )
             )
         }
-        old_spans: list[_Lite] = []
         if existing:
-            old_rows = conn.execute(
-                sa.select(
-                    spans.c.trace_id,
-                    spans.c.span_id,
-                    spans.c.parent_span_id,
-                    spans.c.service,
-                    spans.c.kind,
-                    spans.c.status_code,
-                    spans.c.start_ns,
-                    spans.c.duration_ns,
-                ).where(spans.c.trace_id.in_(list(existing)))
-            )
-            for r in old_rows:
-                key = (r.trace_id.hex(), r.span_id.hex())
-                unique.pop(key, None)
-                old_spans.append(
-                    _Lite(
-                        key[0],
-                        key[1],
-                        r.parent_span_id.hex() if r.parent_span_id else "",
-                        r.service,
-                        r.kind,
-                        r.status_code,
-                        r.start_ns,
-                        r.duration_ns,
-                    )
-                )
-        if not unique:
-            return set()
-        new = list(unique.values())
-        if len(unique) < len(rows):  # a retry: some spans were stored already
+            # Some traces have spans stored already: drop spans already stored (a retry),
+            # and pair the new spans with the stored ones for edges.
+            old_spans = self._stored_spans(conn, list(existing))
+            stored = {(x.trace_id, x.span_id) for x in old_spans}
+            for key in stored & unique.keys():
+                del unique[key]
+            if not unique:
+                return set()
             rows = {k: rows[k] for k in unique}
-            tags = tag_index.rows_for(new)
+            prepared = _prepare(list(unique.values()), old_spans, received_ns)
+        new = list(unique.values())
         insert_ignoring_duplicates(conn, spans, _rows.SPAN_COLUMNS, list(rows.values()))
-        self._upsert_summaries(conn, new, existing, received_ns)
-        self._insert_indexes(conn, new, tags)
+        summaries = prepared.summaries
+        if existing:
+            summaries = [_with_stored_services(row, existing) for row in summaries]
+        upsert(conn, trace_summaries, _SUMMARY_COLUMNS, ("trace_id",), _SUMMARY_SETS, summaries)
+        insert_ignoring_duplicates(conn, trace_services, ("service", "start_ns", "trace_id"), prepared.services)
+        tag_index.write(conn, prepared.tags, self._insert)
         new_ops = {(s.service, s.name, s.kind) for s in new} - self._known_operations
         if new_ops:
-            stmt = self._insert(operations).on_conflict_do_nothing()
-            conn.execute(stmt, [{"service": a, "name": b, "kind": c} for a, b, c in new_ops])
-        self._upsert_edges(conn, new, old_spans)
-        self._record_patterns(conn, new)
+            insert_ignoring_duplicates(conn, operations, ("service", "name", "kind"), sorted(new_ops))
+        links = [(s, lk) for s in new if s.kind == KIND_CONSUMER for lk in s.links]
+        if links:
+            self._add_linked_edges(conn, links, prepared)
+        upsert(
+            conn,
+            edges,
+            _EDGE_COLUMNS,
+            ("parent", "child", "bucket_ns"),
+            _EDGE_SETS,
+            [(*k, *v) for k, v in prepared.edges.items()],
+        )
+        patterns.write_edge_stats(conn, prepared.edge_stats)
+        patterns.write_pattern_rows(conn, prepared.patterns)
         return new_ops
+
+    def _stored_spans(self, conn: Connection, trace_keys: list[bytes]) -> list[_Lite]:
+        rows = conn.execute(
+            sa.select(
+                spans.c.trace_id,
+                spans.c.span_id,
+                spans.c.parent_span_id,
+                spans.c.service,
+                spans.c.kind,
+                spans.c.status_code,
+                spans.c.start_ns,
+                spans.c.duration_ns,
+            ).where(spans.c.trace_id.in_(trace_keys))
+        )
+        return [
+            _Lite(
+                r.trace_id.hex(),
+                r.span_id.hex(),
+                r.parent_span_id.hex() if r.parent_span_id else "",
+                r.service,
+                r.kind,
+                r.status_code,
+                r.start_ns,
+                r.duration_ns,
+            )
+            for r in rows
+        ]
 
     def _resolve_ids(self, batch: list[Span]) -> tuple[dict[int, int], dict[str, int]]:
         """Row ids of the batch's resources (by id() of the Resource) and attribute keys.
@@ -195,167 +217,15 @@ class WritePath:
             out[id(res)] = rid
         return out
 
-    def _upsert_summaries(
-        self, conn: Connection, new: list[Span], existing_services: dict[bytes, list[str]], received_ns: int
-    ) -> None:
-        per_trace: dict[str, list[Span]] = defaultdict(list)
-        for s in new:
-            per_trace[s.trace_id].append(s)
-        values = []
-        for trace_id, group in per_trace.items():
-            key = bytes.fromhex(trace_id)
-            roots = [s for s in group if not s.parent_span_id]
-            first = min(group, key=lambda s: s.start_ns)
-            root = roots[0] if roots else first
-            services = sorted(set(existing_services.get(key, [])) | {s.service for s in group})
-            values.append(
-                {
-                    "trace_id": key,
-                    "root_span_id": bytes.fromhex(root.span_id) if roots else None,
-                    "root_service": root.service,
-                    "root_name": root.name,
-                    "start_ns": first.start_ns,
-                    "end_ns": max(s.end_ns for s in group),
-                    "span_count": len(group),
-                    "error_count": sum(1 for s in group if s.status_code == STATUS_ERROR),
-                    "services": json.dumps(services, ensure_ascii=False),
-                    "received_ns": received_ns,
-                }
-            )
-        stmt = self._insert(trace_summaries)
-        old, exc = trace_summaries.c, stmt.excluded
-        # The earliest known span stands in for the root until the real root arrives.
-        take_new_root = sa.or_(
-            exc.root_span_id.is_not(None),
-            sa.and_(old.root_span_id.is_(None), exc.start_ns < old.start_ns),
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["trace_id"],
-            set_={
-                "root_span_id": sa.case((exc.root_span_id.is_not(None), exc.root_span_id), else_=old.root_span_id),
-                "root_service": sa.case((take_new_root, exc.root_service), else_=old.root_service),
-                "root_name": sa.case((take_new_root, exc.root_name), else_=old.root_name),
-                "start_ns": self._least(old.start_ns, exc.start_ns),
-                "end_ns": self._greatest(old.end_ns, exc.end_ns),
-                "span_count": old.span_count + exc.span_count,
-                "error_count": old.error_count + exc.error_count,
-                "services": exc.services,
-                "received_ns": old.received_ns,
-            },
-        )
-        conn.execute(stmt, values)
-
-    def _insert_indexes(self, conn: Connection, new: list[Span], tags: list[tuple[int, bytes, bytes]]) -> None:
-        first_start: dict[tuple[str, bytes], int] = {}
-        for s in new:
-            key = (s.service, bytes.fromhex(s.trace_id))
-            if s.start_ns < first_start.get(key, 1 << 63):
-                first_start[key] = s.start_ns
-        insert_ignoring_duplicates(
-            conn,
-            trace_services,
-            ("service", "start_ns", "trace_id"),
-            [(service, start, trace) for (service, trace), start in first_start.items()],
-        )
-        tag_index.write(conn, tags, self._insert)
-
-    def _upsert_edges(self, conn: Connection, new: list[Span], old: list[_Lite]) -> None:
-        lite_new = [
-            _Lite(
-                s.trace_id,
-                s.span_id,
-                s.parent_span_id,
-                s.service,
-                s.kind,
-                s.status_code,
-                s.start_ns,
-                s.end_ns - s.start_ns,
-            )
-            for s in new
-        ]
-        by_id = {(x.trace_id, x.span_id): x for x in old}
-        by_id.update({(x.trace_id, x.span_id): x for x in lite_new})
-        new_keys = {(x.trace_id, x.span_id) for x in lite_new}
-        agg: dict[tuple[str, str, int], list[int]] = {}
-        stats = patterns.EdgeAccumulator()
-        stats.add_peers(new)
-        for child in by_id.values():
-            if not child.parent_span_id:
-                continue
-            parent = by_id.get((child.trace_id, child.parent_span_id))
-            if parent is None or parent.service == child.service:
-                continue
-            ck = (child.trace_id, child.span_id)
-            pk = (parent.trace_id, parent.span_id)
-            if ck not in new_keys and pk not in new_keys:
-                continue  # counted when the later of the two arrived
-            client_side = parent.kind == KIND_CLIENT
-            duration = parent.duration_ns if client_side else child.duration_ns
-            failed = child.status_code == STATUS_ERROR or (client_side and parent.status_code == STATUS_ERROR)
-            bucket = child.start_ns - child.start_ns % EDGE_BUCKET_NS
-            a = agg.setdefault((parent.service, child.service, bucket), [0, 0, 0, 0])
-            a[0] += 1
-            a[1] += failed
-            a[2] += duration
-            a[3] = max(a[3], duration)
-            stats.add(
-                parent.service,
-                child.service,
-                patterns.edge_mode(parent.kind, child.kind),
-                child.start_ns,
-                duration,
-                failed,
-            )
-        self._add_linked_edges(conn, new, by_id, agg, stats)
-        patterns.write_edge_stats(conn, stats)
-        if not agg:
-            return
-        stmt = self._insert(edges)
-        old_c, exc = edges.c, stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["parent", "child", "bucket_ns"],
-            set_={
-                "call_count": old_c.call_count + exc.call_count,
-                "error_count": old_c.error_count + exc.error_count,
-                "duration_sum_ns": old_c.duration_sum_ns + exc.duration_sum_ns,
-                "duration_max_ns": self._greatest(old_c.duration_max_ns, exc.duration_max_ns),
-            },
-        )
-        conn.execute(
-            stmt,
-            [
-                {
-                    "parent": p,
-                    "child": c,
-                    "bucket_ns": b,
-                    "call_count": v[0],
-                    "error_count": v[1],
-                    "duration_sum_ns": v[2],
-                    "duration_max_ns": v[3],
-                }
-                for (p, c, b), v in agg.items()
-            ],
-        )
-
-    def _add_linked_edges(
-        self,
-        conn: Connection,
-        new: list[Span],
-        by_id: dict[tuple[str, str], _Lite],
-        agg: dict[tuple[str, str, int], list[int]],
-        stats: patterns.EdgeAccumulator,
-    ) -> None:
+    def _add_linked_edges(self, conn: Connection, links: list[tuple[Span, SpanLink]], prepared: _Prepared) -> None:
         """Count producer -> consumer edges for new CONSUMER spans that link to their producer.
 
         Messaging consumers usually start a trace of their own and link to the producing
         span (OpenTelemetry's messaging conventions), so there is no parent to pair with.
         A producer that arrives after its consumer is not paired.
         """
-        links = [(s, lk) for s in new if s.kind == KIND_CONSUMER for lk in s.links]
-        if not links:
-            return
-        wanted = {(lk.trace_id, lk.span_id) for _, lk in links} - set(by_id)
-        found = dict(by_id)
+        found = dict(prepared.by_id)
+        wanted = {(lk.trace_id, lk.span_id) for _, lk in links} - set(found)
         if wanted:
             rows = conn.execute(
                 sa.select(
@@ -379,17 +249,10 @@ class WritePath:
             if producer is None or producer.kind != KIND_PRODUCER or producer.service == consumer.service:
                 continue
             duration, failed = consumer.end_ns - consumer.start_ns, consumer.status_code == STATUS_ERROR
-            bucket = consumer.start_ns - consumer.start_ns % EDGE_BUCKET_NS
-            a = agg.setdefault((producer.service, consumer.service, bucket), [0, 0, 0, 0])
-            a[0] += 1
-            a[1] += failed
-            a[2] += duration
-            a[3] = max(a[3], duration)
-            stats.add(producer.service, consumer.service, patterns.MODE_ASYNC, consumer.start_ns, duration, failed)
-
-    def _record_patterns(self, conn: Connection, new: list[Span]) -> None:
-        """Operation, instance, breaker and saga rows for the pattern views."""
-        patterns.write_pattern_rows(conn, new)
+            _count_edge(prepared.edges, (producer.service, consumer.service, consumer.start_ns), duration, failed)
+            prepared.edge_stats.add(
+                producer.service, consumer.service, patterns.MODE_ASYNC, consumer.start_ns, duration, failed
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,3 +265,147 @@ class _Lite:
     status_code: int
     start_ns: int
     duration_ns: int
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """What a batch adds besides its span rows, computed without the database."""
+
+    summaries: list[tuple]
+    services: list[tuple[str, int, bytes]]
+    tags: list[tuple[int, bytes, bytes]]
+    edges: dict[tuple[str, str, int], list[int]]
+    edge_stats: patterns.EdgeAccumulator
+    patterns: patterns.PatternRows
+    by_id: dict[tuple[str, str], _Lite]
+
+
+_SUMMARY_COLUMNS = (
+    "trace_id",
+    "root_span_id",
+    "root_service",
+    "root_name",
+    "start_ns",
+    "end_ns",
+    "span_count",
+    "error_count",
+    "services",
+    "received_ns",
+)
+# The earliest known span stands in for the root until the real root arrives.
+_TAKE_NEW_ROOT = "NEW.root_span_id IS NOT NULL OR (OLD.root_span_id IS NULL AND NEW.start_ns < OLD.start_ns)"
+_SUMMARY_SETS = (
+    ("root_span_id", "COALESCE(NEW.root_span_id, OLD.root_span_id)"),
+    ("root_service", f"CASE WHEN {_TAKE_NEW_ROOT} THEN NEW.root_service ELSE OLD.root_service END"),
+    ("root_name", f"CASE WHEN {_TAKE_NEW_ROOT} THEN NEW.root_name ELSE OLD.root_name END"),
+    ("start_ns", "LEAST(OLD.start_ns, NEW.start_ns)"),
+    ("end_ns", "GREATEST(OLD.end_ns, NEW.end_ns)"),
+    ("span_count", "OLD.span_count + NEW.span_count"),
+    ("error_count", "OLD.error_count + NEW.error_count"),
+    ("services", "NEW.services"),
+)
+_EDGE_COLUMNS = ("parent", "child", "bucket_ns", "call_count", "error_count", "duration_sum_ns", "duration_max_ns")
+_EDGE_SETS = adding(["call_count", "error_count", "duration_sum_ns"], ["duration_max_ns"])
+
+
+def _prepare(new: list[Span], old: list[_Lite], received_ns: int) -> _Prepared:
+    """Summaries, index entries, edges and pattern rows of the new spans of a batch;
+    ``old`` are the stored spans of the batch's traces, for edges across batches."""
+    per_trace: dict[str, list[Span]] = defaultdict(list)
+    for s in new:
+        per_trace[s.trace_id].append(s)
+    summaries = []
+    first_start: dict[tuple[str, bytes], int] = {}
+    for trace_id, group in per_trace.items():
+        key = bytes.fromhex(trace_id)
+        root = None
+        first = group[0]
+        end = first.end_ns
+        errors = 0
+        for s in group:
+            if not s.parent_span_id and root is None:
+                root = s
+            if s.start_ns < first.start_ns:
+                first = s
+            if s.end_ns > end:
+                end = s.end_ns
+            errors += s.status_code == STATUS_ERROR
+            k = (s.service, key)
+            if s.start_ns < first_start.get(k, 1 << 63):
+                first_start[k] = s.start_ns
+        stand_in = root or first
+        services = sorted({s.service for s in group})
+        summaries.append(
+            (
+                key,
+                bytes.fromhex(root.span_id) if root else None,
+                stand_in.service,
+                stand_in.name,
+                first.start_ns,
+                end,
+                len(group),
+                errors,
+                _dumps(services),
+                received_ns,
+            )
+        )
+    services_index = [(service, start, trace) for (service, trace), start in first_start.items()]
+    edges_agg, stats, by_id = _edges(new, old)
+    return _Prepared(
+        summaries, services_index, tag_index.rows_for(new), edges_agg, stats, patterns.pattern_rows(new), by_id
+    )
+
+
+def _edges(
+    new: list[Span], old: list[_Lite]
+) -> tuple[dict[tuple[str, str, int], list[int]], patterns.EdgeAccumulator, dict[tuple[str, str], _Lite]]:
+    """Service-to-service calls between parent and child spans, counted once: when the
+    later of the two arrives."""
+    lite_new = [
+        _Lite(
+            s.trace_id, s.span_id, s.parent_span_id, s.service, s.kind, s.status_code, s.start_ns, s.end_ns - s.start_ns
+        )
+        for s in new
+    ]
+    by_id = {(x.trace_id, x.span_id): x for x in old}
+    by_id.update({(x.trace_id, x.span_id): x for x in lite_new})
+    new_keys = {(x.trace_id, x.span_id) for x in lite_new}
+    agg: dict[tuple[str, str, int], list[int]] = {}
+    stats = patterns.EdgeAccumulator()
+    stats.add_peers(new)
+    for child in by_id.values():
+        if not child.parent_span_id:
+            continue
+        parent = by_id.get((child.trace_id, child.parent_span_id))
+        if parent is None or parent.service == child.service:
+            continue
+        if (child.trace_id, child.span_id) not in new_keys and (parent.trace_id, parent.span_id) not in new_keys:
+            continue  # counted when the later of the two arrived
+        client_side = parent.kind == KIND_CLIENT
+        duration = parent.duration_ns if client_side else child.duration_ns
+        failed = child.status_code == STATUS_ERROR or (client_side and parent.status_code == STATUS_ERROR)
+        _count_edge(agg, (parent.service, child.service, child.start_ns), duration, failed)
+        stats.add(
+            parent.service, child.service, patterns.edge_mode(parent.kind, child.kind), child.start_ns, duration, failed
+        )
+    return agg, stats, by_id
+
+
+def _count_edge(
+    agg: dict[tuple[str, str, int], list[int]], call: tuple[str, str, int], duration: int, failed: bool
+) -> None:
+    parent, child, start_ns = call
+    a = agg.setdefault((parent, child, start_ns - start_ns % EDGE_BUCKET_NS), [0, 0, 0, 0])
+    a[0] += 1
+    a[1] += failed
+    a[2] += duration
+    a[3] = max(a[3], duration)
+
+
+def _with_stored_services(row: tuple, existing: dict[bytes, list[str]]) -> tuple:
+    """A summary row whose services include those already recorded for its trace."""
+    stored = existing.get(row[0])
+    if not stored:
+        return row
+    merged = sorted(set(stored) | set(json.loads(row[8])))
+    return (*row[:8], _dumps(merged), row[9])
