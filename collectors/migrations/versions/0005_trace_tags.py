@@ -11,6 +11,7 @@ a time, so every stored trace stays searchable by its attributes.
 
 import itertools
 import json
+import sys
 
 import sqlalchemy as sa
 from alembic import op
@@ -23,6 +24,7 @@ branch_labels = None
 depends_on = None
 
 _BATCH = 2000
+_PROGRESS_EVERY = 100_000
 
 
 def upgrade() -> None:
@@ -47,13 +49,17 @@ def _rebuild(conn: sa.Connection, trace_tags: sa.Table) -> None:
     ).yield_per(_BATCH)
     out: list[dict] = []
     current, start, maps, seen = None, 0, [], set()
+    done = 0
     for r in itertools.chain(rows, [None]):
         if r is None or r.trace_id != current:
             if current is not None:
                 out.append({"start_ns": start, "trace_id": current, "hashes": packed_hashes(maps)})
                 if len(out) >= _BATCH or r is None:
                     conn.execute(sa.insert(trace_tags), out)
+                    done += len(out)
                     out = []
+                    if done % _PROGRESS_EVERY < _BATCH or r is None:
+                        print(f"migration 0005: tag index rebuilt for {done:,} traces", file=sys.stderr, flush=True)
             if r is None:
                 break
             current, start, maps, seen = r.trace_id, r.start_ns, [], set()
