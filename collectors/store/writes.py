@@ -134,31 +134,8 @@ class WritePath:
         return new_ops
 
     def _stored_spans(self, conn: Connection, trace_keys: list[bytes]) -> list[_Lite]:
-        rows = conn.execute(
-            sa.select(
-                spans.c.trace_id,
-                spans.c.span_id,
-                spans.c.parent_span_id,
-                spans.c.service,
-                spans.c.kind,
-                spans.c.status_code,
-                spans.c.start_ns,
-                spans.c.duration_ns,
-            ).where(spans.c.trace_id.in_(trace_keys))
-        )
-        return [
-            _Lite(
-                r.trace_id.hex(),
-                r.span_id.hex(),
-                r.parent_span_id.hex() if r.parent_span_id else "",
-                r.service,
-                r.kind,
-                r.status_code,
-                r.start_ns,
-                r.duration_ns,
-            )
-            for r in rows
-        ]
+        rows = conn.execute(sa.select(*_LITE_COLUMNS).where(spans.c.trace_id.in_(trace_keys)))
+        return [_lite(r) for r in rows]
 
     def _resolve_ids(self, batch: list[Span]) -> tuple[dict[int, int], dict[str, int]]:
         """Row ids of the batch's resources (by id() of the Resource) and attribute keys.
@@ -228,22 +205,12 @@ class WritePath:
         wanted = {(lk.trace_id, lk.span_id) for _, lk in links} - set(found)
         if wanted:
             rows = conn.execute(
-                sa.select(
-                    spans.c.trace_id,
-                    spans.c.span_id,
-                    spans.c.service,
-                    spans.c.kind,
-                    spans.c.status_code,
-                    spans.c.start_ns,
-                    spans.c.duration_ns,
-                ).where(
+                sa.select(*_LITE_COLUMNS).where(
                     spans.c.trace_id.in_({bytes.fromhex(t) for t, _ in wanted}),
                     spans.c.span_id.in_({bytes.fromhex(sp) for _, sp in wanted}),
                 )
             )
-            for r in rows:
-                key = (r.trace_id.hex(), r.span_id.hex())
-                found[key] = _Lite(key[0], key[1], "", r.service, r.kind, r.status_code, r.start_ns, r.duration_ns)
+            found.update(((x.trace_id, x.span_id), x) for x in map(_lite, rows))
         for consumer, link in links:
             producer = found.get((link.trace_id, link.span_id))
             if producer is None or producer.kind != KIND_PRODUCER or producer.service == consumer.service:
@@ -265,6 +232,32 @@ class _Lite:
     status_code: int
     start_ns: int
     duration_ns: int
+
+
+_LITE_COLUMNS = (
+    spans.c.trace_id,
+    spans.c.span_id,
+    spans.c.parent_span_id,
+    spans.c.service,
+    spans.c.kind,
+    spans.c.status_code,
+    spans.c.start_ns,
+    spans.c.duration_ns,
+)
+
+
+def _lite(r: sa.Row) -> _Lite:
+    """A stored span, as much of it as edges need, from a row of _LITE_COLUMNS."""
+    return _Lite(
+        r.trace_id.hex(),
+        r.span_id.hex(),
+        r.parent_span_id.hex() if r.parent_span_id else "",
+        r.service,
+        r.kind,
+        r.status_code,
+        r.start_ns,
+        r.duration_ns,
+    )
 
 
 @dataclass(slots=True)
