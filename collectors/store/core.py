@@ -37,6 +37,9 @@ from collectors.store.retention import Retention
 from collectors.store.writes import WritePath
 
 CHECKPOINT_INTERVAL_S = 2.0
+WRITER_CACHE_MIB = 64
+READER_CACHE_MIB = 8
+"""SQLite page cache per connection: the server's memory grows with the reader count."""
 WAL_TRUNCATE_BYTES = 32 * 1024 * 1024
 """SQLite's write-ahead log is truncated when it is found larger than this."""
 
@@ -66,8 +69,14 @@ class SpanStore(WritePath, Queries, Retention):
         self._checkpointer: threading.Thread | None = None
         self._write_mutex = threading.Lock()
         self._lock_file = None
+        self._write_engine = engine
         if self.dialect == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             self._lock_file = open(f"{engine.url.database}.writelock", "a")  # noqa: SIM115 (held for the store's life)
+            # Writers get connections of their own with a large page cache (the upper levels
+            # of every index a batch touches); readers, many at a time, a small one each.
+            self._write_engine = _create_engine(
+                engine.url.render_as_string(hide_password=False), cache_mib=WRITER_CACHE_MIB, pool_size=2
+            )
         self._closing = threading.Event()
 
     @classmethod
@@ -100,6 +109,8 @@ class SpanStore(WritePath, Queries, Retention):
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=30)
         self.engine.dispose()
+        if self._write_engine is not self.engine:
+            self._write_engine.dispose()
         if self._lock_file is not None:
             self._lock_file.close()
 
@@ -151,7 +162,7 @@ class SpanStore(WritePath, Queries, Retention):
         contention leaves the database idle and ingest latency high; a blocking lock hands
         over at once, to threads of this process and to other processes alike.
         """
-        with self._writer_turn(), self.engine.connect() as conn:
+        with self._writer_turn(), self._write_engine.connect() as conn:
             conn = conn.execution_options(spyglass_write=True)
             with conn.begin():
                 yield conn
@@ -169,10 +180,10 @@ class SpanStore(WritePath, Queries, Retention):
                 fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
 
-def _create_engine(url: str) -> Engine:
+def _create_engine(url: str, *, cache_mib: int = READER_CACHE_MIB, pool_size: int = 8) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8, max_overflow=16
+            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=pool_size, max_overflow=16
         )
 
         @sa.event.listens_for(engine, "connect")
@@ -183,7 +194,7 @@ def _create_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA journal_size_limit=67108864")
-            cur.execute("PRAGMA cache_size=-65536")
+            cur.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
 
