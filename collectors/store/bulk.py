@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -66,3 +67,20 @@ def upsert(
     offered one, and GREATEST/LEAST work on both databases. The SQL is rendered once."""
     if rows:
         conn.exec_driver_sql(_upsert_sql(conn.dialect.name, table.name, columns, keys, sets), list(rows))
+
+
+def select_in(
+    conn: Connection, table: sa.Table, columns: tuple[str, ...], key: str, values: Sequence[Any]
+) -> list[tuple]:
+    """SELECT ``columns`` of the rows whose ``key`` is one of ``values``, as plain tuples
+    (in chunks, below any database's limit on bound parameters)."""
+    placeholder = "?" if conn.dialect.name == "sqlite" else "%s"
+    out: list[tuple] = []
+    for i in range(0, len(values), _IN_CHUNK):
+        part = tuple(values[i : i + _IN_CHUNK])
+        sql = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key} IN ({', '.join([placeholder] * len(part))})"
+        out.extend(tuple(r) for r in conn.exec_driver_sql(sql, part))
+    return out
+
+
+_IN_CHUNK = 900

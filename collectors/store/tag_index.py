@@ -29,6 +29,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from collectors.model import Span
+from collectors.store.bulk import upsert
 from collectors.store.rows import MAX_INDEXED_VALUE_LENGTH, tag_text
 from collectors.store.schema import trace_tags
 
@@ -117,17 +118,18 @@ def _packed(values: Iterable[int]) -> bytes:
     return packed.tobytes()
 
 
-def write(conn: Connection, rows: list[tuple[int, bytes, bytes]], insert: Any) -> None:
+_JOIN_FRAGMENTS = {
+    # SQLite's || makes text of two blobs: cast the result back, or instr() would compare text.
+    "sqlite": (("hashes", "CAST(OLD.hashes || NEW.hashes AS BLOB)"),),
+    "postgresql": (("hashes", "OLD.hashes || NEW.hashes"),),
+}
+
+
+def write(conn: Connection, rows: list[tuple[int, bytes, bytes]]) -> None:
     """Add a batch's rows (inside the batch's transaction); a second fragment of a trace
     with the same start time joins the first."""
-    if not rows:
-        return
-    stmt = insert(trace_tags)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["start_ns", "trace_id"],
-        set_={"hashes": sa.cast(trace_tags.c.hashes.op("||")(stmt.excluded.hashes), sa.LargeBinary)},
-    )
-    conn.execute(stmt, [{"start_ns": a, "trace_id": b, "hashes": c} for a, b, c in rows])
+    sets = _JOIN_FRAGMENTS[conn.dialect.name]
+    upsert(conn, trace_tags, ("start_ns", "trace_id", "hashes"), ("start_ns", "trace_id"), sets, rows)
 
 
 class _contains(FunctionElement):

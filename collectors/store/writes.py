@@ -26,7 +26,7 @@ from collectors.model import (
 )
 from collectors.store import patterns, tag_index
 from collectors.store import rows as _rows
-from collectors.store.bulk import adding, insert_ignoring_duplicates, upsert
+from collectors.store.bulk import adding, insert_ignoring_duplicates, select_in, upsert
 from collectors.store.contracts import EDGE_BUCKET_NS, StoreError, WriteResult
 from collectors.store.contracts import first_line as _first_line
 from collectors.store.schema import (
@@ -89,11 +89,9 @@ class WritePath:
         # Services already recorded per stored trace: which traces exist, and what the
         # summary upsert merges with.
         existing = {
-            r.trace_id: json.loads(r.services)
-            for r in conn.execute(
-                sa.select(trace_summaries.c.trace_id, trace_summaries.c.services).where(
-                    trace_summaries.c.trace_id.in_(trace_keys)
-                )
+            trace_id: json.loads(services)
+            for trace_id, services in select_in(
+                conn, trace_summaries, ("trace_id", "services"), "trace_id", list(trace_keys)
             )
         }
         if existing:
@@ -114,7 +112,7 @@ class WritePath:
             summaries = [_with_stored_services(row, existing) for row in summaries]
         upsert(conn, trace_summaries, _SUMMARY_COLUMNS, ("trace_id",), _SUMMARY_SETS, summaries)
         insert_ignoring_duplicates(conn, trace_services, ("service", "start_ns", "trace_id"), prepared.services)
-        tag_index.write(conn, prepared.tags, self._insert)
+        tag_index.write(conn, prepared.tags)
         new_ops = {(s.service, s.name, s.kind) for s in new} - self._known_operations
         if new_ops:
             insert_ignoring_duplicates(conn, operations, ("service", "name", "kind"), sorted(new_ops))

@@ -6,7 +6,7 @@ import pytest
 
 from collectors.model import STATUS_ERROR, Resource, Span, SpanEvent, SpanLink
 from collectors.otlp import decode_json
-from collectors.store import MAX_QUERY_LIMIT, SpanStore, TraceQuery
+from collectors.store import MAX_QUERY_LIMIT, SpanStore, TraceQuery, WriteResult
 from collectors.store.migrate import current_revision, head_revision
 from tests.conftest import otlp_json_example
 
@@ -299,3 +299,10 @@ def test_a_retry_that_adds_new_spans_indexes_only_the_new_ones(store: SpanStore)
     assert summary.span_count == 4
     found = store.find_traces(TraceQuery(*ALL, tags={"amount": "1999"}))
     assert [int(t.trace_id, 16) for t in found.traces] == [8]
+
+
+def test_a_retried_batch_of_many_traces_is_recognised_whole(store: SpanStore):
+    batch = [span(1000 + i, 1, None, FRONT, start=i) for i in range(2000)]  # more traces than one IN list holds
+    assert store.write_spans(batch) == WriteResult(2000, 0)
+    assert store.write_spans(batch) == WriteResult(0, 2000)
+    assert store.count_spans() == 2000
