@@ -59,8 +59,6 @@ class SpanStore(WritePath, Queries, Retention):
         self.background_checkpoints = background_checkpoints
         self.dialect = engine.dialect.name
         self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        self._least = sa.func.least if self.dialect == "postgresql" else sa.func.min
-        self._greatest = sa.func.greatest if self.dialect == "postgresql" else sa.func.max
         self._resource_ids: dict[str, int] = {}
         self._key_ids: dict[str, int] = {}
         self._key_names: dict[int, str] = {}

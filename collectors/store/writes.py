@@ -98,13 +98,16 @@ class WritePath:
             # Some traces have spans stored already: drop spans already stored (a retry),
             # and pair the new spans with the stored ones for edges.
             old_spans = self._stored_spans(conn, list(existing))
-            stored = {(x.trace_id, x.span_id) for x in old_spans}
-            for key in stored & unique.keys():
+            retried = {(x.trace_id, x.span_id) for x in old_spans} & unique.keys()
+            for key in retried:
                 del unique[key]
             if not unique:
                 return set()
-            rows = {k: rows[k] for k in unique}
-            prepared = _prepare(list(unique.values()), old_spans, received_ns)
+            if retried:
+                rows = {k: rows[k] for k in unique}
+                prepared = _prepare(list(unique.values()), old_spans, received_ns)
+            else:  # the same spans: only their edges pair differently with the stored ones
+                prepared.edges, prepared.edge_stats, prepared.by_id = _edges(list(unique.values()), old_spans)
         new = list(unique.values())
         insert_ignoring_duplicates(conn, spans, _rows.SPAN_COLUMNS, list(rows.values()))
         summaries = prepared.summaries
