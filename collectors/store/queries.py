@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -286,6 +285,6 @@ def _summary(r: Any) -> TraceSummary:
         end_ns=r.end_ns,
         span_count=r.span_count,
         error_count=r.error_count,
-        services=tuple(json.loads(r.services)),
+        services=tuple(_rows.loads(r.services)),
         received_ns=r.received_ns,
     )

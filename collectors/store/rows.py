@@ -11,13 +11,41 @@ import json
 import math
 from typing import Any
 
+import orjson
+
 from collectors.model import Resource, Span, SpanEvent, SpanLink
 
 MAX_INDEXED_VALUE_LENGTH = 256
 """Attribute values longer than this are stored but not put in the tag index."""
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_loads = json.loads
+_json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text for a stored column.
+
+    orjson writes it about ten times faster than the json module (encoding attributes
+    was a sixth of the write path), but turns NaN and infinities into ``null``. So text
+    holding a ``null`` (rare: an empty value or a non-finite double) is written again by
+    the json module, which keeps them as ``NaN`` / ``Infinity``; :func:`loads` reads both.
+    """
+    try:
+        out = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return _json_dumps(value)
+    return _json_dumps(value) if b"null" in out else out.decode()
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse stored JSON text: orjson, or the json module for ``NaN`` and ``Infinity``."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+_dumps = dumps
+_loads = loads
 
 
 def resource_hash(resource: Resource) -> str:

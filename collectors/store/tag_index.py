@@ -54,49 +54,71 @@ def needle(key: str, text: str) -> bytes:
     return _packed([tag_hash(key, text)])
 
 
-def _hashes_into(out: set[int], attributes: dict[str, Any]) -> None:
-    for item in attributes.items():
+def _hashes_into(out: set[int], items: Iterable[tuple[str, Any]]) -> None:
+    """Add the hashes of the indexable ``(key, value)`` items.
+
+    The items may come from a set, where ``(k, True)`` stands for ``(k, 1)`` too (they are
+    equal in Python) and ``(k, 0)`` for ``(k, False)``: so 0 and 1, whatever their type,
+    index both readings. The extra one can only add a candidate, which searches verify.
+    """
+    for item in items:
         value = item[1]
         kind = type(value)
         if kind is str:
-            cache = _str_hashes
             if len(value) > MAX_INDEXED_VALUE_LENGTH:
                 continue
+            h = _str_hashes.get(item)
+            if h is None:
+                h = tag_hash(item[0], value)
+                if len(_str_hashes) >= _CACHE_LIMIT:
+                    _str_hashes.clear()
+                _str_hashes[item] = h
         elif kind is int:
-            cache = _int_hashes
+            h = _int_hashes.get(item)
+            if h is None:
+                h = tag_hash(item[0], str(value))
+                if len(_int_hashes) >= _CACHE_LIMIT:
+                    _int_hashes.clear()
+                _int_hashes[item] = h
         elif kind is bool or kind is float:
-            out.add(tag_hash(item[0], tag_text(value)))
-            continue
+            h = tag_hash(item[0], tag_text(value))
         else:
             continue  # lists, maps and bytes are not indexed
-        h = cache.get(item)
-        if h is None:
-            h = tag_hash(item[0], value if kind is str else str(value))
-            if len(cache) >= _CACHE_LIMIT:
-                cache.clear()
-            cache[item] = h
         out.add(h)
+        if value == 0 or value == 1:
+            out.add(tag_hash(item[0], _BOTH_READINGS[bool(value)][kind is bool]))
+
+
+_BOTH_READINGS = {False: ("false", "0"), True: ("true", "1")}
+"""For 0 and 1: the text of the other reading, by whether the value is a bool."""
+_UNHASHABLE = (list, dict)
 
 
 def rows_for(spans: Iterable[Span]) -> list[tuple[int, bytes, bytes]]:
     """The ``trace_tags`` rows of a batch: (fragment start, trace id, packed hashes).
 
-    Pure CPU work: the write path computes it before taking the write lock.
+    Pure CPU work: the write path computes it before taking the write lock. Values repeat
+    across the spans of a trace, so each trace's distinct ``(key, value)`` items are
+    gathered first (a set update, in C) and only those are hashed.
     """
-    per_trace: dict[str, tuple[list[int], set[int], set[int]]] = {}
+    per_trace: dict[str, tuple[list[int], set[tuple[str, Any]], dict[int, Any]]] = {}
     for s in spans:
         entry = per_trace.get(s.trace_id)
         if entry is None:
-            entry = per_trace[s.trace_id] = ([s.start_ns], set(), set())
+            entry = per_trace[s.trace_id] = ([s.start_ns], set(), {})
         elif s.start_ns < entry[0][0]:
             entry[0][0] = s.start_ns
-        _hashes_into(entry[1], s.attributes)
-        resource = s.resource
-        if id(resource) not in entry[2]:
-            entry[2].add(id(resource))
-            _hashes_into(entry[1], resource.attributes)
+        try:
+            entry[1].update(s.attributes.items())
+        except TypeError:  # a list or map among the values: those are not indexed
+            entry[1].update(item for item in s.attributes.items() if type(item[1]) not in _UNHASHABLE)
+        entry[2][id(s.resource)] = s.resource
     out = []
-    for trace_id, (start, hashes, _) in per_trace.items():
+    for trace_id, (start, items, resources) in per_trace.items():
+        hashes: set[int] = set()
+        _hashes_into(hashes, items)
+        for resource in resources.values():
+            _hashes_into(hashes, resource.attributes.items())
         if hashes:
             out.append((start[0], bytes.fromhex(trace_id), _packed(sorted(hashes))))
     return out
@@ -106,7 +128,7 @@ def packed_hashes(attribute_maps: Iterable[dict[str, Any]]) -> bytes:
     """The packed hashes of every indexable ``key=value`` in the given attribute maps."""
     hashes: set[int] = set()
     for attributes in attribute_maps:
-        _hashes_into(hashes, attributes)
+        _hashes_into(hashes, attributes.items())
     return _packed(sorted(hashes))
 
 

@@ -7,7 +7,6 @@ the per-edge aggregates and the pattern tables up to date. It returns after the 
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -39,7 +38,7 @@ from collectors.store.schema import (
     trace_summaries,
 )
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = _rows.dumps
 
 
 class WritePath:
@@ -89,7 +88,7 @@ class WritePath:
         # Services already recorded per stored trace: which traces exist, and what the
         # summary upsert merges with.
         existing = {
-            trace_id: json.loads(services)
+            trace_id: _rows.loads(services)
             for trace_id, services in select_in(
                 conn, trace_summaries, ("trace_id", "services"), "trace_id", list(trace_keys)
             )
@@ -148,10 +147,10 @@ class WritePath:
         for s in batch:
             if id(s.resource) not in digests:
                 digests[id(s.resource)] = _rows.resource_hash(s.resource)
-        known_keys = self._key_ids
-        if any(d not in self._resource_ids for d in digests.values()) or any(
-            k not in known_keys for s in batch for k in s.attributes
-        ):
+        keys: set[str] = set()
+        for s in batch:
+            keys.update(s.attributes)
+        if any(d not in self._resource_ids for d in digests.values()) or not keys <= self._key_ids.keys():
             with self._write() as conn:
                 self._resource_ids_for(conn, batch)
                 self._key_ids_for(conn, batch)
@@ -223,7 +222,7 @@ class WritePath:
             )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Lite:
     trace_id: str
     span_id: str
@@ -355,15 +354,11 @@ def _edges(
 ) -> tuple[dict[tuple[str, str, int], list[int]], patterns.EdgeAccumulator, dict[tuple[str, str], _Lite]]:
     """Service-to-service calls between parent and child spans, counted once: when the
     later of the two arrives."""
-    lite_new = [
-        _Lite(
-            s.trace_id, s.span_id, s.parent_span_id, s.service, s.kind, s.status_code, s.start_ns, s.end_ns - s.start_ns
-        )
-        for s in new
-    ]
-    by_id = {(x.trace_id, x.span_id): x for x in old}
-    by_id.update({(x.trace_id, x.span_id): x for x in lite_new})
-    new_keys = {(x.trace_id, x.span_id) for x in lite_new}
+    # New spans take part as they are (a Span has every field of a _Lite).
+    by_id: dict[tuple[str, str], _Lite | Span] = {(x.trace_id, x.span_id): x for x in old}
+    new_by_id = {(x.trace_id, x.span_id): x for x in new}
+    by_id.update(new_by_id)
+    new_keys = new_by_id.keys()
     agg: dict[tuple[str, str, int], list[int]] = {}
     stats = patterns.EdgeAccumulator()
     stats.add_peers(new)
@@ -401,5 +396,5 @@ def _with_stored_services(row: tuple, existing: dict[bytes, list[str]]) -> tuple
     stored = existing.get(row[0])
     if not stored:
         return row
-    merged = sorted(set(stored) | set(json.loads(row[8])))
+    merged = sorted(set(stored) | set(_rows.loads(row[8])))
     return (*row[:8], _dumps(merged), row[9])

@@ -334,6 +334,7 @@ def test_notification_consumer_span_links_to_its_producer(demo: Demo, api: reque
 
 def test_rebuilding_the_read_model_from_the_event_log_equals_the_stored_one(demo: Demo, api: requests.Session) -> None:
     place_order(demo, api, items=[{"product_id": 2, "quantity": 1}, {"product_id": 2, "quantity": 4}])
+    assert place_order(demo, api, card=DECLINED_CARD).json()["order"]["status"] == "cancelled"
     events = api.get(f"{demo.gateway_url}/api/orders/events", timeout=10).json()["events"]
     stored = api.get(f"{demo.gateway_url}/api/orders", timeout=10).json()["orders"]
 
