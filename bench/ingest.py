@@ -14,6 +14,7 @@ and the largest size SQLite's write-ahead log reached.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,31 @@ class Server:
         self.log.close()
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of a process and all its descendants (Linux /proc), so
+    that a phase's figure is also given per span, which a busy machine disturbs less
+    than spans/s. Zero where /proc is not available."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for pid, seconds in times.items():
+        p = pid
+        while p and p != root:
+            p = parents.get(p, 0)
+        if p == root:
+            total += seconds
+    return total
+
+
 def run_phase(
     name: str, server: Server, encoding: str, seconds: float, senders: int, target_spans: int | None, check_reads: bool
 ) -> dict:
@@ -130,6 +156,7 @@ def run_phase(
 
     threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
     watcher = threading.Thread(target=watch)
+    cpu_before = tree_cpu_seconds(server.proc.pid)
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -141,6 +168,7 @@ def run_phase(
         t.join()
     watcher.join()
     elapsed = time.perf_counter() - start
+    cpu = tree_cpu_seconds(server.proc.pid) - cpu_before
     latencies.sort()
     result = {
         "phase": name,
@@ -151,6 +179,7 @@ def run_phase(
         "refused": len(errors),
         "wal_max_mb": wal_max[0] / 1e6,
         "read_after_ack_ms": 1000 * max(read_delays) if read_delays else None,
+        "cpu_us_per_span": 1e6 * cpu / sent[0] if sent[0] and cpu else None,
     }
     if errors:
         print(f"  {name}: {len(errors)} refused, e.g. {errors[0]}", flush=True)
@@ -191,18 +220,23 @@ def main() -> None:
     print()
     print(
         f"{'phase':<8} {'spans/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'refused':>8} {'WAL max MB':>11} "
-        f"{'read after 200':>15} {'bytes/span':>11}"
+        f"{'read after 200':>15} {'bytes/span':>11} {'CPU us/span':>12}"
     )
     for r in results:
         read = f"{r['read_after_ack_ms']:.1f} ms" if r["read_after_ack_ms"] is not None else "-"
         bps = f"{r['bytes_per_span']:.0f}" if "bytes_per_span" in r else "-"
+        cpu = f"{r['cpu_us_per_span']:.1f}" if r["cpu_us_per_span"] else "-"
         print(
             f"{r['phase']:<8} {r['spans_per_s']:>10,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['refused']:>8} "
-            f"{r['wal_max_mb']:>11.1f} {read:>15} {bps:>11}"
+            f"{r['wal_max_mb']:>11.1f} {read:>15} {bps:>11} {cpu:>12}"
         )
     by = {r["phase"]: r for r in results}
     if "discard" in by and "full" in by:
-        print(f"\nfull write path / discard receiver: {by['full']['spans_per_s'] / by['discard']['spans_per_s']:.0%}")
+        full, discard = by["full"], by["discard"]
+        print(f"\nfull write path / discard receiver: {full['spans_per_s'] / discard['spans_per_s']:.0%} of the rate", end="")
+        if full["cpu_us_per_span"] and discard["cpu_us_per_span"]:
+            print(f", {discard['cpu_us_per_span'] / full['cpu_us_per_span']:.0%} by server CPU per span", end="")
+        print()
 
 
 if __name__ == "__main__":

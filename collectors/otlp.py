@@ -366,12 +366,11 @@ class _Walker:
             doc = kv.get("value")
             value = _MISSING
             if type(doc) is dict and len(doc) == 1:
-                ((name, x),) = doc.items()
-                if name == "stringValue" and type(x) is str:
+                if type(x := doc.get("stringValue")) is str:
                     value = x if x.isascii() and len(x) <= longest and "\x00" not in x else text(x)
-                elif name == "intValue" and type(x) is str and len(x) <= 18 and x.isascii() and x.isdigit():
+                elif type(x := doc.get("intValue")) is str and len(x) <= 18 and x.isascii() and x.isdigit():
                     value = int(x)
-                elif name == "boolValue" and type(x) is bool:
+                elif type(x := doc.get("boolValue")) is bool:
                     value = x
             if value is _MISSING:
                 value = self.json_value(doc, f"{where}.attributes[{i}]", 0)

@@ -37,10 +37,8 @@ _CHUNK = 200
 _LITTLE = sys.byteorder == "little"
 assert array("I").itemsize == 4, "the tag index packs hashes as 4-byte unsigned integers"
 
-_CACHE_LIMIT = 1 << 16
-_str_hashes: dict[tuple[str, str], int] = {}
-_int_hashes: dict[tuple[str, int], int] = {}
-"""``(key, value) -> hash`` for values seen recently: most values repeat across spans."""
+_CACHE_LIMIT = 1 << 17
+"""How many ``(key, value) -> hash`` entries to keep: most values repeat across spans."""
 
 
 def tag_hash(key: str, text: str) -> int:
@@ -54,44 +52,47 @@ def needle(key: str, text: str) -> bytes:
     return _packed([tag_hash(key, text)])
 
 
-def _hashes_into(out: set[int], items: Iterable[tuple[str, Any]]) -> None:
-    """Add the hashes of the indexable ``(key, value)`` items.
+def _hashes_into(out: set[int], items: set[tuple[str, Any]]) -> None:
+    """Add the hashes of the indexable ones of a set of ``(key, value)`` items.
 
-    The items may come from a set, where ``(k, True)`` stands for ``(k, 1)`` too (they are
-    equal in Python) and ``(k, 0)`` for ``(k, False)``: so 0 and 1, whatever their type,
-    index both readings. The extra one can only add a candidate, which searches verify.
+    Hashes of values seen recently come from a cache, looked up in C (a set difference
+    finds the new items, ``map`` reads the rest). In a set or a dict ``(k, True)`` is the
+    same item as ``(k, 1)`` and ``(k, 1.0)`` (and likewise for 0), so such values are not
+    cached and index both readings, ``true`` and ``1``: the extra one can only add a
+    candidate, which searches verify against the spans.
     """
-    for item in items:
-        value = item[1]
+    cache = _hashes
+    if len(cache) > _CACHE_LIMIT:
+        cache.clear()
+    for item in items.difference(cache):  # with a dict argument: a lookup per item, in C
+        key, value = item
         kind = type(value)
         if kind is str:
-            if len(value) > MAX_INDEXED_VALUE_LENGTH:
+            cache[item] = tag_hash(key, value) if len(value) <= MAX_INDEXED_VALUE_LENGTH else _NOT_INDEXED
+        elif kind is int or kind is float or kind is bool:
+            if value == 0 or value == 1:
+                out.add(tag_hash(key, "true" if value else "false"))
+                out.add(tag_hash(key, "1" if value else "0"))
                 continue
-            h = _str_hashes.get(item)
-            if h is None:
-                h = tag_hash(item[0], value)
-                if len(_str_hashes) >= _CACHE_LIMIT:
-                    _str_hashes.clear()
-                _str_hashes[item] = h
-        elif kind is int:
-            h = _int_hashes.get(item)
-            if h is None:
-                h = tag_hash(item[0], str(value))
-                if len(_int_hashes) >= _CACHE_LIMIT:
-                    _int_hashes.clear()
-                _int_hashes[item] = h
-        elif kind is bool or kind is float:
-            h = tag_hash(item[0], tag_text(value))
+            cache[item] = tag_hash(key, tag_text(value))
         else:
-            continue  # lists, maps and bytes are not indexed
-        out.add(h)
-        if value == 0 or value == 1:
-            out.add(tag_hash(item[0], _BOTH_READINGS[bool(value)][kind is bool]))
+            cache[item] = _NOT_INDEXED  # an empty value
+    out.update(map(cache.get, items))
+    out.discard(None)
+    out.discard(_NOT_INDEXED)
 
 
-_BOTH_READINGS = {False: ("false", "0"), True: ("true", "1")}
-"""For 0 and 1: the text of the other reading, by whether the value is a bool."""
+_hashes: dict[tuple[str, Any], int] = {}
+_NOT_INDEXED = -1
 _UNHASHABLE = (list, dict)
+
+
+def _items(attributes: dict[str, Any]) -> set[tuple[str, Any]]:
+    """The attributes as a set of items, without lists, maps and bytes (not indexed)."""
+    try:
+        return set(attributes.items())
+    except TypeError:
+        return {item for item in attributes.items() if type(item[1]) not in _UNHASHABLE}
 
 
 def rows_for(spans: Iterable[Span]) -> list[tuple[int, bytes, bytes]]:
@@ -111,14 +112,14 @@ def rows_for(spans: Iterable[Span]) -> list[tuple[int, bytes, bytes]]:
         try:
             entry[1].update(s.attributes.items())
         except TypeError:  # a list or map among the values: those are not indexed
-            entry[1].update(item for item in s.attributes.items() if type(item[1]) not in _UNHASHABLE)
+            entry[1].update(_items(s.attributes))
         entry[2][id(s.resource)] = s.resource
     out = []
     for trace_id, (start, items, resources) in per_trace.items():
+        for resource in resources.values():
+            items.update(_items(resource.attributes))
         hashes: set[int] = set()
         _hashes_into(hashes, items)
-        for resource in resources.values():
-            _hashes_into(hashes, resource.attributes.items())
         if hashes:
             out.append((start[0], bytes.fromhex(trace_id), _packed(sorted(hashes))))
     return out
@@ -126,9 +127,11 @@ def rows_for(spans: Iterable[Span]) -> list[tuple[int, bytes, bytes]]:
 
 def packed_hashes(attribute_maps: Iterable[dict[str, Any]]) -> bytes:
     """The packed hashes of every indexable ``key=value`` in the given attribute maps."""
-    hashes: set[int] = set()
+    items: set[tuple[str, Any]] = set()
     for attributes in attribute_maps:
-        _hashes_into(hashes, attributes.items())
+        items.update(_items(attributes))
+    hashes: set[int] = set()
+    _hashes_into(hashes, items)
     return _packed(sorted(hashes))
 
 
