@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import string
 
 from hypothesis import given, settings
@@ -95,6 +96,22 @@ def test_enum_names_and_snake_case_fields_are_accepted():
     )
     [span] = decode_json(body).spans
     assert (span.kind, span.status_code, span.duration_ns) == (3, 2, 4)
+
+
+def test_json_a_strict_parser_refuses_is_read_as_before():
+    # NaN literals and integers beyond 64 bits are not strict JSON; the decoder keeps
+    # accepting the first and rejects only the span holding the second.
+    spans = b",".join(
+        b'{"traceId":"%s","spanId":"%s","startTimeUnixNano":1,"endTimeUnixNano":%s,'
+        b'"attributes":[{"key":"x","value":{"doubleValue":NaN}}]}' % (b"ab" * 16, sid, end)
+        for sid, end in ((b"cd" * 8, b"2"), (b"ef" * 8, b"123456789012345678901234567890"))
+    )
+    batch = decode_json(b'{"resourceSpans":[{"scopeSpans":[{"spans":[%s]}]}]}' % spans)
+    [span] = batch.spans
+    assert span.span_id == "cd" * 8
+    assert math.isnan(span.attributes["x"])
+    [rejection] = batch.rejections
+    assert "does not fit in 64 bits" in rejection.reason
 
 
 def test_limits_truncate_events_links_and_values():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from collectors.model import STATUS_ERROR, Resource, Span, SpanEvent, SpanLink
@@ -263,6 +265,44 @@ def test_typed_values_are_searched_as_they_read(store: SpanStore):
         assert len(store.find_traces(TraceQuery(*ALL, tags=tags)).traces) == 1, tags
     for tags in ({"ok": "1"}, {"n": "true"}, {"ok": "false"}, {"list": "x"}):
         assert store.find_traces(TraceQuery(*ALL, tags=tags)).traces == [], tags
+
+
+def test_true_and_one_on_spans_of_one_trace_are_each_searchable(store: SpanStore):
+    # Python holds True == 1 == 1.0 (and False == 0): the index must keep every reading.
+    store.write_spans(
+        [
+            span(11, 1, None, FRONT, flag=True, zero=0, half=1.0),
+            span(11, 2, 1, FRONT, flag=1, zero=False, half=True),
+            span(12, 1, None, FRONT, flag=1),
+        ]
+    )
+    found = {
+        tag: {t.trace_id for t in store.find_traces(TraceQuery(*ALL, tags=dict([tag]))).traces}
+        for tag in [("flag", "true"), ("flag", "1"), ("zero", "0"), ("zero", "false"), ("half", "1"), ("half", "true")]
+    }
+    one, two = f"{11:032x}", f"{12:032x}"
+    assert found == {
+        ("flag", "true"): {one},
+        ("flag", "1"): {one, two},
+        ("zero", "0"): {one},
+        ("zero", "false"): {one},
+        ("half", "1"): {one},
+        ("half", "true"): {one},
+    }
+    assert store.find_traces(TraceQuery(*ALL, tags={"flag": "false"})).traces == []
+
+
+def test_non_finite_doubles_and_empty_values_read_back_as_written(store: SpanStore):
+    attributes = {"nan": math.nan, "inf": math.inf, "ninf": -math.inf, "empty": None, "text": "null"}
+    store.write_spans([span(13, 1, None, FRONT, **attributes)])
+    [stored] = store.get_trace(f"{13:032x}")
+    assert math.isnan(stored.attributes["nan"])
+    assert {k: v for k, v in stored.attributes.items() if k != "nan"} == {
+        "inf": math.inf,
+        "ninf": -math.inf,
+        "empty": None,
+        "text": "null",
+    }
 
 
 def test_consumer_linked_to_its_producer_makes_an_async_edge(store: SpanStore):
