@@ -218,8 +218,17 @@ def operations() -> str:
 
 @bp.get("/traces/compare")
 def compare() -> Any:
-    """Structural diff of traces ``a`` and ``b``; a form when either is missing."""
+    """Structural diff of traces ``a`` and ``b``; a form when either is missing.
+
+    The search results submit their ticked rows as ``trace`` (twice): the same two traces.
+    """
     raw_a, raw_b = request.args.get("a", "").strip(), request.args.get("b", "").strip()
+    picked = [t.strip() for t in request.args.getlist("trace") if t.strip()]
+    if picked and not (raw_a or raw_b):
+        if len(picked) != 2:
+            message = f"Tick two traces in the search results to compare them ({len(picked)} ticked)."
+            return render_template("traces/compare.html", a=picked[0], b="", diff=None, message=message), 400
+        raw_a, raw_b = picked
     diff = None
     if raw_a and raw_b:
         a_id, b_id = parse_trace_id(raw_a), parse_trace_id(raw_b)

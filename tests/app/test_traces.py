@@ -414,6 +414,20 @@ def test_compare_errors(client, store):
     assert missing.status_code == 404 and tid(99) in missing.get_data(as_text=True)
 
 
+def test_compare_takes_the_two_traces_ticked_in_search_results(client, store):
+    store.write_spans(make_trace(7, children=2))
+    store.write_spans(make_trace(8, children=3))
+    results = html(client.get("/traces"))
+    assert results.select_one("form.compare-pick")["action"] == "/traces/compare"
+    assert {box["value"] for box in results.select("form.compare-pick input[name=trace]")} == {tid(7), tid(8)}
+    response = client.get(f"/traces/compare?trace={tid(7)}&trace={tid(8)}")
+    assert response.status_code == 200
+    assert [tr["data-where"] for tr in html(response).select("tr.diff-row")].count("only-b") == 1
+    one = client.get(f"/traces/compare?trace={tid(7)}")
+    assert one.status_code == 400
+    assert "Tick two traces" in html(one).select_one("[role=alert]").get_text()
+
+
 def test_overview_links_to_the_trace_page(client, store):
     store.write_spans(make_trace(9))
     doc = html(client.get("/"))

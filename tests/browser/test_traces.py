@@ -49,6 +49,19 @@ def test_search_swaps_results_in_and_pushes_the_filters_into_the_url(page, live_
     assert page.locator(f"svg.scatter circle[data-trace-id='{trace_id}']").count() == 1
 
 
+def test_two_ticked_search_results_open_their_comparison(page, live_server, tracer_provider_factory):
+    first, second = _send_checkout_trace(tracer_provider_factory), _send_checkout_trace(tracer_provider_factory)
+    page.goto(live_server + "/traces?service=checkout-svc")
+    for trace_id in (first, second):
+        page.locator(f"#results tr[data-trace-id='{trace_id}'] input[name=trace]").check()
+    page.click("#results .compare-pick button[type=submit]")
+    page.wait_for_url(re.compile(r"/traces/compare\?"))
+    assert {page.input_value("input[name=a]"), page.input_value("input[name=b]")} == {first, second}
+    rows = page.locator("tr.diff-row")
+    assert rows.count() == 2
+    assert {rows.nth(i).get_attribute("data-where") for i in range(2)} == {"both"}
+
+
 def test_bad_filter_shows_an_inline_message_naming_the_field(page, live_server):
     page.goto(live_server + "/traces")
     page.fill("input[name=min_duration]", "fast")
