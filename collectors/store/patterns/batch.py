@@ -1,0 +1,90 @@
+"""A batch's pattern rows: computed from its new spans before the write lock is taken,
+added to the pattern tables inside :meth:`SpanStore.write_spans`' transaction, and pruned
+with the traces they came from. Each noun module collects and writes its own part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from collectors.model import KIND_CONSUMER, KIND_SERVER, Span
+from collectors.store.patterns._sql import _insert
+from collectors.store.patterns.breakers import _collect_breaker_call, _collect_transitions, _write_breaker_calls
+from collectors.store.patterns.conventions import BUCKET_NS, CB_NAME, SAGA_ID
+from collectors.store.patterns.sagas import _collect_saga, _write_sagas
+from collectors.store.patterns.traffic import _collect_entry, _write_entry_stats
+from collectors.store.schema import (
+    breaker_calls,
+    breaker_transitions,
+    edge_stats,
+    instance_stats,
+    operation_stats,
+    saga_steps,
+    sagas,
+)
+
+
+@dataclass(slots=True)
+class PatternRows:
+    """The pattern-view rows of a batch, computed before the write lock is taken."""
+
+    operations: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+    instances: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+    calls: dict[tuple[str, str, int], list[Any]] = field(default_factory=dict)
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    sagas: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def pattern_rows(new: Iterable[Span]) -> PatternRows:
+    """Operation and instance stats, breaker rows and saga rows of new spans (no database)."""
+    out = PatternRows()
+    ops, inst, calls = out.operations, out.instances, out.calls
+    for s in new:
+        attrs = s.attributes
+        bucket = s.start_ns - s.start_ns % BUCKET_NS
+        if s.kind in (KIND_SERVER, KIND_CONSUMER) or not s.parent_span_id:
+            _collect_entry(s, bucket, ops, inst)
+        if CB_NAME in attrs:
+            _collect_breaker_call(s, bucket, calls)
+        if s.events:
+            _collect_transitions(s, out.transitions)
+        if SAGA_ID in attrs:
+            _collect_saga(s, out.steps, out.sagas)
+    return out
+
+
+def write_pattern_rows(conn: Connection, rows: PatternRows) -> None:
+    """Add a batch's :class:`PatternRows` to the pattern tables."""
+    _write_entry_stats(conn, rows.operations, rows.instances)
+    if rows.calls:
+        _write_breaker_calls(conn, rows.calls)
+    if rows.transitions:
+        conn.execute(_insert(conn, breaker_transitions).on_conflict_do_nothing(), rows.transitions)
+    if rows.steps:
+        conn.execute(_insert(conn, saga_steps).on_conflict_do_nothing(), rows.steps)
+    if rows.sagas:
+        _write_sagas(conn, list(rows.sagas.values()))
+
+
+def drop_stale_rows(conn: Connection, oldest_ns: int | None) -> None:
+    """Delete pattern rows older than the oldest stored trace (all of them when None)."""
+    tables_by_time = [
+        (edge_stats, edge_stats.c.bucket_ns),
+        (operation_stats, operation_stats.c.bucket_ns),
+        (instance_stats, instance_stats.c.bucket_ns),
+        (breaker_calls, breaker_calls.c.bucket_ns),
+        (breaker_transitions, breaker_transitions.c.time_ns),
+        (sagas, sagas.c.end_ns),
+        (saga_steps, saga_steps.c.end_ns),
+    ]
+    for table, column in tables_by_time:
+        if oldest_ns is None:
+            conn.execute(sa.delete(table))
+        else:
+            conn.execute(sa.delete(table).where(column < oldest_ns - oldest_ns % BUCKET_NS))

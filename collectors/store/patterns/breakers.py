@@ -1,0 +1,218 @@
+"""Circuit breakers: calls made through each breaker per minute, and its state changes.
+
+Calls are counted from spans carrying ``circuit_breaker.name``; transitions are the
+``circuit_breaker.state_change`` events of any span, one row each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from collectors.model import Span
+from collectors.store.patterns._sql import _insert, _window
+from collectors.store.patterns.conventions import (
+    CB_EVENT,
+    CB_FAILURES,
+    CB_FROM,
+    CB_NAME,
+    CB_REJECTED,
+    CB_STATE,
+    CB_TO,
+    PEER_SERVICE,
+)
+from collectors.store.schema import breaker_calls, breaker_transitions
+
+if TYPE_CHECKING:
+    from collectors.store.core import SpanStore
+
+
+# -- model -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerCalls:
+    """Calls made through one breaker by one caller in a window, and its latest state."""
+
+    name: str
+    caller: str
+    callee: str
+    call_count: int
+    failure_count: int
+    rejected_count: int
+    last_ns: int
+    last_state: str
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTransition:
+    """One ``circuit_breaker.state_change`` event and the span that carried it."""
+
+    name: str
+    caller: str
+    time_ns: int
+    from_state: str
+    to_state: str
+    failure_count: int | None
+    trace_id: str
+    span_id: str
+
+
+# -- writes (inside SpanStore.write_spans' transaction) ------------------------------------------
+
+
+def _collect_breaker_call(s: Span, bucket: int, calls: dict[tuple[str, str, int], list[Any]]) -> None:
+    attrs = s.attributes
+    name = str(attrs[CB_NAME])
+    state = str(attrs.get(CB_STATE, "") or "")
+    rejected = attrs.get(CB_REJECTED) in (True, "true")
+    callee = attrs.get(PEER_SERVICE)
+    if not isinstance(callee, str) or not callee:
+        callee = name.split("->", 1)[1].strip() if "->" in name else ""
+    row = calls.get((name, s.service, bucket))
+    if row is None:
+        row = calls[(name, s.service, bucket)] = [callee, 0, 0, 0, 0, ""]
+    row[1] += 1
+    row[2] += s.is_error and not rejected
+    row[3] += rejected
+    if s.start_ns >= row[4] and state:
+        row[4], row[5] = s.start_ns, state
+
+
+def _collect_transitions(s: Span, out: list[dict[str, Any]]) -> None:
+    for seq, event in enumerate(s.events):
+        if event.name != CB_EVENT:
+            continue
+        a = event.attributes
+        failures = a.get(CB_FAILURES)
+        out.append(
+            {
+                "trace_id": bytes.fromhex(s.trace_id),
+                "span_id": bytes.fromhex(s.span_id),
+                "seq": seq,
+                "name": str(a.get(CB_NAME) or s.attributes.get(CB_NAME) or ""),
+                "caller": s.service,
+                "time_ns": event.time_ns,
+                "from_state": str(a.get(CB_FROM, "")),
+                "to_state": str(a.get(CB_TO, "")),
+                "failure_count": int(failures)
+                if isinstance(failures, (int, float)) and not isinstance(failures, bool)
+                else None,
+            }
+        )
+
+
+def _write_breaker_calls(conn: Connection, calls: dict[tuple[str, str, int], list[Any]]) -> None:
+    values = [
+        {
+            "name": n,
+            "caller": c,
+            "bucket_ns": b,
+            "callee": v[0],
+            "call_count": v[1],
+            "failure_count": v[2],
+            "rejected_count": v[3],
+            "last_ns": v[4],
+            "last_state": v[5],
+        }
+        for (n, c, b), v in calls.items()
+    ]
+    stmt = _insert(conn, breaker_calls)
+    old, exc = breaker_calls.c, stmt.excluded
+    newer = exc.last_ns >= old.last_ns
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["name", "caller", "bucket_ns"],
+        set_={
+            "callee": sa.case((old.callee == "", exc.callee), else_=old.callee),
+            "call_count": old.call_count + exc.call_count,
+            "failure_count": old.failure_count + exc.failure_count,
+            "rejected_count": old.rejected_count + exc.rejected_count,
+            "last_state": sa.case((sa.and_(newer, exc.last_state != ""), exc.last_state), else_=old.last_state),
+            "last_ns": sa.case((sa.and_(newer, exc.last_state != ""), exc.last_ns), else_=old.last_ns),
+        },
+    )
+    conn.execute(stmt, values)
+
+
+# -- reads ---------------------------------------------------------------------------------------
+
+
+def find_breaker_calls(store: SpanStore, start_ns: int, end_ns: int) -> list[BreakerCalls]:
+    """Per (breaker, caller): calls, failures and rejections in the window and the state of
+    the latest call, sorted by name and caller."""
+    c = breaker_calls.c
+    stmt = (
+        sa.select(
+            c.name,
+            c.caller,
+            sa.func.max(c.callee),
+            sa.func.sum(c.call_count),
+            sa.func.sum(c.failure_count),
+            sa.func.sum(c.rejected_count),
+            sa.func.max(c.last_ns),
+        )
+        .where(*_window(start_ns, end_ns, c.bucket_ns))
+        .group_by(c.name, c.caller)
+        .order_by(c.name, c.caller)
+    )
+    with store.engine.connect() as conn:
+        totals = conn.execute(stmt).all()
+        if not totals:
+            return []
+        latest = {}
+        last = conn.execute(
+            sa.select(c.name, c.caller, c.last_ns, c.last_state).where(
+                *_window(start_ns, end_ns, c.bucket_ns), c.last_state != ""
+            )
+        ).all()
+    for r in last:
+        key = (r.name, r.caller)
+        if key not in latest or r.last_ns >= latest[key][0]:
+            latest[key] = (r.last_ns, r.last_state)
+    out = []
+    for r in totals:
+        last_ns, last_state = latest.get((r[0], r[1]), (int(r[6]), ""))
+        out.append(BreakerCalls(r[0], r[1], r[2] or "", int(r[3]), int(r[4]), int(r[5]), last_ns, last_state))
+    return out
+
+
+def find_breaker_transitions(
+    store: SpanStore, start_ns: int, end_ns: int, name: str | None = None, limit: int = 5000
+) -> list[BreakerTransition]:
+    """State changes in [start_ns, end_ns], oldest first, at most ``limit``."""
+    c = breaker_transitions.c
+    stmt = sa.select(breaker_transitions).where(c.time_ns >= start_ns, c.time_ns <= end_ns)
+    if name is not None:
+        stmt = stmt.where(c.name == name)
+    stmt = stmt.order_by(c.time_ns, c.seq).limit(limit)
+    with store.engine.connect() as conn:
+        return [_transition(r) for r in conn.execute(stmt)]
+
+
+def find_last_transitions_before(
+    store: SpanStore, names: Iterable[str], before_ns: int
+) -> dict[str, BreakerTransition]:
+    """For each breaker name, its latest state change before ``before_ns`` (absent: none)."""
+    c = breaker_transitions.c
+    out: dict[str, BreakerTransition] = {}
+    with store.engine.connect() as conn:
+        for name in sorted(set(names)):
+            row = conn.execute(
+                sa.select(breaker_transitions)
+                .where(c.name == name, c.time_ns < before_ns)
+                .order_by(c.time_ns.desc(), c.seq.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                out[name] = _transition(row)
+    return out
+
+
+def _transition(r: Any) -> BreakerTransition:
+    return BreakerTransition(
+        r.name, r.caller, r.time_ns, r.from_state, r.to_state, r.failure_count, r.trace_id.hex(), r.span_id.hex()
+    )

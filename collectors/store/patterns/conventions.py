@@ -1,0 +1,43 @@
+"""Names the pattern tables share: the span attributes they read, the edge modes, the bucket.
+
+The attribute keys are DESIGN.md's "Span conventions for patterns" and OpenTelemetry's;
+the modes say how a call on an edge of the service graph was made.
+"""
+
+BUCKET_NS = 60 * 1_000_000_000
+"""Stats are kept per minute."""
+
+# Span attribute keys (DESIGN.md "Span conventions for patterns" and OpenTelemetry).
+CB_NAME = "circuit_breaker.name"
+CB_STATE = "circuit_breaker.state"
+CB_REJECTED = "circuit_breaker.rejected"
+CB_EVENT = "circuit_breaker.state_change"
+CB_FROM = "circuit_breaker.state.from"
+CB_TO = "circuit_breaker.state.to"
+CB_FAILURES = "circuit_breaker.failure_count"
+SAGA_NAME = "saga.name"
+SAGA_ID = "saga.id"
+SAGA_OUTCOME = "saga.outcome"
+SAGA_STEP = "saga.step"
+SAGA_STEP_INDEX = "saga.step.index"
+SAGA_PHASE = "saga.phase"
+PEER_SERVICE = "peer.service"
+DB_SYSTEM = "db.system"
+DB_NAMESPACE = "db.namespace"
+DB_NAME = "db.name"
+MESSAGING_SYSTEM = "messaging.system"
+MESSAGING_DESTINATION = "messaging.destination.name"
+SERVICE_INSTANCE_ID = "service.instance.id"
+
+MODE_SYNC = 0
+MODE_ASYNC = 1
+MODE_PEER_DB = 2
+MODE_PEER_QUEUE = 3
+MODE_PEER_SERVICE = 4
+MODE_NAMES = {
+    MODE_SYNC: "sync",
+    MODE_ASYNC: "async",
+    MODE_PEER_DB: "database",
+    MODE_PEER_QUEUE: "queue",
+    MODE_PEER_SERVICE: "peer",
+}
