@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,52 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.workload import SPANS_PER_BATCH, Batches  # noqa: E402
-from tests.helpers import free_port, wait_until  # noqa: E402
+from tests.helpers import ServeProcess  # noqa: E402
 
 
-class Server:
-    """`spyglass serve` or the discard baseline, on free loopback ports."""
-
-    def __init__(self, kind: str, data_dir: Path, workers: int) -> None:
-        self.otlp, self.ui = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        self.data_dir = data_dir
-        if kind == "full":
-            cmd = [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--otlp-http-addr",
-                self.otlp,
-                "--ui-addr",
-                self.ui,
-                "--workers",
-                str(workers),
-                "--max-spans",
-                "0",
-                "--retention-hours",
-                "0",
-            ]
-        else:
-            cmd = [sys.executable, str(ROOT / "bench" / "discard_server.py"), self.otlp, self.ui, str(workers)]
-        self.log = open(data_dir.parent / f"{kind}.log", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(self._up, timeout=60, message=f"{kind} server to start")
-
-    def _up(self) -> bool:
-        if self.proc.poll() is not None:
-            raise SystemExit(f"server exited: {Path(self.log.name).read_text()[-2000:]}")
-        try:
-            return requests.get(f"http://{self.otlp}/health", timeout=1).ok
-        except requests.ConnectionError:
-            return False
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self.log.close()
+def start_server(kind: str, data_dir: Path, workers: int) -> ServeProcess:
+    """`spyglass serve` with the full write path, or the discard baseline, on free loopback
+    ports; retention is off, so the store keeps every span sent."""
+    if kind == "full":
+        return ServeProcess(data_dir, "--workers", str(workers), "--max-spans", "0", "--retention-hours", "0")
+    return ServeProcess(data_dir, str(workers), program=[sys.executable, str(ROOT / "bench" / "discard_server.py")])
 
 
 def tree_cpu_seconds(root: int) -> float:
@@ -102,17 +64,24 @@ def tree_cpu_seconds(root: int) -> float:
 
 
 def run_phase(
-    name: str, server: Server, encoding: str, seconds: float, senders: int, target_spans: int | None, check_reads: bool
+    name: str,
+    server: ServeProcess,
+    data_dir: Path,
+    encoding: str,
+    seconds: float,
+    senders: int,
+    target_spans: int | None,
+    check_reads: bool,
 ) -> dict:
     batches = Batches(time.time_ns(), encoding)
-    url = f"http://{server.otlp}/v1/traces"
+    url = f"{server.otlp}/v1/traces"
     latencies: list[float] = []
     read_delays: list[float] = []
     errors: list[str] = []
     sent = [0]
     lock = threading.Lock()
     stop = threading.Event()
-    wal = server.data_dir / "spyglass.db-wal"
+    wal = data_dir / "spyglass.db-wal"
     wal_max = [0]
 
     def sender(n: int) -> None:
@@ -135,7 +104,7 @@ def run_phase(
             i += 1
             if check_reads and n == 0 and i % 20 == 0:
                 t1 = time.perf_counter()
-                while requests.get(f"http://{server.ui}/api/traces/{trace_id}", timeout=10).status_code != 200:
+                while requests.get(f"{server.ui}/api/traces/{trace_id}", timeout=10).status_code != 200:
                     if time.perf_counter() - t1 > 5:
                         break
                 read_delays.append(time.perf_counter() - t1)
@@ -202,13 +171,20 @@ def main() -> None:
             data_dir = Path(tmp) / phase / "data"
             data_dir.mkdir(parents=True)
             print(f"== {phase}: starting the {kind} receiver ({args.workers} worker(s))", flush=True)
-            server = Server(kind, data_dir, args.workers)
+            server = start_server(kind, data_dir, args.workers)
             try:
                 encoding = "json" if phase == "json" else "protobuf"
                 target = args.target_spans if phase == "full" else 0
                 results.append(
                     run_phase(
-                        phase, server, encoding, args.seconds, args.senders, target or None, check_reads=kind == "full"
+                        phase,
+                        server,
+                        data_dir,
+                        encoding,
+                        args.seconds,
+                        args.senders,
+                        target or None,
+                        check_reads=kind == "full",
                     )
                 )
                 db = data_dir / "spyglass.db"
@@ -233,7 +209,10 @@ def main() -> None:
     by = {r["phase"]: r for r in results}
     if "discard" in by and "full" in by:
         full, discard = by["full"], by["discard"]
-        print(f"\nfull write path / discard receiver: {full['spans_per_s'] / discard['spans_per_s']:.0%} of the rate", end="")
+        print(
+            f"\nfull write path / discard receiver: {full['spans_per_s'] / discard['spans_per_s']:.0%} of the rate",
+            end="",
+        )
         if full["cpu_us_per_span"] and discard["cpu_us_per_span"]:
             print(f", {discard['cpu_us_per_span'] / full['cpu_us_per_span']:.0%} by server CPU per span", end="")
         print()

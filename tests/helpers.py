@@ -42,28 +42,38 @@ def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.05, me
 
 
 class ServeProcess:
-    """A real `spyglass serve` on free loopback ports."""
+    """A real `spyglass serve` on free loopback ports.
 
-    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    ``program``, if given, is run instead, with the OTLP and UI addresses appended (the
+    ingest benchmark's discard receiver); ``extra`` are then its further arguments.
+    """
+
+    def __init__(
+        self, data_dir: Path, *extra: str, env: dict[str, str] | None = None, program: list[str] | None = None
+    ) -> None:
         self.ui_port, self.otlp_port = free_port(), free_port()
         self.ui = f"http://127.0.0.1:{self.ui_port}"
         self.otlp = f"http://127.0.0.1:{self.otlp_port}"
         self.log = data_dir.parent / f"serve-{self.ui_port}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--ui-addr",
-            f"127.0.0.1:{self.ui_port}",
-            "--otlp-http-addr",
-            f"127.0.0.1:{self.otlp_port}",
-            "--prune-interval-s",
-            "0",
-            *extra,
-        ]
+        ui_addr, otlp_addr = f"127.0.0.1:{self.ui_port}", f"127.0.0.1:{self.otlp_port}"
+        if program:
+            cmd = [*program, otlp_addr, ui_addr, *extra]
+        else:
+            cmd = [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--ui-addr",
+                ui_addr,
+                "--otlp-http-addr",
+                otlp_addr,
+                "--prune-interval-s",
+                "0",
+                *extra,
+            ]
         self._out = self.log.open("w")
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
