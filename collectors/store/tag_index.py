@@ -61,9 +61,12 @@ def _hashes_into(out: set[int], items: set[tuple[str, Any]]) -> None:
     cached and index both readings, ``true`` and ``1``: the extra one can only add a
     candidate, which searches verify against the spans.
     """
+    global _hashes
     cache = _hashes
     if len(cache) > _CACHE_LIMIT:
-        cache.clear()
+        # Replaced, never cleared: a thread between its lookups keeps the dict it started
+        # with (a cleared one would answer None for hashes it had just stored).
+        _hashes = cache = {}
     for item in items.difference(cache):  # with a dict argument: a lookup per item, in C
         key, value = item
         kind = type(value)

@@ -8,7 +8,7 @@ import pytest
 
 from collectors.model import STATUS_ERROR, Resource, Span, SpanEvent, SpanLink
 from collectors.otlp import decode_json
-from collectors.store import MAX_QUERY_LIMIT, SpanStore, TraceQuery, WriteResult
+from collectors.store import MAX_QUERY_LIMIT, SpanStore, TraceQuery, WriteResult, tag_index
 from collectors.store.migrate import current_revision, head_revision
 from tests.conftest import otlp_json_example
 
@@ -290,6 +290,16 @@ def test_true_and_one_on_spans_of_one_trace_are_each_searchable(store: SpanStore
         ("half", "true"): {one},
     }
     assert store.find_traces(TraceQuery(*ALL, tags={"flag": "false"})).traces == []
+
+
+def test_values_stay_searchable_when_the_hash_cache_starts_over(store: SpanStore, monkeypatch):
+    monkeypatch.setattr(tag_index, "_CACHE_LIMIT", 3)
+    for trace in range(20, 26):
+        store.write_spans([span(trace, 1, None, FRONT, user=f"u{trace}", n=trace * 7, region="eu")])
+    for trace in range(20, 26):
+        for tags in ({"user": f"u{trace}"}, {"n": str(trace * 7)}):
+            assert [t.trace_id for t in store.find_traces(TraceQuery(*ALL, tags=tags)).traces] == [f"{trace:032x}"]
+    assert len(store.find_traces(TraceQuery(*ALL, tags={"region": "eu"})).traces) == 6
 
 
 def test_non_finite_doubles_and_empty_values_read_back_as_written(store: SpanStore):
