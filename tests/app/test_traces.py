@@ -404,6 +404,11 @@ def test_compare_shows_only_in_a_only_in_b_and_both(client, store):
         ("only-b", "orders : child 2"),
     ]
     assert "+50ms (+50%)" in html(response).select_one("tr.diff-row td.delta").get_text()
+    page = html(response)
+    assert (page.select_one("a.open-a")["href"], page.select_one("a.open-b")["href"]) == (
+        f"/traces/{tid(7)}",
+        f"/traces/{tid(8)}",
+    )
 
 
 def test_compare_errors(client, store):
