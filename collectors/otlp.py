@@ -442,20 +442,17 @@ class _Walker:
         _check_times(start, end)
         raw_attrs = _span_list(span, "attributes")
         attrs = self.json_attributes(raw_attrs, where) if raw_attrs else {}
-        events: tuple[SpanEvent, ...] = ()
-        dropped_events = _json_uint(_get(span, "droppedEventsCount", "dropped_events_count"), "droppedEventsCount")
-        raw_events = _span_list(span, "events")
-        if raw_events:
-            kept, dropped = self._limit(raw_events, self.limits.max_events)
-            dropped_events += dropped
-            events = tuple(self._json_event(e, f"{where}.events[{i}]") for i, e in enumerate(kept))
-        links: tuple[SpanLink, ...] = ()
-        dropped_links = _json_uint(_get(span, "droppedLinksCount", "dropped_links_count"), "droppedLinksCount")
-        raw_links = _span_list(span, "links")
-        if raw_links:
-            kept, dropped = self._limit(raw_links, self.limits.max_links)
-            dropped_links += dropped
-            links = tuple(self._json_link(link, f"{where}.links[{i}]") for i, link in enumerate(kept))
+        events, dropped_events = self._json_repeated(
+            span,
+            "events",
+            ("droppedEventsCount", "dropped_events_count"),
+            self.limits.max_events,
+            self._json_event,
+            where,
+        )
+        links, dropped_links = self._json_repeated(
+            span, "links", ("droppedLinksCount", "dropped_links_count"), self.limits.max_links, self._json_link, where
+        )
         status = get("status") or {}
         if type(status) is not dict:
             raise _SpanError("status: expected an object")
@@ -483,6 +480,18 @@ class _Walker:
             dropped_events,
             dropped_links,
         )
+
+    def _json_repeated(
+        self, span: dict, name: str, dropped_names: tuple[str, str], limit: int, build: Any, where: str
+    ) -> tuple[tuple, int]:
+        """A span's events or links, built within the limit, and its dropped count plus
+        those cut off."""
+        dropped = _json_uint(_get(span, *dropped_names), dropped_names[0])
+        raw = _span_list(span, name)
+        if not raw:
+            return (), dropped
+        kept, cut = self._limit(raw, limit)
+        return tuple(build(item, f"{where}.{name}[{i}]") for i, item in enumerate(kept)), dropped + cut
 
     def _json_event(self, e: Any, where: str) -> SpanEvent:
         if not isinstance(e, dict):
