@@ -38,8 +38,6 @@ from collectors.store.schema import (
     trace_summaries,
 )
 
-_dumps = _rows.dumps
-
 
 class WritePath:
     """Writes of :class:`collectors.store.SpanStore` (a mixin; the store supplies the
@@ -338,7 +336,7 @@ def _prepare(new: list[Span], old: list[_Lite], received_ns: int) -> _Prepared:
                 end,
                 len(group),
                 errors,
-                _dumps(services),
+                _rows.dumps(services),
                 received_ns,
             )
         )
@@ -397,4 +395,4 @@ def _with_stored_services(row: tuple, existing: dict[bytes, list[str]]) -> tuple
     if not stored:
         return row
     merged = sorted(set(stored) | set(_rows.loads(row[8])))
-    return (*row[:8], _dumps(merged), row[9])
+    return (*row[:8], _rows.dumps(merged), row[9])
