@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from bs4 import BeautifulSoup
+from opentelemetry import trace
 
 from app import create_app
 from tests.app import pattern_spans
@@ -162,6 +163,23 @@ def test_saga_page_draws_lanes_and_confirms_a_correct_compensation(client, trace
     assert soup.select_one(".failure-point") is not None
     verdict = soup.select_one(".verdict")
     assert "violated" not in verdict["class"] and "compensated, in reverse order" in verdict.get_text()
+
+
+def test_saga_whose_root_span_has_not_arrived_says_so(client, tracer_provider_factory):
+    provider = tracer_provider_factory("orders")
+    tracer = provider.get_tracer("spyglass-tests")
+    base = {"saga.name": "order", "saga.id": "s-rootless"}
+    root = tracer.start_span("saga order", attributes=base)  # never ended, so never exported
+    context = trace.set_span_in_context(root)
+    for i, step in enumerate(["create", "pay"]):
+        attributes = {**base, "saga.step": step, "saga.step.index": i, "saga.phase": "action"}
+        tracer.start_span(step, context=context, attributes=attributes).end()
+    provider.force_flush()
+    soup = get_html(client, "/sagas/s-rootless")
+    assert soup.select_one(".outcome").get_text() == "running"
+    assert "root span has not arrived" in soup.select_one(".root-missing").get_text()
+    pattern_spans.saga(tracer_provider_factory, "s-whole", ["create"], None)
+    assert get_html(client, "/sagas/s-whole").select_one(".root-missing") is None
 
 
 def test_saga_page_shows_a_violation_in_red_with_its_spans(client, tracer_provider_factory):
