@@ -296,34 +296,12 @@ class _Walker:
         raw_attrs = span.attributes
         attrs = self.pb_attributes(raw_attrs, where) if raw_attrs else {}
         text = self.text
-        events: tuple[SpanEvent, ...] = ()
-        dropped_events = span.dropped_events_count
-        if span.events:
-            kept, dropped = self._limit(list(span.events), self.limits.max_events)
-            dropped_events += dropped
-            events = tuple(
-                SpanEvent(
-                    e.time_unix_nano,
-                    text(e.name),
-                    self.pb_attributes(e.attributes, where),
-                    e.dropped_attributes_count,
-                )
-                for e in kept
-            )
-        links: tuple[SpanLink, ...] = ()
-        dropped_links = span.dropped_links_count
-        if span.links:
-            kept, dropped = self._limit(list(span.links), self.limits.max_links)
-            dropped_links += dropped
-            links = tuple(
-                SpanLink(
-                    _pb_id(link.trace_id, 16, "links.traceId"),
-                    _pb_id(link.span_id, 8, "links.spanId"),
-                    self.pb_attributes(link.attributes, where),
-                    text(link.trace_state),
-                )
-                for link in kept
-            )
+        events, dropped_events = self._pb_repeated(
+            span.events, span.dropped_events_count, self.limits.max_events, self._pb_event, where
+        )
+        links, dropped_links = self._pb_repeated(
+            span.links, span.dropped_links_count, self.limits.max_links, self._pb_link, where
+        )
         status = span.status
         name, message, trace_state = span.name, status.message, span.trace_state
         return Span(
@@ -345,6 +323,27 @@ class _Walker:
             span.dropped_attributes_count + len(raw_attrs) - len(attrs),
             dropped_events,
             dropped_links,
+        )
+
+    def _pb_repeated(self, items: Any, dropped: int, limit: int, build: Any, where: str) -> tuple[tuple, int]:
+        """A span's events or links, built within the limit, and its dropped count plus
+        those cut off."""
+        if not items:
+            return (), dropped
+        kept, cut = self._limit(list(items), limit)
+        return tuple(build(item, where) for item in kept), dropped + cut
+
+    def _pb_event(self, e: Any, where: str) -> SpanEvent:
+        return SpanEvent(
+            e.time_unix_nano, self.text(e.name), self.pb_attributes(e.attributes, where), e.dropped_attributes_count
+        )
+
+    def _pb_link(self, link: Any, where: str) -> SpanLink:
+        return SpanLink(
+            _pb_id(link.trace_id, 16, "links.traceId"),
+            _pb_id(link.span_id, 8, "links.spanId"),
+            self.pb_attributes(link.attributes, where),
+            self.text(link.trace_state),
         )
 
     # -- JSON ---------------------------------------------------------------------------
