@@ -11,6 +11,7 @@ from collectors.store.schema import (
     spans,
     trace_services,
     trace_summaries,
+    unpaired_consumers,
 )
 
 
@@ -61,8 +62,9 @@ class Retention:
             tag_index.drop_before(conn, oldest)
             patterns.drop_stale_rows(conn, oldest)
             if oldest is None:
-                for table in (trace_services, edges):
+                for table in (trace_services, edges, unpaired_consumers):
                     conn.execute(sa.delete(table))
                 return
             conn.execute(sa.delete(trace_services).where(trace_services.c.start_ns < oldest))
+            conn.execute(sa.delete(unpaired_consumers).where(unpaired_consumers.c.start_ns < oldest))
             conn.execute(sa.delete(edges).where(edges.c.bucket_ns < oldest - oldest % EDGE_BUCKET_NS))

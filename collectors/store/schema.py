@@ -79,6 +79,23 @@ trace_services = sa.Table(
     sqlite_with_rowid=False,
 )
 
+unpaired_consumers = sa.Table(
+    "unpaired_consumers",
+    metadata,
+    # Consumer spans stored before the producer span they link to: when the producer
+    # arrives, its batch counts the async edge and deletes the row. Only such consumers
+    # are kept, so the table stays small; retention drops rows older than every trace.
+    sa.Column("producer_span_id", sa.LargeBinary(8), primary_key=True),
+    sa.Column("producer_trace_id", sa.LargeBinary(16), primary_key=True),
+    sa.Column("consumer_trace_id", sa.LargeBinary(16), primary_key=True),
+    sa.Column("consumer_span_id", sa.LargeBinary(8), primary_key=True),
+    sa.Column("service", sa.Text, nullable=False),
+    sa.Column("start_ns", sa.BigInteger, nullable=False),
+    sa.Column("duration_ns", sa.BigInteger, nullable=False),
+    sa.Column("failed", sa.SmallInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 trace_tags = sa.Table(
     "trace_tags",
     metadata,

@@ -36,6 +36,7 @@ from collectors.store.schema import (
     spans,
     trace_services,
     trace_summaries,
+    unpaired_consumers,
 )
 
 
@@ -116,6 +117,9 @@ class WritePath:
         new_ops = {(s.service, s.name, s.kind) for s in new} - self._known_operations
         if new_ops:
             insert_ignoring_duplicates(conn, operations, ("service", "name", "kind"), sorted(new_ops))
+        producers = [s for s in new if s.kind == KIND_PRODUCER]
+        if producers:  # before this batch's own consumers are recorded as waiting
+            _pair_waiting_consumers(conn, producers, prepared)
         links = [(s, lk) for s in new if s.kind == KIND_CONSUMER for lk in s.links]
         if links:
             self._add_linked_edges(conn, links, prepared)
@@ -197,7 +201,8 @@ class WritePath:
 
         Messaging consumers usually start a trace of their own and link to the producing
         span (OpenTelemetry's messaging conventions), so there is no parent to pair with.
-        A producer that arrives after its consumer is not paired.
+        A consumer whose producer has not arrived is recorded in ``unpaired_consumers``;
+        the producer's batch pairs it (:func:`_pair_waiting_consumers`).
         """
         found = dict(prepared.by_id)
         wanted = {(lk.trace_id, lk.span_id) for _, lk in links} - set(found)
@@ -209,15 +214,26 @@ class WritePath:
                 )
             )
             found.update(((x.trace_id, x.span_id), x) for x in map(_lite, rows))
+        waiting = []
         for consumer, link in links:
             producer = found.get((link.trace_id, link.span_id))
-            if producer is None or producer.kind != KIND_PRODUCER or producer.service == consumer.service:
-                continue
             duration, failed = consumer.end_ns - consumer.start_ns, consumer.status_code == STATUS_ERROR
-            _count_edge(prepared.edges, (producer.service, consumer.service, consumer.start_ns), duration, failed)
-            prepared.edge_stats.add(
-                producer.service, consumer.service, patterns.MODE_ASYNC, consumer.start_ns, duration, failed
-            )
+            if producer is None:
+                waiting.append(
+                    (
+                        bytes.fromhex(link.span_id),
+                        bytes.fromhex(link.trace_id),
+                        bytes.fromhex(consumer.trace_id),
+                        bytes.fromhex(consumer.span_id),
+                        consumer.service,
+                        consumer.start_ns,
+                        duration,
+                        int(failed),
+                    )
+                )
+            elif producer.kind == KIND_PRODUCER:
+                _count_async_edge(prepared, producer.service, consumer.service, consumer.start_ns, duration, failed)
+        insert_ignoring_duplicates(conn, unpaired_consumers, _UNPAIRED_COLUMNS, waiting)
 
 
 @dataclass(slots=True)
@@ -376,6 +392,53 @@ def _edges(
             parent.service, child.service, patterns.edge_mode(parent.kind, child.kind), child.start_ns, duration, failed
         )
     return agg, stats, by_id
+
+
+_UNPAIRED_COLUMNS = (
+    "producer_span_id",
+    "producer_trace_id",
+    "consumer_trace_id",
+    "consumer_span_id",
+    "service",
+    "start_ns",
+    "duration_ns",
+    "failed",
+)
+
+
+def _pair_waiting_consumers(conn: Connection, producers: list[Span], prepared: _Prepared) -> None:
+    """Count the async edges of consumers stored before these producer spans arrived,
+    and forget them (each is paired once)."""
+    by_key = {(bytes.fromhex(p.span_id), bytes.fromhex(p.trace_id)): p for p in producers}
+    rows = select_in(conn, unpaired_consumers, _UNPAIRED_COLUMNS, "producer_span_id", [k[0] for k in by_key])
+    paired = []
+    for span_id, trace_id, consumer_trace, consumer_span, service, start_ns, duration, failed in rows:
+        producer = by_key.get((span_id, trace_id))
+        if producer is None:
+            continue
+        _count_async_edge(prepared, producer.service, service, start_ns, duration, bool(failed))
+        paired.append((span_id, trace_id, consumer_trace, consumer_span))
+    if paired:
+        u = unpaired_consumers.c
+        conn.execute(
+            sa.delete(unpaired_consumers).where(
+                u.producer_span_id == sa.bindparam("s"),
+                u.producer_trace_id == sa.bindparam("t"),
+                u.consumer_trace_id == sa.bindparam("ct"),
+                u.consumer_span_id == sa.bindparam("cs"),
+            ),
+            [{"s": s, "t": t, "ct": ct, "cs": cs} for s, t, ct, cs in paired],
+        )
+
+
+def _count_async_edge(
+    prepared: _Prepared, producer: str, consumer: str, start_ns: int, duration: int, failed: bool
+) -> None:
+    """A producer -> consumer call; none between spans of one service."""
+    if producer == consumer:
+        return
+    _count_edge(prepared.edges, (producer, consumer, start_ns), duration, failed)
+    prepared.edge_stats.add(producer, consumer, patterns.MODE_ASYNC, start_ns, duration, failed)
 
 
 def _count_edge(

@@ -340,6 +340,53 @@ def test_consumer_linked_to_its_producer_makes_an_async_edge(store: SpanStore):
     assert modes[("orders", "notifications")] == "async"
 
 
+@pytest.mark.parametrize("producer_first", [True, False])
+def test_async_edge_counted_once_whichever_of_producer_and_consumer_arrives_first(store: SpanStore, producer_first):
+    from collectors.store.patterns import find_edge_stats
+
+    orders, notifications = res("orders"), res("notifications")
+    producer = span(3, 1, None, orders, "publish OrderPlaced", kind=4)
+    consumer = Span(
+        trace_id=f"{4:032x}",
+        span_id=f"{2:016x}",
+        parent_span_id="",
+        name="process OrderPlaced",
+        kind=5,
+        start_ns=T0 + 50 * MS,
+        end_ns=T0 + 62 * MS,
+        resource=notifications,
+        links=(SpanLink(producer.trace_id, producer.span_id),),
+        status_code=STATUS_ERROR,
+    )
+    first, second = ([producer], [consumer]) if producer_first else ([consumer], [producer])
+    store.write_spans(first)
+    assert ("orders", "notifications") not in {(e.parent, e.child) for e in store.dependencies(*ALL)}
+    store.write_spans(second)
+    store.write_spans(second)  # a retry pairs nothing twice
+    store.write_spans([producer, consumer])
+    edges = {(e.parent, e.child): e for e in store.dependencies(*ALL)}
+    edge = edges[("orders", "notifications")]
+    assert (edge.call_count, edge.error_count, edge.duration_max_ns) == (1, 1, 12 * MS)
+    stats = {(e.parent, e.child): e for e in find_edge_stats(store, *ALL)}
+    assert (stats[("orders", "notifications")].mode, stats[("orders", "notifications")].call_count) == ("async", 1)
+
+
+def test_retention_forgets_consumers_still_waiting_for_their_producer(store: SpanStore):
+    import sqlalchemy as sa
+
+    from collectors.store.schema import unpaired_consumers
+
+    waiting = span(5, 1, None, res("notifications"), "process", kind=5)
+    waiting.links = (SpanLink(f"{6:032x}", f"{7:016x}"),)
+    store.write_spans([waiting])
+    count = sa.select(sa.func.count()).select_from(unpaired_consumers)
+    with store.engine.connect() as conn:
+        assert conn.execute(count).scalar() == 1
+    store.prune(max_spans=0)
+    with store.engine.connect() as conn:
+        assert conn.execute(count).scalar() == 0
+
+
 def test_a_retry_that_adds_new_spans_indexes_only_the_new_ones(store: SpanStore):
     spans = checkout(8)
     store.write_spans(spans[:2])
