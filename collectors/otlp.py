@@ -296,11 +296,11 @@ class _Walker:
         raw_attrs = span.attributes
         attrs = self.pb_attributes(raw_attrs, where) if raw_attrs else {}
         text = self.text
-        events, dropped_events = self._pb_repeated(
-            span.events, span.dropped_events_count, self.limits.max_events, self._pb_event, where
+        events, dropped_events = self._repeated(
+            span.events, "events", span.dropped_events_count, self.limits.max_events, self._pb_event, where
         )
-        links, dropped_links = self._pb_repeated(
-            span.links, span.dropped_links_count, self.limits.max_links, self._pb_link, where
+        links, dropped_links = self._repeated(
+            span.links, "links", span.dropped_links_count, self.limits.max_links, self._pb_link, where
         )
         status = span.status
         name, message, trace_state = span.name, status.message, span.trace_state
@@ -325,13 +325,13 @@ class _Walker:
             dropped_links,
         )
 
-    def _pb_repeated(self, items: Any, dropped: int, limit: int, build: Any, where: str) -> tuple[tuple, int]:
-        """A span's events or links, built within the limit, and its dropped count plus
-        those cut off."""
+    def _repeated(self, items: Any, name: str, dropped: int, limit: int, build: Any, where: str) -> tuple[tuple, int]:
+        """A span's events or links (protobuf or JSON), built within the limit, each told
+        where it is; and the span's dropped count plus those cut off."""
         if not items:
             return (), dropped
         kept, cut = self._limit(list(items), limit)
-        return tuple(build(item, where) for item in kept), dropped + cut
+        return tuple(build(item, f"{where}.{name}[{i}]") for i, item in enumerate(kept)), dropped + cut
 
     def _pb_event(self, e: Any, where: str) -> SpanEvent:
         return SpanEvent(
@@ -441,16 +441,21 @@ class _Walker:
         _check_times(start, end)
         raw_attrs = _span_list(span, "attributes")
         attrs = self.json_attributes(raw_attrs, where) if raw_attrs else {}
-        events, dropped_events = self._json_repeated(
-            span,
+        events, dropped_events = self._repeated(
+            _span_list(span, "events"),
             "events",
-            ("droppedEventsCount", "dropped_events_count"),
+            _json_uint(_get(span, "droppedEventsCount", "dropped_events_count"), "droppedEventsCount"),
             self.limits.max_events,
             self._json_event,
             where,
         )
-        links, dropped_links = self._json_repeated(
-            span, "links", ("droppedLinksCount", "dropped_links_count"), self.limits.max_links, self._json_link, where
+        links, dropped_links = self._repeated(
+            _span_list(span, "links"),
+            "links",
+            _json_uint(_get(span, "droppedLinksCount", "dropped_links_count"), "droppedLinksCount"),
+            self.limits.max_links,
+            self._json_link,
+            where,
         )
         status = get("status") or {}
         if type(status) is not dict:
@@ -479,18 +484,6 @@ class _Walker:
             dropped_events,
             dropped_links,
         )
-
-    def _json_repeated(
-        self, span: dict, name: str, dropped_names: tuple[str, str], limit: int, build: Any, where: str
-    ) -> tuple[tuple, int]:
-        """A span's events or links, built within the limit, and its dropped count plus
-        those cut off."""
-        dropped = _json_uint(_get(span, *dropped_names), dropped_names[0])
-        raw = _span_list(span, name)
-        if not raw:
-            return (), dropped
-        kept, cut = self._limit(raw, limit)
-        return tuple(build(item, f"{where}.{name}[{i}]") for i, item in enumerate(kept)), dropped + cut
 
     def _json_event(self, e: Any, where: str) -> SpanEvent:
         if not isinstance(e, dict):
