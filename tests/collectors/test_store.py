@@ -315,31 +315,6 @@ def test_non_finite_doubles_and_empty_values_read_back_as_written(store: SpanSto
     }
 
 
-def test_consumer_linked_to_its_producer_makes_an_async_edge(store: SpanStore):
-    from collectors.store.patterns import find_edge_stats
-
-    orders, notifications = res("orders"), res("notifications")
-    producer = span(1, 1, None, orders, "publish OrderPlaced", kind=4)
-    consumer = Span(
-        trace_id=f"{2:032x}",
-        span_id=f"{2:016x}",
-        parent_span_id="",
-        name="process OrderPlaced",
-        kind=5,
-        start_ns=T0 + 50 * MS,
-        end_ns=T0 + 60 * MS,
-        resource=notifications,
-        links=(SpanLink(producer.trace_id, producer.span_id),),
-    )
-    store.write_spans([producer])
-    store.write_spans([consumer])
-    store.write_spans([consumer])  # a retry counts nothing twice
-    edges = {(e.parent, e.child): e for e in store.dependencies(*ALL)}
-    assert edges[("orders", "notifications")].call_count == 1
-    modes = {(e.parent, e.child): e.mode for e in find_edge_stats(store, *ALL)}
-    assert modes[("orders", "notifications")] == "async"
-
-
 @pytest.mark.parametrize("producer_first", [True, False])
 def test_async_edge_counted_once_whichever_of_producer_and_consumer_arrives_first(store: SpanStore, producer_first):
     from collectors.store.patterns import find_edge_stats
