@@ -13,6 +13,7 @@ from flask import Flask
 from htmx_flask import Htmx
 
 from app import auth, errors, filters
+from app.headers import SecurityHeaders
 from app.settings import Settings
 from collectors.otlp import Limits
 from collectors.receiver import ReceiverConfig
@@ -44,6 +45,7 @@ def create_app(
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config["SPYGLASS_SETTINGS"] = settings
     Htmx(app)
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)
     if store is None:
         if not settings.database_url:
             Path(settings.data_dir).mkdir(parents=True, exist_ok=True)

@@ -16,12 +16,15 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import gunicorn.http.wsgi
 from gunicorn.app.base import BaseApplication
 
 from app import create_app, receiver_limits
+from app.headers import with_security_headers
 from app.settings import Settings, split_addr
 
 OTLP_PATHS = ("/v1/traces", "/health")
+SERVER_HEADER = "spyglass"
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,8 @@ class PortDispatcher:
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("SERVER_PORT") == self.otlp_port and environ.get("PATH_INFO") not in OTLP_PATHS:
             body = b'{"code":5,"message":"not found: the OTLP port serves POST /v1/traces"}'
-            start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            start_response("404 Not Found", with_security_headers(headers))
             return [body]
         return self.app(environ, start_response)
 
@@ -80,6 +84,9 @@ class GunicornServer(BaseApplication):
 
     def load_config(self) -> None:
         s = self.settings
+        # gunicorn writes "Server: gunicorn" itself, with no setting to change it: name
+        # the product instead of the server software answering for it.
+        gunicorn.http.wsgi.SERVER = SERVER_HEADER
         self.cfg.set("bind", [s.otlp_http_addr, s.ui_addr])
         self.cfg.set("workers", s.workers)
         self.cfg.set("worker_class", "gthread")
@@ -163,7 +170,13 @@ def run(settings: Settings) -> int:
     if settings.otlp_grpc_enabled:
         from collectors.grpc_receiver import serve as serve_grpc
 
-        args = (settings.otlp_grpc_addr, settings.store_url, receiver_limits(settings), settings.max_body_bytes)
+        args = (
+            settings.otlp_grpc_addr,
+            settings.store_url,
+            receiver_limits(settings),
+            settings.max_body_bytes,
+            settings.auth_token,
+        )
         what = f"the OTLP/gRPC receiver on {settings.otlp_grpc_addr}"
         children.append(_spawn(serve_grpc, args, "spyglass-grpc", what))
         print(f"OTLP/gRPC on {settings.otlp_grpc_addr}", flush=True)

@@ -3,7 +3,8 @@
 Runs in its own process beside gunicorn (gRPC servers do not survive forking), started
 by ``spyglass serve --otlp-grpc-enabled``. Refusals use gRPC status codes as the OTLP
 specification says: INVALID_ARGUMENT for a bad request, UNAVAILABLE (retryable) when the
-store cannot commit.
+store cannot commit, UNAUTHENTICATED when ``SPYGLASS_AUTH_TOKEN`` is set and the call's
+``authorization`` metadata does not carry it as a bearer token.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from collectors.bearer import authorized
 from collectors.otlp import DecodeError, Limits, decode_protobuf
 from collectors.store import SpanStore, StoreError
 
@@ -44,11 +46,36 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         return response
 
 
-def serve(addr: str, store_url: str, limits: Limits, max_body_bytes: int, ready: Any = None) -> None:
-    """Serve OTLP/gRPC on ``addr`` until SIGTERM or SIGINT."""
+class BearerTokenInterceptor(grpc.ServerInterceptor):
+    """Refuses every call whose ``authorization`` metadata is not ``Bearer <token>``."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self._refusal = grpc.unary_unary_rpc_method_handler(_refuse)
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        # gRPC metadata keys arrive in lower case.
+        offered = [v for k, v in handler_call_details.invocation_metadata or () if k == "authorization"]
+        if len(offered) == 1 and authorized(offered[0], self.token):
+            return continuation(handler_call_details)
+        return self._refusal
+
+
+def _refuse(_request: Any, context: grpc.ServicerContext) -> None:
+    context.abort(
+        grpc.StatusCode.UNAUTHENTICATED,
+        "missing or wrong bearer token: send the metadata authorization: Bearer <token>",
+    )
+
+
+def serve(
+    addr: str, store_url: str, limits: Limits, max_body_bytes: int, auth_token: str = "", ready: Any = None
+) -> None:
+    """Serve OTLP/gRPC on ``addr`` until SIGTERM or SIGINT; with ``auth_token``, only to its bearers."""
     store = SpanStore.from_url(store_url, migrate=False, background_checkpoints=False)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8),
+        interceptors=[BearerTokenInterceptor(auth_token)] if auth_token else [],
         options=[("grpc.max_receive_message_length", max_body_bytes)],
     )
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(store, limits), server)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, current_app, request
 from google.rpc import code_pb2, status_pb2
 
+from collectors.bearer import CHALLENGE, authorized
 from collectors.otlp import DecodeError, Limits, decode_json, decode_protobuf, encode_response
 from collectors.store import SpanStore, StoreError
 
@@ -60,7 +61,7 @@ def export_traces() -> Response:
     content_type = (request.mimetype or "").lower()
     as_json = content_type == JSON
     try:
-        if config.auth_token and request.headers.get("Authorization") != f"Bearer {config.auth_token}":
+        if not authorized(request.headers.get("Authorization"), config.auth_token):
             raise _Refusal(401, code_pb2.UNAUTHENTICATED, "missing or wrong bearer token")
         if not as_json and content_type not in _PROTOBUF_ALIASES:
             raise _Refusal(
@@ -176,4 +177,6 @@ def _status_response(refusal: _Refusal, as_json: bool) -> Response:
     response = Response(payload, status=refusal.status, mimetype=mimetype)
     if refusal.retry_after is not None:
         response.headers["Retry-After"] = str(refusal.retry_after)
+    if refusal.status == 401:
+        response.headers["WWW-Authenticate"] = CHALLENGE
     return response
