@@ -12,7 +12,7 @@ from pathlib import Path
 from flask import Flask
 from htmx_flask import Htmx
 
-from app import auth, errors, filters
+from app import auth, converters, errors, filters
 from app.headers import SecurityHeaders
 from app.settings import Settings
 from collectors.otlp import Limits
@@ -46,6 +46,7 @@ def create_app(
     app.config["SPYGLASS_SETTINGS"] = settings
     Htmx(app)
     app.wsgi_app = SecurityHeaders(app.wsgi_app)
+    converters.register(app)  # before the blueprints: their rules look converters up when added
     if store is None:
         if not settings.database_url:
             Path(settings.data_dir).mkdir(parents=True, exist_ok=True)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, request
+from flask import Blueprint, abort, current_app, request, url_for
 from werkzeug.exceptions import BadRequest
 
 from app.analysis.sagas import check_saga, failed_action, saga_timeline
+from app.converters import fits_in_path
 from app.htmx import render_page_or_fragment
 from app.params import parse_limit
 from collectors.store import SpanStore, patterns
@@ -71,3 +72,20 @@ def saga_detail(store: SpanStore, saga_id: str) -> dict[str, Any]:
 def detail(saga_id: str) -> str:
     """One saga's timeline and the verdict of its checks."""
     return render_page_or_fragment("sagas/detail.html", "sagas/_detail.html", **saga_detail(_store(), saga_id))
+
+
+@bp.get("/sagas/")
+def detail_by_query() -> str:
+    """One saga named by ``?id=``: the link for an id no path segment can carry (``..``)."""
+    saga_id = request.args.get("id")
+    if saga_id is None:
+        abort(400, description="id is required, e.g. /sagas/?id=order-42 (or /sagas/order-42)")
+    return detail(saga_id)
+
+
+@bp.app_template_global()
+def saga_url(saga_id: str) -> str:
+    """The link to a saga's page: its id as one path segment, or in the query string."""
+    if fits_in_path(saga_id):
+        return url_for("sagas.detail", saga_id=saga_id)
+    return url_for("sagas.detail_by_query", id=saga_id)

@@ -90,10 +90,17 @@ def node_detail(store: SpanStore, name: str, window: Window) -> dict[str, Any]:
     }
 
 
-@bp.get("/services/node/<path:name>")
-def node(name: str) -> str:
-    """One node's details (a fragment for htmx, a page otherwise)."""
+@bp.get("/services/node")
+def node() -> str:
+    """One node's details (a fragment for htmx, a page otherwise).
+
+    The name goes in the query string (``?name=``), like the edge's ends: a service name is
+    any text a sender chose, and only the query string carries every text unchanged.
+    """
     window = parse_window()
+    name = request.args.get("name", "")
+    if not name:
+        abort(400, description="name is required, e.g. ?name=payment")
     detail = node_detail(_store(), name, window)
     if not detail["operations"] and not detail["series"]:
         graph = service_graph(_store(), window)

@@ -80,6 +80,7 @@ def test_every_kind_of_response_carries_the_security_headers(server: ServeProces
         requests.get(ui + "/api/services"),  # 401 JSON
         requests.get(ui + f"/?token={TOKEN}", allow_redirects=False),  # login redirect
         requests.get(ui + "/static/app.css"),  # static
+        requests.get(ui + "/static/guard.js"),
         requests.get(ui + "/health"),
         requests.get(otlp + "/health"),
         requests.get(otlp + "/anything"),  # the OTLP port's own 404
@@ -88,10 +89,10 @@ def test_every_kind_of_response_carries_the_security_headers(server: ServeProces
         requests.post(otlp + "/v1/traces", data=b"not protobuf", headers={**PB, **AUTH}),  # malformed
     ]
     statuses = [r.status_code for r in responses]
-    assert statuses == [200, 200, 200, 404, 404, 400, 401, 401, 303, 200, 200, 200, 404, 200, 401, 400]
+    assert statuses == [200, 200, 200, 404, 404, 400, 401, 401, 303, 200, 200, 200, 200, 404, 200, 401, 400]
     for response in responses:
         _assert_secured(response)
-    
+    assert responses[10].headers["Content-Type"].startswith("text/javascript")
 
 
 def test_a_401_challenges_for_a_bearer_token_in_any_case_of_the_scheme(server: ServeProcess) -> None:

@@ -79,7 +79,7 @@ def test_graph_fragment_for_htmx_and_scrubbed_view_is_not_live(client, tracer_pr
 def test_node_detail_shows_operations_and_links_to_failing_traces(client, tracer_provider_factory):
     pattern_spans.order_flow(tracer_provider_factory)
     bad = pattern_spans.order_flow(tracer_provider_factory, fail_payment=True)
-    soup = get_html(client, "/services/node/payment", **{"HX-Request": "true"})
+    soup = get_html(client, "/services/node?name=payment", **{"HX-Request": "true"})
     assert soup.find("html") is None
     assert "POST /charge" in soup.select_one("table.operations").get_text()
     assert [a["href"] for a in soup.select("ul.failing a")] == [f"/traces/{bad}"]
@@ -99,7 +99,7 @@ def test_edge_detail_lists_the_traces_that_used_it(client, tracer_provider_facto
 
 
 def test_unknown_node_and_edge_are_404_and_bad_window_is_400(client):
-    assert client.get("/services/node/nobody").status_code == 404
+    assert client.get("/services/node?name=nobody").status_code == 404
     assert client.get("/services/edge?parent=a&child=b").status_code == 404
     response = client.get("/api/v1/graph?window=soon")
     assert response.status_code == 400

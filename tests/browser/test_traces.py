@@ -84,8 +84,8 @@ def test_open_trace_then_span_shows_attributes_and_puts_span_in_url(page, live_s
     assert "stock.sku" in panel.inner_text() and "sku-<42>" in panel.inner_text()
     page.wait_for_url(re.compile(r"[?&]span=[0-9a-f]{16}"))
     page.locator(".wf-name", has_text="POST /checkout").click()
-    page.wait_for_function("document.querySelectorAll('.span-panel').length === 2")
-    page.wait_for_function("new URL(location.href).searchParams.getAll('span').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('.span-panel').length === 2")
+    page.wait_for_function("() => new URL(location.href).searchParams.getAll('span').length === 2")
     page.reload()
     assert page.locator(".span-panel").count() == 2, "reloading the URL did not reopen both panels"
 
@@ -140,7 +140,7 @@ def test_huge_trace_loads_more_rows_when_scrolled(page, live_server, load_trace)
     first = page.locator(".wf-row").count()
     assert 0 < first < 5000
     page.locator(".wf-more").scroll_into_view_if_needed()
-    page.wait_for_function(f"document.querySelectorAll('.wf-row').length > {first}")
+    page.wait_for_function(f"() => document.querySelectorAll('.wf-row').length > {first}")
 
 
 def test_live_mode_shows_new_traces_without_a_reload(page, live_server, tracer_provider_factory):
@@ -189,4 +189,4 @@ def test_next_error_walks_error_spans_and_loads_more_rows_of_a_huge_trace(page, 
     assert "is-error" in focused.get_attribute("class")
     assert focused.get_attribute("id") == page.locator(".wf-row.is-error").nth(errors_loaded - 1).get_attribute("id")
     page.click("button[data-nav=is-error][data-dir='1']")
-    page.wait_for_function(f"document.querySelectorAll('.wf-row').length > {loaded}")
+    page.wait_for_function(f"() => document.querySelectorAll('.wf-row').length > {loaded}")
