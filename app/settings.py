@@ -38,7 +38,7 @@ class Settings:
     retention_hours: float = _setting(72.0, "delete traces received longer ago than this (0 keeps them)")
     max_spans: int = _setting(10_000_000, "keep at most this many spans, deleting the oldest traces first (0: no cap)")
     prune_interval_s: float = _setting(30.0, "seconds between background retention passes")
-    auth_token: str = _setting("", "bearer token required for ingest and the JSON API; empty: no auth")
+    auth_token: str = _setting("", "bearer token required for OTLP (HTTP and gRPC), the JSON API and the pages; empty: no auth")
     workers: int = _setting(1, "gunicorn worker processes for `spyglass serve`")
     max_inflight: int = _setting(16, "concurrent ingest requests per process before answering 503")
     max_attributes: int = _setting(
