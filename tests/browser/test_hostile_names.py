@@ -8,8 +8,8 @@ thing it names, and htmx never swaps anything but an HTML fragment into the page
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tests.app import pattern_spans
+from tests.conftest import POSTGRES_URL
 from tests.helpers import ServeProcess, free_port
 
 pytestmark = pytest.mark.browser
@@ -41,11 +42,34 @@ document.addEventListener("securitypolicyviolation", function (e) {
 """
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_option(request: pytest.FixtureRequest) -> Iterator[tuple[str, ...]]:
+    """The `spyglass serve` options of an empty store: an SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield ()
+        return
+    if not POSTGRES_URL:
+        pytest.skip("SPYGLASS_TEST_POSTGRES_URL is not set")
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield ("--database-url", f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}")
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def hostile(tmp_path_factory: pytest.TempPathFactory, store_option: tuple[str, ...]) -> Iterator[dict]:
     """A real server holding a call chain, a breaker and sagas, all named by the attacker."""
     data = tmp_path_factory.mktemp("hostile") / "data"
-    server = ServeProcess(data, "--registry-url", f"http://127.0.0.1:{free_port()}")
+    server = ServeProcess(data, "--registry-url", f"http://127.0.0.1:{free_port()}", *store_option)
     providers: list[TracerProvider] = []
 
     def factory(service: str, **resource: object) -> TracerProvider:
