@@ -29,7 +29,7 @@ import requests
 import sqlalchemy as sa
 from flask import Flask, Response, abort, jsonify, request
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from demo_services.client import InstanceOutOfService
 from demo_services.patterns.discovery import DiscoveryClient, Instance
@@ -37,6 +37,7 @@ from demo_services.protocol import CONTROL_TOKEN_HEADER, OUT_OF_SERVICE_HEADER
 from demo_services.telemetry import configure_tracing
 
 LOOPBACK = ("127.0.0.1", "::1")
+SERVER_HEADER = "spyglass-demo"
 HANG_LIMIT_S = 60.0
 
 
@@ -247,6 +248,13 @@ def lookup_instances(registry_url: str, service: str) -> list[Instance]:
     return [Instance(item["service"], item["instance_id"], item["url"]) for item in response.json()["instances"]]
 
 
+class _RequestHandler(WSGIRequestHandler):
+    """Werkzeug's handler, answering ``Server: spyglass-demo`` instead of its and Python's versions."""
+
+    def version_string(self) -> str:
+        return SERVER_HEADER
+
+
 def run_service(service: Service) -> int:
     """Serve ``service`` until SIGTERM/SIGINT, registered with heartbeats; return 0."""
     settings = service.settings
@@ -256,7 +264,7 @@ def run_service(service: Service) -> int:
     # Every process reports service.instance.id, the id it registers under, so traffic
     # in traces can be matched to registry instances.
     provider = configure_tracing(service.name, settings.otlp_http_addr, instance_id, settings.auth_token)
-    server = make_server("127.0.0.1", settings.port, service.app, threaded=True)
+    server = make_server("127.0.0.1", settings.port, service.app, threaded=True, request_handler=_RequestHandler)
     url = f"http://127.0.0.1:{server.server_port}"
     stop = threading.Event()
     if service.name != "registry":

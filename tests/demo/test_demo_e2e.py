@@ -93,7 +93,9 @@ def step_spans(trace: dict[str, Any], phase: str) -> list[dict[str, Any]]:
 
 
 def test_registry_lists_every_instance_with_declared_dependencies(demo: Demo) -> None:
-    listing = requests.get(f"{demo.registry_url}/instances", timeout=5).json()["instances"]
+    answer = requests.get(f"{demo.registry_url}/instances", timeout=5)
+    assert answer.headers["Server"] == "spyglass-demo"  # no server software or version
+    listing = answer.json()["instances"]
 
     by_id = {i["instance_id"]: i for i in listing}
     assert set(by_id) >= {
