@@ -18,7 +18,7 @@
 
   document.addEventListener("htmx:beforeSwap", function (event) {
     var xhr = event.detail.xhr;
-    if (xhr && !isOurFragment(xhr)) {
+    if (event.detail.shouldSwap && xhr && !isOurFragment(xhr)) {
       event.detail.shouldSwap = false;
       event.detail.isError = true;
     }
