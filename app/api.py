@@ -9,7 +9,15 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import NotFound
 
 from app import jaeger
-from app.params import parse_duration, parse_int, parse_json_tags, parse_limit, parse_logfmt_tags, parse_trace_id
+from app.params import (
+    parse_duration,
+    parse_epoch,
+    parse_json_tags,
+    parse_limit,
+    parse_logfmt_tags,
+    parse_name,
+    parse_trace_id,
+)
 from collectors.store import SpanStore, TraceQuery
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -35,18 +43,18 @@ def services() -> Any:
 @bp.get("/services/<path:service>/operations")
 def service_operations(service: str) -> Any:
     """Operation names of one service (Jaeger's older endpoint)."""
-    names = sorted({name for _, name, _ in _store().list_operations(service)})
+    names = sorted({name for _, name, _ in _store().list_operations(parse_name("service", service))})
     return jsonify(_envelope(names))
 
 
 @bp.get("/operations")
 def operations() -> Any:
     """Operations of a service with their span kinds; ``spanKind`` filters."""
-    service = request.args.get("service")
+    service = parse_name("service", request.args.get("service"))
     kind = (request.args.get("spanKind") or "").lower()
     ops = [
         {"name": name, "spanKind": jaeger.SPAN_KIND_NAMES.get(k, "unspecified")}
-        for _, name, k in _store().list_operations(service or None)
+        for _, name, k in _store().list_operations(service)
     ]
     if kind:
         ops = [op for op in ops if op["spanKind"] == kind]
@@ -81,24 +89,23 @@ def get_trace(trace_id: str) -> Any:
 @bp.get("/dependencies")
 def dependencies() -> Any:
     """Service dependency links over ``lookback`` ms ending at ``endTs`` ms (Jaeger's units)."""
-    now_ms = time.time_ns() // 1_000_000
-    end_ms = parse_int("endTs", request.args.get("endTs"), default=now_ms)
-    lookback_ms = parse_int("lookback", request.args.get("lookback"), default=24 * 3_600_000)
-    assert end_ms is not None and lookback_ms is not None
-    edges = _store().dependencies((end_ms - lookback_ms) * 1_000_000, end_ms * 1_000_000)
+    ms = 1_000_000
+    end_ns = parse_epoch("endTs", request.args.get("endTs"), unit_ns=ms, unit="milliseconds", default_ns=time.time_ns())
+    lookback_ns = parse_epoch(
+        "lookback", request.args.get("lookback"), unit_ns=ms, unit="milliseconds", default_ns=24 * 3600 * 1000 * ms
+    )
+    edges = _store().dependencies(max(0, end_ns - lookback_ns), end_ns)
     return jsonify(_envelope(jaeger.dependencies(edges)))
 
 
 def build_query(args: Any) -> TraceQuery:
     """A TraceQuery from Jaeger's search parameters (times in µs since the epoch)."""
-    now_us = time.time_ns() // 1000
-    end_us = parse_int("end", args.get("end"), default=now_us)
+    us = 1000
+    end_ns = parse_epoch("end", args.get("end"), unit_ns=us, unit="microseconds", default_ns=time.time_ns() // us * us)
     lookback = args.get("lookback")
     lookback_ns = None if lookback in (None, "", "custom") else parse_duration("lookback", lookback)
-    assert end_us is not None
-    default_start = end_us - (lookback_ns or DEFAULT_LOOKBACK_NS) // 1000
-    start_us = parse_int("start", args.get("start"), default=max(0, default_start))
-    assert start_us is not None
+    default_start = max(0, end_ns - (lookback_ns or DEFAULT_LOOKBACK_NS) // us * us)
+    start_ns = parse_epoch("start", args.get("start"), unit_ns=us, unit="microseconds", default_ns=default_start)
     tags = parse_json_tags(args.get("tags"))
     for raw in args.getlist("tag"):
         key, sep, value = raw.partition(":")
@@ -109,10 +116,10 @@ def build_query(args: Any) -> TraceQuery:
     min_d = parse_duration("minDuration", args.get("minDuration"))
     max_d = parse_duration("maxDuration", args.get("maxDuration"))
     return TraceQuery(
-        start_ns=start_us * 1000,
-        end_ns=end_us * 1000,
-        service=args.get("service") or None,
-        operation=args.get("operation") or None,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        service=parse_name("service", args.get("service")),
+        operation=parse_name("operation", args.get("operation")),
         tags=tags,
         min_duration_ns=min_d,
         max_duration_ns=max_d,

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from app.breakers import breaker_views
-from app.params import parse_limit
+from app.params import parse_limit, parse_name
 from app.registry import registry_view
 from app.sagas import parse_outcome, saga_detail, saga_rows
 from app.services import node_detail, service_graph
@@ -65,6 +65,7 @@ def graph() -> Any:
 @bp.get("/services/<path:name>")
 def service(name: str) -> Any:
     """One service's RED over time (per minute), its operations and trace ids."""
+    parse_name("service", name)
     window = parse_window()
     d = node_detail(_store(), name, window)
     return jsonify(

@@ -10,7 +10,7 @@ from werkzeug.exceptions import BadRequest
 from app.analysis.sagas import check_saga, failed_action, saga_timeline
 from app.converters import fits_in_path
 from app.htmx import render_page_or_fragment
-from app.params import parse_limit
+from app.params import parse_limit, parse_name
 from collectors.store import SpanStore, patterns
 
 bp = Blueprint("sagas", __name__)
@@ -61,6 +61,7 @@ def index() -> str:
 
 def saga_detail(store: SpanStore, saga_id: str) -> dict[str, Any]:
     """One saga, its steps, timeline and checks; 404 when unknown."""
+    parse_name("saga id", saga_id)
     saga = patterns.get_saga(store, saga_id)
     if saga is None:
         abort(404, description=f"No saga {saga_id[:200]!r} in the store")

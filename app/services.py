@@ -11,6 +11,7 @@ from app.analysis.graph import NODE_H, NODE_W, ServiceGraph, build_service_graph
 from app.analysis.stats import merge, red, sparkline
 from app.breakers import breaker_views
 from app.htmx import render_page_or_fragment
+from app.params import parse_name
 from app.window import WINDOW_CHOICES, Window, parse_window
 from collectors.store import SpanStore, patterns
 
@@ -98,7 +99,7 @@ def node() -> str:
     any text a sender chose, and only the query string carries every text unchanged.
     """
     window = parse_window()
-    name = request.args.get("name", "")
+    name = parse_name("name", request.args.get("name"))
     if not name:
         abort(400, description="name is required, e.g. ?name=payment")
     detail = node_detail(_store(), name, window)
@@ -115,8 +116,8 @@ def node() -> str:
 def edge() -> str:
     """The traces that used one edge."""
     window = parse_window()
-    parent = request.args.get("parent", "")
-    child = request.args.get("child", "")
+    parent = parse_name("parent", request.args.get("parent"))
+    child = parse_name("child", request.args.get("child"))
     if not parent or not child:
         abort(400, description="parent and child are required, e.g. ?parent=orders&child=payment")
     store = _store()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request, url_for
@@ -28,7 +27,7 @@ from app.analysis.values import (
     typed_attributes,
 )
 from app.htmx import is_htmx, render_page_or_fragment
-from app.params import parse_duration, parse_limit, parse_logfmt_tags, parse_trace_id
+from app.params import parse_datetime, parse_duration, parse_limit, parse_logfmt_tags, parse_name, parse_trace_id
 from collectors.store import SORT_ORDERS, SpanStore, TraceQuery
 
 bp = Blueprint("traces", __name__)
@@ -96,6 +95,8 @@ class SearchForm:
         """The store query, or None after recording a message per bad field in ``errors``."""
         values: dict[str, Any] = {}
         checks = {
+            "service": lambda: parse_name("service", self.service),
+            "operation": lambda: parse_name("operation", self.operation),
             "tags": lambda: parse_logfmt_tags(self.tags),
             "min_duration": lambda: parse_duration("min duration", self.min_duration),
             "max_duration": lambda: parse_duration("max duration", self.max_duration),
@@ -118,8 +119,8 @@ class SearchForm:
         return TraceQuery(
             start_ns=start_ns,
             end_ns=end_ns,
-            service=self.service or None,
-            operation=self.operation or None,
+            service=values["service"],
+            operation=values["operation"],
             tags=values["tags"],
             min_duration_ns=lo,
             max_duration_ns=hi,
@@ -133,8 +134,8 @@ class SearchForm:
             raise BadRequest(f"range must be one of {', '.join(RANGES)}, got {self.range!r}")
         if self.range != "custom":
             return now_ns - RANGES[self.range] * 1_000_000_000, now_ns
-        start = _parse_datetime("start", self.start)
-        end = _parse_datetime("end", self.end) if self.end else now_ns
+        start = parse_datetime("start", self.start)
+        end = parse_datetime("end", self.end) if self.end else now_ns
         if start is None:
             raise BadRequest("start is needed for a custom range, as 2024-05-01T13:45 (UTC)")
         if end < start:
@@ -191,7 +192,7 @@ def search() -> Any:
     context = {
         "form": form,
         "services": store.list_services(),
-        "operations": _operation_names(store, form.service),
+        "operations": _operation_names(store, "" if "service" in form.errors else form.service),
         "traces": traces,
         "truncated": bool(result and result.truncated),
         "plot": scatter(traces, query.start_ns, query.end_ns) if query else None,
@@ -208,7 +209,7 @@ def search() -> Any:
 @bp.get("/traces/operations")
 def operations() -> str:
     """The operation <option>s for a service (the search form swaps them in)."""
-    service = request.args.get("service", "")
+    service = parse_name("service", request.args.get("service")) or ""
     return render_template(
         "traces/_operations.html",
         operations=_operation_names(_store(), service),
@@ -388,18 +389,6 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise BadRequest(f"{name} must be one of {', '.join(allowed)}, got {value[:40]!r}")
     return value
-
-
-def _parse_datetime(name: str, raw: str) -> int | None:
-    if not raw:
-        return None
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a date and time such as 2024-05-01T13:45 (UTC), got {raw[:40]!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1_000_000_000)
 
 
 def _offset(raw: str | None) -> int:
