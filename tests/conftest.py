@@ -16,7 +16,6 @@ from app.settings import Settings
 from collectors.store import SpanStore
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 POSTGRES_URL = os.environ.get("SPYGLASS_TEST_POSTGRES_URL", "")
 
 
@@ -125,8 +124,8 @@ def load_trace() -> Callable[[str], bytes]:
 
 
 def otlp_json_example() -> bytes:
-    """The OTLP specification's own JSON example request."""
-    return (SHARED_FIXTURES / "otlp" / "example-trace.json").read_bytes()
+    """The OTLP specification's own JSON example request (see ``tests/fixtures/otlp/SOURCE.md``)."""
+    return (FIXTURES / "otlp" / "example-trace.json").read_bytes()
 
 
 def jaeger_get(client, path: str, status: int = 200) -> dict:
