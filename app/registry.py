@@ -1,5 +1,10 @@
 """The registry page (/registry): instances, their health and traffic, declared versus
-observed topology. The registry is asked over HTTP at ``Settings.registry_url``."""
+observed topology. The registry is asked over HTTP at ``Settings.registry_url``.
+
+The page itself never waits for the registry: it renders at once and loads the part
+that needs the registry from ``/registry/instances``, an htmx fragment that says plainly
+when the registry cannot be reached (naming the URL it tried).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, render_template
 
 from app.analysis.registry import Topology, compare_topology, parse_instances
 from app.htmx import render_page_or_fragment
@@ -58,16 +63,27 @@ def registry_view(store: SpanStore, registry_url: str, window: Window) -> tuple[
 
 @bp.get("/registry")
 def index() -> str:
-    """Instances, health, traffic and the two topologies side by side."""
+    """The page: the window form and a placeholder that loads the instances fragment."""
+    window = parse_window()
+    return render_page_or_fragment(
+        "registry/index.html",
+        "registry/_loader.html",
+        win=window,
+        choices=WINDOW_CHOICES,
+        registry_url=current_app.config["SPYGLASS_SETTINGS"].registry_url,
+    )
+
+
+@bp.get("/registry/instances")
+def instances() -> str:
+    """The fragment: instances, health, traffic and the two topologies side by side."""
     window = parse_window()
     settings = current_app.config["SPYGLASS_SETTINGS"]
     topology, problem = registry_view(current_app.extensions["spyglass.store"], settings.registry_url, window)
-    return render_page_or_fragment(
-        "registry/index.html",
+    return render_template(
         "registry/_body.html",
         topo=topology,
         problem=problem,
         win=window,
-        choices=WINDOW_CHOICES,
         registry_url=settings.registry_url,
     )

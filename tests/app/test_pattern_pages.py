@@ -261,13 +261,13 @@ def test_registry_shows_failover_and_topology_differences(settings, store, regis
     assert traffic == {"inventory-1": 0, "inventory-2": 1, "orders-1": 0}
     assert ["orders", "users"] in doc["unseen"]
     assert ["gateway", "orders"] in doc["undeclared"] and ["orders", "payment"] not in doc["undeclared"]
-    soup = get_html(client, "/registry")
+    soup = get_html(client, "/registry/instances")
     assert len(soup.select("tr.instance.has-traffic")) == 1
     assert "never seen in traces" in soup.select_one("ul.declared").get_text()
 
 
 def test_registry_unreachable_is_said_plainly(settings, store):
     client = create_app(settings.replace(registry_url="http://127.0.0.1:9"), store=store).test_client()
-    soup = get_html(client, "/registry")
+    soup = get_html(client, "/registry/instances")
     assert "unreachable" in soup.select_one(".registry-down").get_text()
     assert get_json(client, "/api/v1/registry")["registry_error"].startswith("the registry at")
