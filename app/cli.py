@@ -63,6 +63,30 @@ def serve(**options: Any) -> None:
     sys.exit(run(settings))
 
 
+DEMO_FIXED = {
+    "registry_url": "the demo runs its own registry and points the /registry page at it",
+}
+"""Settings `spyglass demo` refuses, and why; every other one is forwarded to its Spyglass."""
+
+_DEMO_PASSED_AS_ARGUMENTS = ("ui_addr", "otlp_http_addr", "data_dir")
+
+
+def demo_settings_env(options: dict[str, Any]) -> dict[str, str]:
+    """The ``SPYGLASS_*`` variables that carry the options given to `spyglass demo` to the
+    Spyglass it starts (in the environment, not on a command line, since a database URL or
+    a token must not show in a process listing). Refuses what the demo decides itself."""
+    for name, why in DEMO_FIXED.items():
+        if options.get(name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} cannot be used with `spyglass demo`: {why}")
+    env = {}
+    for name, value in options.items():
+        if value is None or name in _DEMO_PASSED_AS_ARGUMENTS:
+            continue
+        env[ENV_PREFIX + name.upper()] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return env
+
+
 @main.command()
 @click.option("--traffic/--no-traffic", default=True, help="run the gentle background traffic generator")
 @click.option("--rate", type=float, default=1.0, show_default=True, help="orders per second of background traffic")
@@ -70,8 +94,13 @@ def serve(**options: Any) -> None:
 @click.option("--open/--no-open", "open_browser", default=False, help="open the dashboard in a browser once ready")
 @_settings_options
 def demo(traffic: bool, rate: float, base_port: int, open_browser: bool, **options: Any) -> None:
-    """Start Spyglass and every demo service, with background traffic; Ctrl-C stops them all."""
+    """Start Spyglass and every demo service, with background traffic; Ctrl-C stops them all.
+
+    The Spyglass options are those of `spyglass serve` and go to the Spyglass the demo
+    starts, except --registry-url (the demo's own registry is used).
+    """
     settings = load_settings(options)
+    settings_env = demo_settings_env(options)
     if rate <= 0:
         raise click.UsageError(f"--rate must be a positive number of orders per second, got {rate}")
     from demo_services.launcher import run_demo
@@ -85,6 +114,7 @@ def demo(traffic: bool, rate: float, base_port: int, open_browser: bool, **optio
             rate=rate,
             base_port=base_port,
             open_browser=open_browser,
+            settings_env=settings_env,
         )
     )
 

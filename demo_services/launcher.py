@@ -31,6 +31,7 @@ from demo_services.protocol import CONTROL_TOKEN_HEADER
 from demo_services.traffic import TrafficGenerator
 
 API_TOKEN = "demo-token"
+AUTH_TOKEN_VARIABLE = "SPYGLASS_AUTH_TOKEN"
 TRAFFIC_TOKEN = "traffic-token"
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
@@ -98,7 +99,9 @@ class Demo:
     ``otlp_http_addr`` default to free ports too. ``spyglass_command`` replaces the
     command that starts Spyglass (its address arguments are appended); an empty list
     means Spyglass is already running at those addresses. ``env`` adds variables for
-    every service (``SPYGLASS_DEMO_BREAKER_RESET_S`` and friends).
+    every service (``SPYGLASS_DEMO_BREAKER_RESET_S`` and friends). ``settings_env`` holds
+    ``SPYGLASS_*`` settings for Spyglass (``spyglass demo``'s options); the auth token among
+    them goes to every service too, whose exporters must send it.
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class Demo:
         rate: float = 1.0,
         env: Mapping[str, str] | None = None,
         spyglass_command: list[str] | None = None,
+        settings_env: Mapping[str, str] | None = None,
         out: IO[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
@@ -129,6 +133,7 @@ class Demo:
         self._traffic_enabled = traffic
         self._rate = rate
         self._extra_env = dict(env or {})
+        self._settings_env = dict(settings_env or {})
         self._spyglass_command = [sys.executable, "-m", "app.cli"] if spyglass_command is None else spyglass_command
         self._out = out or sys.stdout
         self._children: dict[str, _Child] = {}
@@ -266,6 +271,8 @@ class Demo:
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": python_path,
         }
+        if AUTH_TOKEN_VARIABLE in self._settings_env:
+            base_env[AUTH_TOKEN_VARIABLE] = self._settings_env[AUTH_TOKEN_VARIABLE]
         if self._spyglass_command:
             spyglass_dir = self.data_dir
             self._children["spyglass"] = _Child(
@@ -283,6 +290,7 @@ class Demo:
                 # The dashboard's registry and chaos pages talk to the demo services.
                 {
                     **base_env,
+                    **self._settings_env,
                     "SPYGLASS_REGISTRY_URL": self.registry_url,
                     "SPYGLASS_DEMO_CONTROL_TOKEN": self.control_token,
                 },
@@ -378,6 +386,7 @@ def run_demo(
     rate: float = 1.0,
     base_port: int = 9000,
     open_browser: bool = False,
+    settings_env: Mapping[str, str] | None = None,
 ) -> int:
     """Run the demo until Ctrl-C or SIGTERM; return the process exit code."""
     stop = threading.Event()
@@ -388,6 +397,7 @@ def run_demo(
         base_port=base_port,
         traffic=traffic,
         rate=rate,
+        settings_env=settings_env,
     )
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -413,7 +423,7 @@ def run_demo(
             flush=True,
         )
         if open_browser:
-            webbrowser.open(demo.ui_url)
+            open_dashboard(demo.ui_url)
         stop.wait()
         print("\nStopping the demo ...", flush=True)
     finally:
@@ -422,6 +432,26 @@ def run_demo(
             signal.signal(sig, handler)
     print("Stopped.", flush=True)
     return 0
+
+
+def open_dashboard(url: str, out: IO[str] | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """Open ``url`` in a browser; when none can be opened, print one line saying where to go.
+
+    On Linux without ``DISPLAY`` or ``WAYLAND_DISPLAY`` no browser is tried (a text-mode
+    browser would take over the terminal the demo reports in). Returns whether one opened.
+    """
+    environ = os.environ if environ is None else environ
+    headless = sys.platform.startswith("linux") and not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
+    opened = False
+    if not headless:
+        try:
+            opened = webbrowser.open(url)
+        except webbrowser.Error:
+            opened = False
+    if not opened:
+        why = "no display here" if headless else "no browser could be opened"
+        print(f"Open {url} in a browser ({why}).", file=out or sys.stdout, flush=True)
+    return opened
 
 
 def _free_ports(count: int) -> list[int]:
