@@ -336,31 +336,49 @@ def test_every_parameter_of_every_endpoint_survives_each_nasty_value(client, see
     assert not sent.failures, "\n".join(sent.failures)
 
 
+EXAMPLES_PER_SLOT = 4
+"""Random requests per parameter or path segment of an endpoint (at least one slot each)."""
+
+
 def test_random_nasty_requests_never_get_a_server_error(client, seeded, endpoints, sent):
+    """Per endpoint, a number of examples in proportion to its parameters and path segments.
+    Each aims a generated nasty value at one of them; the others get good values, other
+    values, nothing, or nasty ones too."""
     good = _good_params(seeded)
     vocabulary = _vocabulary(seeded)
 
-    @settings(
-        max_examples=300,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-    @given(st.data())
-    def one_request(data: st.DataObject) -> None:
-        ep = data.draw(st.sampled_from(endpoints), label="endpoint")
-        path = {
-            name: data.draw(st.one_of(st.sampled_from(seeded.get(name, ["x"])), _nasty()), label=name)
-            for name in ep.args
-        }
-        query = []
-        for name in (*ep.params, "unexpected"):
-            fitting = st.sampled_from([good[name]]) if name in good else st.nothing()
-            value = st.one_of(fitting, st.sampled_from(vocabulary), _nasty())
-            query += [(name, v) for v in data.draw(st.lists(value, max_size=2), label=name)]
-        problem = _send(client, sent, ep, path, query, htmx=data.draw(st.booleans(), label="htmx"))
-        assert problem is None, problem
+    def requests_to(ep: Endpoint) -> Any:
+        slots = [("path", name) for name in ep.args] + [("query", name) for name in (*ep.params, "unexpected")]
 
-    one_request()
+        @settings(
+            max_examples=EXAMPLES_PER_SLOT * len(slots),
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        )
+        @given(st.data())
+        def one_request(data: st.DataObject) -> None:
+            target = data.draw(st.sampled_from(slots), label="target")
+            path, query = {}, []
+            for where, name in slots:
+                if (where, name) == target:
+                    values = [data.draw(_nasty(), label=name)]
+                elif where == "path":
+                    values = [data.draw(st.one_of(st.sampled_from(seeded.get(name, ["x"])), _nasty()), label=name)]
+                else:
+                    fitting = st.sampled_from([good[name]]) if name in good else st.nothing()
+                    value = st.one_of(fitting, st.sampled_from(vocabulary), _nasty())
+                    values = data.draw(st.lists(value, max_size=2), label=name)
+                if where == "path":
+                    path[name] = values[0]
+                else:
+                    query += [(name, v) for v in values]
+            problem = _send(client, sent, ep, path, query, htmx=data.draw(st.booleans(), label="htmx"))
+            assert problem is None, problem
+
+        return one_request
+
+    for ep in endpoints:
+        requests_to(ep)()
 
 
 # -- regression: each of these answered 500 before ----------------------------------------------
