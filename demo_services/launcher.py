@@ -90,6 +90,12 @@ class _Child:
             start_new_session=True,
         )
 
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the child's process group: the child and what it started
+        (Spyglass's workers and maintenance process)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signum)
+
 
 class Demo:
     """Spyglass plus every demo service, as a context manager.
@@ -178,11 +184,11 @@ class Demo:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self._create_children()
         self._say(f"Starting Spyglass and {len(SERVICES)} services in {self.data_dir} ...")
-        for child in self._children.values():
-            child.start()
         try:
+            for child in self._children.values():
+                child.start()
             self._wait_until_ready(began)
-        except DemoStartupError:
+        except BaseException:  # whatever stops the start (Ctrl-C too) stops every child
             self.stop()
             raise
         elapsed = time.monotonic() - began
@@ -196,7 +202,8 @@ class Demo:
         return elapsed
 
     def stop(self) -> None:
-        """Stop traffic, then terminate every child (Spyglass last); kill stragglers."""
+        """Stop traffic, then terminate every child's process group (Spyglass last); kill
+        stragglers."""
         with self._lifecycle:  # no restart can begin after this
             self._stopping.set()
         if self._traffic is not None:
@@ -205,15 +212,14 @@ class Demo:
         ordered += [c for n, c in self._children.items() if n == "spyglass"]
         for group in (ordered[:-1], ordered[-1:]):
             for child in group:
-                if child.process is not None and child.process.poll() is None:
-                    child.process.terminate()
+                child.signal(signal.SIGTERM)
             for child in group:
                 if child.process is None:
                     continue
                 try:
                     child.process.wait(timeout=STOP_TIMEOUT_S)
                 except subprocess.TimeoutExpired:
-                    child.process.kill()
+                    child.signal(signal.SIGKILL)
                     child.process.wait()
         for child in self._children.values():
             if child.log_file is not None:

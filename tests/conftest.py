@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,9 +17,37 @@ from werkzeug.serving import make_server
 from app import create_app
 from app.settings import Settings
 from collectors.store import SpanStore
+from tests.helpers import RUN_MARK, processes_marked
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POSTGRES_URL = os.environ.get("SPYGLASS_TEST_POSTGRES_URL", "")
+LEFTOVER_GRACE_S = 5.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Mark this run in the environment every process it starts inherits."""
+    os.environ[RUN_MARK] = secrets.token_hex(8)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run if any process it started outlived it (after killing each one)."""
+    mark = os.environ[RUN_MARK]
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    while (left := processes_marked(mark)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not left:
+        return
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(left)} process(es) started by the tests were still running at the end (now killed):"]
+    lines += [f"  {pid}: {cmd}" for pid, cmd in sorted(left.items())]
+    if reporter is not None:
+        reporter.write_line("\n".join(lines), red=True, bold=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _backends() -> list:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -20,6 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -29,23 +30,98 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.05, message: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy or the deadline passes."""
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 15.0, interval: float = 0.05, message: str | Callable[[], str] = ""
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    Past the deadline, fail with ``message`` (a callable is called then, so it can add
+    what a process printed meanwhile).
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting: {message}")
+            detail = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout} s waiting: {detail}")
         time.sleep(interval)
 
 
+RUN_MARK = "SPYGLASS_TEST_RUN"
+"""Every process a test run starts inherits this variable (set by tests/conftest.py), so
+whatever outlives the run, grandchildren included, can be found by it."""
+STOP_GRACE_S = 10.0
+
+
+def start_process(cmd: list[str], **popen: Any) -> subprocess.Popen:
+    """Start ``cmd`` in a session (and process group) of its own, so that
+    :func:`stop_process` can end it together with every process it started."""
+    return subprocess.Popen(cmd, start_new_session=True, **popen)
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """End ``proc`` and every process of its group: SIGTERM, then SIGKILL after ``grace_s``."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while (proc.poll() is None or group_members(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is None or group_members(proc.pid):
+        _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+    wait_until(lambda: not group_members(proc.pid), timeout=5, message=f"process group {proc.pid} to end")
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _processes() -> Iterator[tuple[int, str, int]]:
+    """(pid, state, process group) of every live process, from /proc."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        yield int(entry.name), fields[0], int(fields[2])
+
+
+def group_members(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that are still running (zombies are over)."""
+    return [pid for pid, state, group in _processes() if group == pgid and state != "Z"]
+
+
+def processes_marked(mark: str) -> dict[int, str]:
+    """Running processes (but this one) whose environment has ``RUN_MARK=mark``: {pid: command line}."""
+    needle = f"{RUN_MARK}={mark}".encode()
+    found = {}
+    for pid, state, _group in _processes():
+        if pid == os.getpid() or state == "Z":
+            continue
+        try:
+            if needle not in (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0"):
+                continue
+            cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+            found[pid] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+    return found
+
+
 class ServeProcess:
-    """A real `spyglass serve` on free loopback ports.
+    """A real `spyglass serve` on free loopback ports, in a process group of its own.
 
     ``program``, if given, is run instead, with the OTLP and UI addresses appended (the
-    ingest benchmark's discard receiver); ``extra`` are then its further arguments.
+    ingest benchmark's discard receiver); ``extra`` are then its further arguments. If
+    anything goes wrong while it starts, the whole group is stopped before the error
+    propagates.
     """
 
     def __init__(
@@ -75,12 +151,16 @@ class ServeProcess:
                 *extra,
             ]
         self._out = self.log.open("w")
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
         try:
-            wait_until(self._healthy, timeout=30, message=f"spyglass serve to answer /health\n{self.output()}")
-        except AssertionError:
+            self.proc = start_process(
+                cmd, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            )
+        except BaseException:
+            self._out.close()
+            raise
+        try:
+            wait_until(self._healthy, timeout=30, message=lambda: f"spyglass serve to answer /health\n{self.output()}")
+        except BaseException:
             self.stop()
             raise
 
@@ -89,7 +169,7 @@ class ServeProcess:
             raise AssertionError(f"spyglass serve exited with {self.proc.returncode}:\n{self.output()}")
         try:
             return requests.get(self.ui + "/health", timeout=1).ok and requests.get(self.otlp + "/health", timeout=1).ok
-        except requests.ConnectionError:
+        except requests.RequestException:
             return False
 
     def output(self) -> str:
@@ -98,25 +178,11 @@ class ServeProcess:
         return self.log.read_text()[-4000:]
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._out.close()
-
-
-@contextmanager
-def serve_process(data_dir: Path, *extra: str) -> Iterator[ServeProcess]:
-    """Run `spyglass serve` for the duration of the block."""
-    server = ServeProcess(data_dir, *extra)
-    try:
-        yield server
-    finally:
-        server.stop()
+        """Stop the server and every process it started (SIGTERM, then SIGKILL after 10 s)."""
+        try:
+            stop_process(self.proc)
+        finally:
+            self._out.close()
 
 
 def any_value(value: Any) -> AnyValue:

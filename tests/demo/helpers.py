@@ -1,11 +1,11 @@
-"""Helpers for the demo tests: an in-memory tracer, polling, Spyglass's Jaeger API."""
+"""Helpers for the demo tests: an in-memory tracer, failure messages, Spyglass's Jaeger API."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 from opentelemetry.sdk.trace import TracerProvider
@@ -14,7 +14,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from demo_services.launcher import Demo
 
-T = TypeVar("T")
 TEST_ENV = {
     "SPYGLASS_DEMO_BREAKER_FAILURES": "3",
     "SPYGLASS_DEMO_BREAKER_RESET_S": "1.5",
@@ -45,16 +44,9 @@ class Spans:
         self.exporter.clear()
 
 
-def poll(demo: Demo, what: str, check: Callable[[], T | None], timeout_s: float = 15.0) -> T:
-    """Call ``check`` until it returns a truthy value; fail with the children's output."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{demo.logs()}")
-        time.sleep(0.2)
+def describe(demo: Demo, what: str) -> Callable[[], str]:
+    """A failure message for ``wait_until``: what was awaited, then the children's output."""
+    return lambda: f"{what}\n{demo.logs()}"
 
 
 class Jaeger:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 from demo_services.patterns.breaker import CircuitBreaker, CircuitOpenError
 from demo_services.patterns.discovery import DiscoveryClient, Instance, NoHealthyInstanceError
 from tests.demo.helpers import Spans
+from tests.helpers import wait_until
 
 
 class Boom(Exception):
@@ -20,14 +20,6 @@ class Boom(Exception):
 
 def _fail() -> None:
     raise Boom("down")
-
-
-def _wait_for(predicate, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        time.sleep(0.01)
 
 
 @settings(max_examples=40, deadline=None)
@@ -54,7 +46,7 @@ def test_breaker_cycles_closed_open_half_open_closed_with_span_events(spans: Spa
             breaker.call(_fail)
     with spans.tracer.start_as_current_span("rejected"), pytest.raises(CircuitOpenError):
         breaker.call(lambda: None)
-    _wait_for(lambda: breaker.state == "half_open")
+    wait_until(lambda: breaker.state == "half_open", timeout=5, interval=0.01, message="the breaker to turn half-open")
     with spans.tracer.start_as_current_span("trial"):
         assert breaker.call(lambda: "ok") == "ok"
 

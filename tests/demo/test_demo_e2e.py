@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,14 +17,15 @@ from demo_services.protocol import CONTROL_TOKEN_HEADER
 from tests.demo.helpers import (
     TEST_ENV,
     Jaeger,
+    describe,
     is_true,
     log_events,
     parent_id,
-    poll,
     process_tag,
     service_of,
     tag,
 )
+from tests.helpers import group_members, wait_until
 
 pytestmark = [pytest.mark.demo, pytest.mark.timeout(240)]
 DECLINED_CARD = "4000000000000002"
@@ -72,7 +72,7 @@ def saga_trace(demo: Demo, jaeger: Jaeger, saga_id: str, ready: Callable[[dict[s
         full = jaeger.trace(found[0]["traceID"])
         return full if full is not None and ready(full) else None
 
-    return poll(demo, f"the trace of saga {saga_id}", check)
+    return wait_until(check, interval=0.2, message=describe(demo, f"the trace of saga {saga_id}"))
 
 
 def saga_root(trace: dict[str, Any]) -> dict[str, Any] | None:
@@ -154,9 +154,7 @@ def test_one_order_yields_one_trace_across_services_with_saga_attributes(
     assert all(tag(s, "saga.id") == saga_id for s in actions)
     assert all(parent_id(s) == root["spanID"] for s in actions)
     assert step_spans(trace, "compensation") == []
-    edges = poll(
-        demo,
-        "dependency edges",
+    edges = wait_until(
         lambda: (
             jaeger.dependencies()
             if {
@@ -168,6 +166,8 @@ def test_one_order_yields_one_trace_across_services_with_saga_attributes(
             <= jaeger.dependencies()
             else None
         ),
+        interval=0.2,
+        message=describe(demo, "dependency edges"),
     )
     assert ("gateway", "orders") in edges
 
@@ -201,7 +201,7 @@ def test_order_details_calls_users_and_products_in_parallel(demo: Demo, api: req
                 return full
         return None
 
-    trace = poll(demo, "the order-details trace", composed)
+    trace = wait_until(composed, interval=0.2, message=describe(demo, "the order-details trace"))
     clients = {
         tag(s, "peer.service"): s
         for s in trace["spans"]
@@ -284,10 +284,10 @@ def test_repeated_payment_failures_open_breaker_and_half_open_trial_closes_it(
     changes = [e for s in tripped["spans"] for e in log_events(s, "circuit_breaker.state_change")]
     assert [(c["circuit_breaker.state.from"], c["circuit_breaker.state.to"]) for c in changes] == [("closed", "open")]
 
-    recovered = poll(
-        demo,
-        "an order after the breaker's reset timeout",
+    recovered = wait_until(
         lambda: (r := place_order(demo, api)).status_code == 201 and r,
+        interval=0.2,
+        message=describe(demo, "an order after the breaker's reset timeout"),
     )
     trace = saga_trace(demo, jaeger, recovered.json()["saga_id"], finished_saga)
     trial = next(s for s in trace["spans"] if tag(s, "circuit_breaker.name") == "orders->payment")
@@ -319,7 +319,7 @@ def test_notification_consumer_span_links_to_its_producer(demo: Demo, api: reque
                     return span
         return None
 
-    span = poll(demo, f"the consumer span of message {message_id}", consumer)
+    span = wait_until(consumer, interval=0.2, message=describe(demo, f"the consumer span of message {message_id}"))
     assert span["operationName"] == "process OrderPlaced"
     assert tag(span, "saga.id") == response.json()["saga_id"]
     assert tag(span, "saga.step") == "notify_customer"
@@ -396,15 +396,19 @@ def test_stopped_instance_leaves_discovery_and_comes_back(demo: Demo, api: reque
         # Before the registry notices, callers still pick inventory-2: its 503 says it is
         # out of service, so they fail over to inventory-1 and every order goes through.
         assert [place_order(demo, api).status_code for _ in range(4)] == [201] * 4
-        poll(demo, "inventory-2 to leave discovery", lambda: healthy_inventory() == {"inventory-1"})
+        wait_until(
+            lambda: healthy_inventory() == {"inventory-1"},
+            interval=0.2,
+            message=describe(demo, "inventory-2 to leave discovery"),
+        )
         assert requests.get(f"{demo.url('inventory-2')}/health", timeout=5).status_code == 503
         assert [place_order(demo, api).status_code for _ in range(3)] == [201] * 3
     finally:
         demo.control("inventory-2", stopped=False)
-    poll(
-        demo,
-        "inventory-2 to come back",
+    wait_until(
         lambda: healthy_inventory() == {"inventory-1", "inventory-2"},
+        interval=0.2,
+        message=describe(demo, "inventory-2 to come back"),
     )
 
 
@@ -429,8 +433,10 @@ def test_crashed_child_is_restarted(demo: Demo) -> None:
 
     demo.kill("users", restart=True)
 
-    poll(demo, "users to be restarted", lambda: demo.pids().get("users", before) != before)
-    poll(demo, "users to be healthy again", lambda: _healthy(f"{demo.url('users')}/health"))
+    restarted = describe(demo, "users to be restarted")
+    wait_until(lambda: demo.pids().get("users", before) != before, interval=0.2, message=restarted)
+    healthy_again = describe(demo, "users to be healthy again")
+    wait_until(lambda: _healthy(f"{demo.url('users')}/health"), interval=0.2, message=healthy_again)
 
 
 def test_orders_complete_through_the_other_inventory_instance_after_one_dies(
@@ -456,20 +462,19 @@ def test_orders_complete_through_the_other_inventory_instance_after_one_dies(
         listing = requests.get(f"{demo.registry_url}/instances", timeout=5).json()["instances"]
         return "inventory-1" not in {i["instance_id"] for i in listing}
 
-    poll(demo, "the registry to drop inventory-1 after its TTL", dropped)
+    wait_until(dropped, interval=0.2, message=describe(demo, "the registry to drop inventory-1 after its TTL"))
 
 
 def test_stopping_the_demo_leaves_no_process_or_port_behind(tmp_path: Path) -> None:
     demo = Demo(data_dir=tmp_path, env=TEST_ENV, out=io.StringIO())
-    demo.start()
-    pids = list(demo.pids().values())
-    ports = list(demo.ports.values())
+    with demo:
+        groups = list(demo.pids().values())
+        ports = list(demo.ports.values())
+        # Spyglass's own processes (gunicorn, its maintenance process) run in its group.
+        assert len(group_members(demo.pids()["spyglass"])) > 1
 
-    demo.stop()
-
-    for pid in pids:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+    for group in groups:
+        assert group_members(group) == []
     for port in ports:
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
