@@ -236,7 +236,8 @@ def pb_request(resource_spans: list[dict[str, Any]]) -> ExportTraceServiceReques
 
     Each item: {"service": str, "resource": {...}, "scope": (name, version), "spans": [span dicts]}
     with span dicts holding trace_id/span_id/parent (hex), name, kind, start, end,
-    attributes, events [(time, name, attrs)], links [(trace, span, attrs)], status (code, msg).
+    attributes, events [(time, name, attrs)], links [(trace, span, attrs)], status (code, msg),
+    flags.
     """
     request = ExportTraceServiceRequest()
     for item in resource_spans:
@@ -265,11 +266,18 @@ def pb_request(resource_spans: list[dict[str, Any]]) -> ExportTraceServiceReques
                 lk.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in lattrs.items())
             if "status" in sd:
                 span.status.code, span.status.message = sd["status"]
+            if "flags" in sd:
+                span.flags = sd["flags"]
     return request
 
 
 def json_request(resource_spans: list[dict[str, Any]]) -> bytes:
-    """The same description as :func:`pb_request`, written in the OTLP/JSON mapping by hand."""
+    """The same description as :func:`pb_request`, written in the OTLP/JSON mapping by hand.
+
+    The one OTLP/JSON writer of the tests. It writes what the specification allows and
+    its own example does: upper-case trace ids, start times as strings and end times as
+    numbers.
+    """
     doc: dict[str, Any] = {"resourceSpans": []}
     for item in resource_spans:
         attrs = {"service.name": item["service"], **item.get("resource", {})}
@@ -307,6 +315,8 @@ def json_request(resource_spans: list[dict[str, Any]]) -> bytes:
                 ]
             if "status" in sd:
                 span["status"] = {"code": sd["status"][0], "message": sd["status"][1]}
+            if "flags" in sd:
+                span["flags"] = sd["flags"]
             spans.append(span)
         doc["resourceSpans"].append(
             {

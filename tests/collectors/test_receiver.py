@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import random
 
 import pytest
@@ -152,26 +151,7 @@ def test_spans_with_bad_ids_or_times_are_rejected_in_partial_success_and_the_res
 
 
 def test_json_span_with_wrong_id_length_is_reported_with_its_position(client, store):
-    body = {
-        "resourceSpans": [
-            {
-                "scopeSpans": [
-                    {
-                        "spans": [
-                            {
-                                "traceId": "abc",
-                                "spanId": "bb" * 8,
-                                "name": "x",
-                                "startTimeUnixNano": "1",
-                                "endTimeUnixNano": "2",
-                            }
-                        ]
-                    }
-                ]
-            }
-        ]
-    }
-    r = client.post("/v1/traces", data=json.dumps(body), headers=JS)
+    r = client.post("/v1/traces", data=json_request(_request(_span(trace_id="abc"))), headers=JS)
     assert r.status_code == 200
     assert r.json["partialSuccess"]["rejectedSpans"] == "1"
     assert (
@@ -215,29 +195,8 @@ def test_values_nested_too_deep_reject_the_span(client, store):
 
 def test_control_characters_are_stored_and_returned_as_text(client, store):
     name = "a\x00b\x07c\u202e\ud800"
-    body = json.dumps(
-        {
-            "resourceSpans": [
-                {
-                    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc\x1b[31m"}}]},
-                    "scopeSpans": [
-                        {
-                            "spans": [
-                                {
-                                    "traceId": "aa" * 16,
-                                    "spanId": "bb" * 8,
-                                    "name": name,
-                                    "startTimeUnixNano": str(T0),
-                                    "endTimeUnixNano": str(T0 + 1),
-                                    "attributes": [{"key": "k\x01", "value": {"stringValue": "<script>\x02"}}],
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ]
-        }
-    )
+    span = _span(name=name, start=T0, end=T0 + 1, attributes={"k\x01": "<script>\x02"})
+    body = json_request(_request(span, service="svc\x1b[31m"))
     r = client.post("/v1/traces", data=body, headers=JS)
     assert r.status_code == 200, r.json
     [span] = store.get_trace("aa" * 16)
