@@ -89,7 +89,9 @@ class GunicornServer(BaseApplication):
         gunicorn.http.wsgi.SERVER = SERVER_HEADER
         self.cfg.set("bind", [s.otlp_http_addr, s.ui_addr])
         self.cfg.set("workers", s.workers)
-        self.cfg.set("worker_class", "gthread")
+        # gthread, reading each request in the event loop before a thread takes it: a slow
+        # or silent client costs a connection, not a thread (see app/worker.py).
+        self.cfg.set("worker_class", "app.worker.RequestBufferingWorker")
         self.cfg.set("threads", 8)
         self.cfg.set("timeout", 60)
         self.cfg.set("graceful_timeout", 10)
