@@ -6,14 +6,13 @@ import json
 import time
 
 import pytest
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, SoupStrainer
 
 from app.jaeger import trace as jaeger_trace
 from collectors.model import STATUS_ERROR, Resource, Span
 from collectors.otlp import decode_json
 
 MS = 1_000_000
-NOW = time.time_ns()
 
 
 def html(response) -> BeautifulSoup:
@@ -36,9 +35,11 @@ def make_trace(
     errors: int = 0,
     attrs: dict | None = None,
     child_service: str = "orders",
+    now: int | None = None,
 ) -> list[Span]:
+    """A trace that started ``age_min`` minutes before ``now`` (by default, the moment of the call)."""
     trace_id = f"{n:032x}"
-    start = NOW - int(age_min * 60_000 * MS)
+    start = (now or time.time_ns()) - int(age_min * 60_000 * MS)
     root = Span(
         trace_id,
         f"{1:016x}",
@@ -69,16 +70,24 @@ def make_trace(
 
 
 @pytest.fixture
-def searchable(store):
+def now() -> int:
+    """The test's present, in nanoseconds: taken when the test starts, not at import."""
+    return time.time_ns()
+
+
+@pytest.fixture
+def searchable(store, now):
     """Five recent traces with different services, durations, sizes and errors, one old one."""
-    store.write_spans(make_trace(1, duration_ms=5, age_min=1))
-    store.write_spans(make_trace(2, service="shop", name="POST /cart", duration_ms=900, age_min=2, children=3))
+    store.write_spans(make_trace(1, duration_ms=5, age_min=1, now=now))
+    store.write_spans(make_trace(2, service="shop", name="POST /cart", duration_ms=900, age_min=2, children=3, now=now))
     store.write_spans(
-        make_trace(3, duration_ms=300, age_min=3, children=8, errors=3, attrs={"http.response.status_code": 500})
+        make_trace(
+            3, duration_ms=300, age_min=3, children=8, errors=3, attrs={"http.response.status_code": 500}, now=now
+        )
     )
-    store.write_spans(make_trace(4, duration_ms=50, age_min=4, children=1, errors=1))
-    store.write_spans(make_trace(5, duration_ms=2000, age_min=30))
-    store.write_spans(make_trace(6, duration_ms=1, age_min=60 * 5))
+    store.write_spans(make_trace(4, duration_ms=50, age_min=4, children=1, errors=1, now=now))
+    store.write_spans(make_trace(5, duration_ms=2000, age_min=30, now=now))
+    store.write_spans(make_trace(6, duration_ms=1, age_min=60 * 5, now=now))
     return store
 
 
@@ -115,13 +124,13 @@ def test_search_filters(client, searchable, query, expected):
     assert found(client, query) == expected
 
 
-def test_custom_range_searches_between_start_and_end(client, searchable):
+def test_custom_range_searches_between_start_and_end(client, searchable, now):
     from datetime import UTC, datetime
 
     def fmt(ns: int) -> str:
         return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M")
 
-    start, end = fmt(NOW - 6 * 3600 * 10**9), fmt(NOW - 3600 * 10**9)
+    start, end = fmt(now - 6 * 3600 * 10**9), fmt(now - 3600 * 10**9)
     assert found(client, f"range=custom&start={start}&end={end}") == [6]
 
 
@@ -341,24 +350,35 @@ def test_deep_trace_renders_without_recursion_errors(client, post_trace):
     assert doc.select_one(".wf-more")["hx-trigger"] == "revealed"
 
 
+def _classed(*names: str) -> SoupStrainer:
+    """Parse only elements with one of these classes (and what they hold). A huge
+    trace's pages are megabytes of HTML: parsing all of it with Python's parser, and CSS
+    selectors over the result, took most of these tests' time; they use lxml's parser."""
+    return SoupStrainer(attrs={"class": lambda value: value is not None and bool(set(value.split()) & set(names))})
+
+
 def test_huge_trace_pages_its_rows(client, post_trace):
     post_trace("huge")
-    doc = html(client.get(f"/traces/{tid(0x50)}"))
-    assert doc.select_one("dd[data-fact=spans]").get_text() == "5000"
-    assert len(doc.select(".wf-row")) == 300
-    seen = [r["data-span-id"] for r in doc.select(".wf-row")]
-    url = doc.select_one(".wf-more")["hx-get"]
+    text = client.get(f"/traces/{tid(0x50)}").get_data(as_text=True)
+    facts = BeautifulSoup(text, "lxml", parse_only=SoupStrainer("dd"))
+    assert facts.select_one("dd[data-fact=spans]").get_text() == "5000"
+    doc = BeautifulSoup(text, "lxml", parse_only=_classed("wf-row", "wf-more"))
+    assert len(doc.find_all(class_="wf-row")) == 300
+    seen = [r["data-span-id"] for r in doc.find_all(class_="wf-row")]
+    url = doc.find(class_="wf-more")["hx-get"]
     while url:
-        page = html(client.get(url, headers={"HX-Request": "true"}))
-        seen += [r["data-span-id"] for r in page.select(".wf-row")]
-        more = page.select_one(".wf-more")
+        fragment = client.get(url, headers={"HX-Request": "true"}).get_data(as_text=True)
+        page = BeautifulSoup(fragment, "lxml", parse_only=_classed("wf-row", "wf-more"))
+        seen += [r["data-span-id"] for r in page.find_all(class_="wf-row")]
+        more = page.find(class_="wf-more")
         url = more["hx-get"] if more else None
     assert len(seen) == len(set(seen)) == 5000
 
 
 def test_span_deep_in_a_huge_trace_opens_from_the_url(client, post_trace):
     post_trace("huge")
-    doc = html(client.get(f"/traces/{tid(0x50)}?span={sid(4990)}"))
+    text = client.get(f"/traces/{tid(0x50)}?span={sid(4990)}").get_data(as_text=True)
+    doc = BeautifulSoup(text, "lxml", parse_only=SoupStrainer(id=f"panel-{sid(4990)}"))
     assert doc.select_one(f"#panel-{sid(4990)} .span-panel") is not None
 
 
@@ -440,13 +460,13 @@ def test_overview_links_to_the_trace_page(client, store):
     assert doc.select_one("header nav a[href='/traces']") is not None
 
 
-def test_scatter_ticks_show_dates_when_the_window_is_longer_than_a_day():
+def test_scatter_ticks_show_dates_when_the_window_is_longer_than_a_day(now):
     from app.analysis.search import scatter
     from collectors.model import TraceSummary
 
     day = 86_400 * 10**9
-    t = TraceSummary("a" * 32, "s", "op", NOW - 2 * day, NOW - 2 * day + MS, 1, 0)
-    assert scatter([t], NOW - 3 * day, NOW).long_window
-    assert not scatter([t], NOW - 3 * day, NOW - 2 * day - 3600 * 10**9).long_window
-    plot = scatter([t], NOW - day, NOW)
+    t = TraceSummary("a" * 32, "s", "op", now - 2 * day, now - 2 * day + MS, 1, 0)
+    assert scatter([t], now - 3 * day, now).long_window
+    assert not scatter([t], now - 3 * day, now - 2 * day - 3600 * 10**9).long_window
+    plot = scatter([t], now - day, now)
     assert plot.dots[0].x == plot.left and plot.dots[0].y == plot.top
