@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import requests
 from bs4 import BeautifulSoup
 from opentelemetry import trace
 
 from app import create_app
 from tests.app import pattern_spans
+from tests.helpers import ROOT, free_port, start_process, stop_process, wait_until
 
 
 def get_json(client, path: str, status: int = 200) -> dict:
@@ -201,55 +207,53 @@ def test_unknown_saga_is_404_in_page_and_json(client):
 # -- registry -------------------------------------------------------------------------------------
 
 
-class _Registry(BaseHTTPRequestHandler):
-    body = b"[]"
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
-        self.send_response(200 if self.path == "/instances" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def registry_url():
-    """A loopback stand-in for the demo registry's GET /instances."""
-    instances = [
-        {
-            "service": "inventory",
-            "instance_id": "inventory-1",
-            "url": "http://127.0.0.1:9005",
-            "healthy": False,
-            "last_heartbeat": "2024-01-01T00:00:00Z",
-            "depends_on": [],
-        },
-        {
-            "service": "inventory",
-            "instance_id": "inventory-2",
-            "url": "http://127.0.0.1:9006",
-            "healthy": True,
-            "last_heartbeat": "2024-01-01T00:00:05Z",
-            "depends_on": [],
-        },
-        {
-            "service": "orders",
-            "instance_id": "orders-1",
-            "url": "http://127.0.0.1:9003",
-            "healthy": True,
-            "last_heartbeat": "2024-01-01T00:00:05Z",
-            "depends_on": ["payment", "inventory", "users"],
-        },
-    ]
-    handler = type("Handler", (_Registry,), {"body": json.dumps(instances).encode()})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+def registry_url(tmp_path: Path) -> Iterator[str]:
+    """The demo registry as a real process on a free port, with three instances registered:
+    inventory-1 (nothing answers at its address, so the registry's health check marks it
+    unhealthy), inventory-2 and orders-1 (their address answers /health: the registry's own)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "SPYGLASS_DEMO_PORT": str(port),
+        "SPYGLASS_DEMO_DATA_DIR": str(tmp_path / "registry"),
+        "SPYGLASS_DEMO_HEARTBEAT_S": "0.2",
+        "SPYGLASS_DEMO_REGISTRY_TTL_S": "600",
+    }
+    with (tmp_path / "registry.log").open("w") as log:
+        proc = start_process(
+            [sys.executable, "-m", "demo_services.registry"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_until(lambda: _answers(f"{url}/health"), timeout=30, message="the registry to answer /health")
+            for service, instance_id, address, depends_on in [
+                ("inventory", "inventory-1", f"http://127.0.0.1:{free_port()}", []),
+                ("inventory", "inventory-2", url, []),
+                ("orders", "orders-1", url, ["payment", "inventory", "users"]),
+            ]:
+                registration = {"service": service, "instance_id": instance_id, "url": address, "depends_on": depends_on}
+                assert requests.post(f"{url}/register", json=registration, timeout=5).status_code == 201
+
+            def checked() -> bool:
+                listed = requests.get(f"{url}/instances", timeout=5).json()["instances"]
+                return {i["instance_id"]: i["healthy"] for i in listed} == {
+                    "inventory-1": False,
+                    "inventory-2": True,
+                    "orders-1": True,
+                }
+
+            wait_until(checked, message="the registry to health-check its instances")
+            yield url
+        finally:
+            stop_process(proc)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def test_registry_shows_failover_and_topology_differences(settings, store, registry_url, tracer_provider_factory):
@@ -264,6 +268,10 @@ def test_registry_shows_failover_and_topology_differences(settings, store, regis
     soup = get_html(client, "/registry/instances")
     assert len(soup.select("tr.instance.has-traffic")) == 1
     assert "never seen in traces" in soup.select_one("ul.declared").get_text()
+    # The registry sends heartbeats as seconds since the epoch; the page shows them as UTC times.
+    heartbeats = [row.select("td")[4].get_text() for row in soup.select("tr.instance")]
+    times = [datetime.strptime(h, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC) for h in heartbeats]
+    assert len(times) == 3 and all(abs(datetime.now(UTC) - t) < timedelta(minutes=5) for t in times), heartbeats
 
 
 def test_registry_unreachable_is_said_plainly(settings, store):

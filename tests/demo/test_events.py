@@ -18,10 +18,10 @@ from tests.demo.helpers import Spans
 class _Consumer:
     """An inbox on its own database that records what it processed."""
 
-    def __init__(self, tracer) -> None:
+    def __init__(self, tracer, directory: Path) -> None:
         self.metadata = sa.MetaData()
         self.inbox = Inbox(self.metadata, tracer)
-        self.engine = create_engine(Path(tempfile.mkdtemp()) / "consumer.db")
+        self.engine = create_engine(directory / "consumer.db")
         self.metadata.create_all(self.engine)
         self.processed: list[str] = []
 
@@ -29,10 +29,10 @@ class _Consumer:
         self.processed.append(message.payload["n"])
 
 
-def _producer(tracer) -> tuple[Outbox, sa.Engine]:
+def _producer(tracer, directory: Path) -> tuple[Outbox, sa.Engine]:
     metadata = sa.MetaData()
     outbox = Outbox(metadata, tracer)
-    engine = create_engine(Path(tempfile.mkdtemp()) / "producer.db")
+    engine = create_engine(directory / "producer.db")
     metadata.create_all(engine)
     return outbox, engine
 
@@ -43,9 +43,20 @@ def _producer(tracer) -> tuple[Outbox, sa.Engine]:
     outcomes=st.lists(st.sampled_from(["ok", "fail", "ack-lost"]), max_size=40),
 )
 def test_relay_delivers_every_message_and_inbox_processes_each_once(count: int, outcomes: list[str]) -> None:
-    recorder = Spans()
-    outbox, engine = _producer(recorder.tracer)
-    consumer = _Consumer(recorder.tracer)
+    # Hypothesis runs this once per example: each gets a directory that is removed after it.
+    with tempfile.TemporaryDirectory(prefix="spyglass-events-") as directory:
+        recorder = Spans()
+        outbox, engine = _producer(recorder.tracer, Path(directory))
+        consumer = _Consumer(recorder.tracer, Path(directory))
+        try:
+            _relay_and_check(outbox, engine, consumer, count, outcomes)
+        finally:
+            engine.dispose()
+            consumer.engine.dispose()
+            recorder.provider.shutdown()
+
+
+def _relay_and_check(outbox: Outbox, engine: sa.Engine, consumer: _Consumer, count: int, outcomes: list[str]) -> None:
     for n in range(count):
         with engine.begin() as conn:
             outbox.publish(conn, "Counted", {"n": n})
@@ -70,8 +81,8 @@ def test_relay_delivers_every_message_and_inbox_processes_each_once(count: int, 
     assert consumer.processed == list(range(count))
 
 
-def test_publish_rolls_back_with_its_transaction(spans: Spans) -> None:
-    outbox, engine = _producer(spans.tracer)
+def test_publish_rolls_back_with_its_transaction(spans: Spans, tmp_path: Path) -> None:
+    outbox, engine = _producer(spans.tracer, tmp_path)
 
     class Abort(Exception):
         pass
@@ -86,9 +97,9 @@ def test_publish_rolls_back_with_its_transaction(spans: Spans) -> None:
     assert outbox.pending(engine) == []
 
 
-def test_consumer_span_starts_new_trace_linked_to_producer(spans: Spans) -> None:
-    outbox, engine = _producer(spans.tracer)
-    consumer = _Consumer(spans.tracer)
+def test_consumer_span_starts_new_trace_linked_to_producer(spans: Spans, tmp_path: Path) -> None:
+    outbox, engine = _producer(spans.tracer, tmp_path)
+    consumer = _Consumer(spans.tracer, tmp_path)
     with spans.tracer.start_as_current_span("request"), engine.begin() as conn:
         message = outbox.publish(conn, "OrderPlaced", {"n": 7})
 
