@@ -27,9 +27,11 @@ def _sql(dialect: str, table: str, columns: tuple[str, ...]) -> str:
 def insert_ignoring_duplicates(
     conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[tuple]
 ) -> None:
-    """INSERT rows (tuples in ``columns`` order), skipping any whose key already exists."""
+    """INSERT rows (tuples in ``columns`` order), skipping any whose key already exists.
+
+    On PostgreSQL the rows go in one fixed order (see :func:`_in_lock_order`)."""
     if rows:
-        conn.exec_driver_sql(_sql(conn.dialect.name, table.name, columns), list(rows))
+        conn.exec_driver_sql(_sql(conn.dialect.name, table.name, columns), _in_lock_order(conn, rows, None))
 
 
 def adding(summed: Sequence[str], maxed: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
@@ -66,7 +68,38 @@ def upsert(
     (column, SQL expression) pairs in which ``OLD.c`` is the stored value, ``NEW.c`` the
     offered one, and GREATEST/LEAST work on both databases. The SQL is rendered once."""
     if rows:
-        conn.exec_driver_sql(_upsert_sql(conn.dialect.name, table.name, columns, keys, sets), list(rows))
+        key_at = tuple(columns.index(k) for k in keys)
+        conn.exec_driver_sql(
+            _upsert_sql(conn.dialect.name, table.name, columns, keys, sets), _in_lock_order(conn, rows, key_at)
+        )
+
+
+def lock_traces(conn: Connection, trace_ids: Sequence[bytes]) -> None:
+    """On PostgreSQL, hold a lock on each trace (16-byte id) until the transaction ends.
+
+    Writers of one trace then follow each other: the second reads what the first
+    committed (READ COMMITTED takes a new snapshot per statement), so a summary or an
+    edge is never built from spans another transaction is still inserting. The locks are
+    taken in one order, so two writers never wait on each other. SQLite needs none: its
+    writers hold the whole database.
+    """
+    if conn.dialect.name != "postgresql" or not trace_ids:
+        return
+    keys = sorted({int.from_bytes(t[:8], "big", signed=True) for t in trace_ids})
+    conn.exec_driver_sql(
+        "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(k, n) ORDER BY n", (keys,)
+    )
+
+
+def _in_lock_order(conn: Connection, rows: Sequence[tuple], key_at: tuple[int, ...] | None) -> list[tuple]:
+    """The rows as a list; on PostgreSQL sorted by their key (``key_at``: its positions;
+    None: the whole row), so that concurrent writers lock shared aggregate rows in the
+    same order and cannot deadlock."""
+    if conn.dialect.name != "postgresql":
+        return list(rows)
+    if key_at is None:
+        return sorted(rows, key=repr)
+    return sorted(rows, key=lambda r: repr(tuple(r[i] for i in key_at)))
 
 
 def select_in(

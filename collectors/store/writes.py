@@ -20,12 +20,13 @@ from collectors.model import (
     KIND_CONSUMER,
     KIND_PRODUCER,
     STATUS_ERROR,
+    Resource,
     Span,
     SpanLink,
 )
 from collectors.store import patterns, tag_index
 from collectors.store import rows as _rows
-from collectors.store.bulk import adding, insert_ignoring_duplicates, select_in, upsert
+from collectors.store.bulk import adding, insert_ignoring_duplicates, lock_traces, select_in, upsert
 from collectors.store.contracts import EDGE_BUCKET_NS, StoreError, WriteResult
 from collectors.store.contracts import first_line as _first_line
 from collectors.store.schema import (
@@ -38,6 +39,12 @@ from collectors.store.schema import (
     trace_summaries,
     unpaired_consumers,
 )
+
+
+WRITE_ATTEMPTS = 3
+"""Tries of a batch's transaction when PostgreSQL aborts it to break a deadlock or a
+serialization conflict (the write path takes its locks in one order, so this is rare)."""
+_TRANSIENT = {"40P01", "40001"}
 
 
 class WritePath:
@@ -65,15 +72,21 @@ class WritePath:
             # is done before taking the write lock, so several workers overlap it and the
             # lock is held only for the statements.
             rows = {k: _rows.span_values(s, resource_ids[id(s.resource)], key_ids) for k, s in unique.items()}
-            prepared = _prepare(list(unique.values()), [], received_ns)
-            with self._write() as conn:
-                new_ops = self._write_in(conn, unique, rows, prepared, received_ns)
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                prepared = _prepare(list(unique.values()), [], received_ns)
+                try:
+                    with self._write() as conn:
+                        new_ops, inserted = self._write_in(conn, dict(unique), rows, prepared, received_ns)
+                    break
+                except sa.exc.DBAPIError as err:
+                    if attempt == WRITE_ATTEMPTS or getattr(err.orig, "sqlstate", None) not in _TRANSIENT:
+                        raise
         except sa.exc.SQLAlchemyError as err:
             raise StoreError(f"could not store the batch: {_first_line(err)}") from err
         self._known_operations.update(new_ops)
         if self._checkpointer is None:
             self._start_checkpointer()
-        return WriteResult(len(unique), offered - len(unique))
+        return WriteResult(inserted, offered - inserted)
 
     def _write_in(
         self,
@@ -82,8 +95,14 @@ class WritePath:
         rows: dict[tuple[str, str], tuple],
         prepared: _Prepared,
         received_ns: int,
-    ) -> set[tuple[str, str, int]]:
+    ) -> tuple[set[tuple[str, str, int]], int]:
+        """Write the batch's new spans and what they add; return the operations not known
+        before and how many spans were new."""
         trace_keys = {bytes.fromhex(t) for t, _ in unique}
+        # A consumer's link pairs it with a producer span of another trace: hold that
+        # trace too, so the producer's batch and this one see each other's rows.
+        linked = {bytes.fromhex(lk.trace_id) for s in unique.values() if s.kind == KIND_CONSUMER for lk in s.links}
+        lock_traces(conn, list(trace_keys | linked))
         # Services already recorded per stored trace: which traces exist, and what the
         # summary upsert merges with.
         existing = {
@@ -100,7 +119,7 @@ class WritePath:
             for key in retried:
                 del unique[key]
             if not unique:
-                return set()
+                return set(), 0
             if retried:
                 rows = {k: rows[k] for k in unique}
                 prepared = _prepare(list(unique.values()), old_spans, received_ns)
@@ -133,7 +152,7 @@ class WritePath:
         )
         patterns.write_edge_stats(conn, prepared.edge_stats)
         patterns.write_pattern_rows(conn, prepared.patterns)
-        return new_ops
+        return new_ops, len(unique)
 
     def _stored_spans(self, conn: Connection, trace_keys: list[bytes]) -> list[_Lite]:
         rows = conn.execute(sa.select(*_LITE_COLUMNS).where(spans.c.trace_id.in_(trace_keys)))
@@ -146,54 +165,37 @@ class WritePath:
         a (short, separate) write transaction.
         """
         digests: dict[int, str] = {}
+        by_digest: dict[str, Resource] = {}
         for s in batch:
             if id(s.resource) not in digests:
-                digests[id(s.resource)] = _rows.resource_hash(s.resource)
+                digest = digests[id(s.resource)] = _rows.resource_hash(s.resource)
+                by_digest[digest] = s.resource
         keys: set[str] = set()
         for s in batch:
             keys.update(s.attributes)
-        if any(d not in self._resource_ids for d in digests.values()) or not keys <= self._key_ids.keys():
+        new_resources = {d: r for d, r in by_digest.items() if d not in self._resource_ids}
+        new_keys = sorted(keys - self._key_ids.keys())
+        if new_resources or new_keys:
+            # The caches learn the new ids only once they are committed: ids of a
+            # transaction that rolls back (a deadlock, a lost connection) never existed.
             with self._write() as conn:
-                self._resource_ids_for(conn, batch)
-                self._key_ids_for(conn, batch)
+                resource_ids = self._insert_resources(conn, new_resources)
+                key_ids = _insert_keys(conn, new_keys)
+            with self._lock:
+                self._resource_ids.update(resource_ids)
+                self._key_ids.update(key_ids)
+                self._key_names.update({v: k for k, v in key_ids.items()})
         return {rid: self._resource_ids[d] for rid, d in digests.items()}, self._key_ids
 
-    def _key_ids_for(self, conn: Connection, batch: list[Span]) -> dict[str, int]:
-        """Ids of every span-attribute key in the batch, inserting keys not seen before."""
-        known = self._key_ids
-        missing = {k for s in batch for k in s.attributes if k not in known}
-        if missing:
-            insert_ignoring_duplicates(conn, attribute_keys, ("key",), [(k,) for k in sorted(missing)])
-            found = {}
-            ordered = sorted(missing)
-            for i in range(0, len(ordered), 500):
-                stmt = sa.select(attribute_keys.c.key, attribute_keys.c.id).where(
-                    attribute_keys.c.key.in_(ordered[i : i + 500])
-                )
-                found.update({r.key: r.id for r in conn.execute(stmt)})
-            with self._lock:
-                known.update(found)
-                self._key_names.update({v: k for k, v in found.items()})
-        return known
-
-    def _resource_ids_for(self, conn: Connection, batch: Iterable[Span]) -> dict[int, int]:
-        """Map id(Resource) to its row id, inserting resources not seen before."""
-        out: dict[int, int] = {}
-        for span in batch:
-            res = span.resource
-            if id(res) in out:
-                continue
-            digest = _rows.resource_hash(res)
-            rid = self._resource_ids.get(digest)
-            if rid is None:
-                conn.execute(
-                    self._insert(resources).on_conflict_do_nothing(index_elements=["hash"]),
-                    _rows.resource_row(res, digest),
-                )
-                rid = conn.execute(sa.select(resources.c.id).where(resources.c.hash == digest)).scalar_one()
-                with self._lock:
-                    self._resource_ids[digest] = rid
-            out[id(res)] = rid
+    def _insert_resources(self, conn: Connection, new: dict[str, Resource]) -> dict[str, int]:
+        """Row ids of resources (by digest), inserting those not stored yet, in digest order."""
+        out: dict[str, int] = {}
+        for digest in sorted(new):
+            conn.execute(
+                self._insert(resources).on_conflict_do_nothing(index_elements=["hash"]),
+                _rows.resource_row(new[digest], digest),
+            )
+            out[digest] = conn.execute(sa.select(resources.c.id).where(resources.c.hash == digest)).scalar_one()
         return out
 
     def _add_linked_edges(self, conn: Connection, links: list[tuple[Span, SpanLink]], prepared: _Prepared) -> None:
@@ -439,6 +441,18 @@ def _count_async_edge(
         return
     _count_edge(prepared.edges, (producer, consumer, start_ns), duration, failed)
     prepared.edge_stats.add(producer, consumer, patterns.MODE_ASYNC, start_ns, duration, failed)
+
+
+def _insert_keys(conn: Connection, keys: list[str]) -> dict[str, int]:
+    """Row ids of span-attribute keys (sorted), inserting those not stored yet."""
+    if not keys:
+        return {}
+    insert_ignoring_duplicates(conn, attribute_keys, ("key",), [(k,) for k in keys])
+    found = {}
+    for i in range(0, len(keys), 500):
+        stmt = sa.select(attribute_keys.c.key, attribute_keys.c.id).where(attribute_keys.c.key.in_(keys[i : i + 500]))
+        found.update({r.key: r.id for r in conn.execute(stmt)})
+    return found
 
 
 def _count_edge(
