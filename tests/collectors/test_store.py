@@ -378,3 +378,34 @@ def test_a_retried_batch_of_many_traces_is_recognised_whole(store: SpanStore):
     assert store.write_spans(batch) == WriteResult(2000, 0)
     assert store.write_spans(batch) == WriteResult(0, 2000)
     assert store.count_spans() == 2000
+
+
+def test_ids_of_a_rolled_back_transaction_are_not_remembered(store: SpanStore, database_url: str) -> None:
+    """A batch whose new resource and key cannot be committed leaves nothing behind that a
+    later batch would point at: the next batch with the same resource reads back whole."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_boom BEFORE INSERT ON attribute_keys WHEN NEW.key = 'boom' "
+                "BEGIN SELECT RAISE(ABORT, 'boom refused'); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse_boom() RETURNS trigger AS $$ BEGIN "
+                "IF NEW.key = 'boom' THEN RAISE EXCEPTION 'boom refused'; END IF; RETURN NEW; END $$ "
+                "LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_boom BEFORE INSERT ON attribute_keys FOR EACH ROW EXECUTE FUNCTION refuse_boom()"
+            )
+    engine.dispose()
+    fresh = res("fresh-service", host="new")
+    with pytest.raises(Exception, match="boom refused"):
+        store.write_spans([span(70, 1, None, fresh, boom=1)])
+    store.write_spans([span(71, 1, None, fresh, calm=1)])
+    [stored] = store.get_trace(f"{71:032x}")
+    assert stored.service == "fresh-service"
+    assert stored.resource.attributes == {"service.name": "fresh-service", "host": "new"}
