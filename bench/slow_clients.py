@@ -1,13 +1,14 @@
 """Slow-client benchmark: p99 of other clients' requests on both ports of `spyglass serve`,
 first alone, then while 100 connections trickle their request heads or bodies a byte
-every half second or send nothing (a third each).
+every half second or send nothing (a third each), each opened again as soon as the
+server closes it.
 
 Each probe request is a new connection: the dashboard's overview page, and a one-span
 OTLP/protobuf export. Everything runs on loopback, bounded in time, and the server is
 stopped whatever happens.
 
-    python bench/slow_clients.py                 # 1 worker, 10 s per phase
-    python bench/slow_clients.py --workers 2 --connections 100 --seconds 10
+    python bench/slow_clients.py                 # 1 worker, 15 s per phase
+    python bench/slow_clients.py --workers 2 --connections 100 --seconds 30
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers (default 1)")
     parser.add_argument("--connections", type=int, default=100, help="slow connections (default 100)")
-    parser.add_argument("--seconds", type=float, default=10, help="length of each phase (default 10)")
+    parser.add_argument("--seconds", type=float, default=15, help="length of each phase (default 15)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = ServeProcess(Path(tmp) / "data", "--workers", str(args.workers))

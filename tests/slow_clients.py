@@ -20,27 +20,33 @@ from tests.helpers import pb_request
 PROBE_TIMEOUT_S = 5.0
 
 
+SLOW_HEAD, SLOW_BODY, SILENT = 0, 1, 2
+
+
 @dataclass
 class SlowClients:
     """``count`` connections to ``ports``, a third of each kind: sending the request head
     a byte at a time, sending a complete head and then the body a byte at a time, and
-    sending nothing at all. Runs for at most ``seconds`` once started."""
+    sending nothing at all. A connection the server closes is opened again at once, as an
+    attacker would, so there are ``count`` of them all along. Runs for at most ``seconds``
+    once started; ``closed_count(kind)`` says how many the server has closed."""
 
     ports: list[int]
     count: int = 100
     seconds: float = 20.0
     interval_s: float = 0.5
     sockets: list[socket.socket] = field(default_factory=list)
-    closed_by_server: int = 0
+    _closed: list[int] = field(default_factory=lambda: [0, 0, 0])
+    _sent: list[int] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> SlowClients:
         """Open every connection, then trickle bytes from one thread."""
         for i in range(self.count):
-            sock = socket.create_connection(("127.0.0.1", self.ports[i % len(self.ports)]), timeout=5)
-            sock.setblocking(False)
-            self.sockets.append(sock)
+            self.sockets.append(self._connect(i))
+            self._sent.append(0)
         self._thread = threading.Thread(target=self._trickle, name="slow-clients", daemon=True)
         self._thread.start()
         return self
@@ -53,56 +59,55 @@ class SlowClients:
         for sock in self.sockets:
             sock.close()
 
-    def _script(self, i: int) -> tuple[bytes, bytes]:
+    def closed_count(self, kind: int) -> int:
+        """How many connections of ``kind`` the server has closed so far."""
+        with self._lock:
+            return self._closed[kind]
+
+    def _connect(self, i: int) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.ports[i % len(self.ports)]), timeout=5)
+        sock.setblocking(False)
+        return sock
+
+    @staticmethod
+    def _script(i: int) -> tuple[bytes, bytes]:
         """What connection ``i`` sends at once, and what it then sends a byte a round."""
         kind = i % 3
-        if kind == 0:
+        if kind == SLOW_HEAD:
             return b"", b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"s" * 4000 + b"\r\n\r\n"
-        if kind == 1:
+        if kind == SLOW_BODY:
             return b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4000\r\n\r\n", b"\0" * 4000
         return b"", b""
 
+    @staticmethod
+    def _closed_by_peer(sock: socket.socket) -> bool:
+        try:
+            return sock.recv(4096) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
     def _trickle(self) -> None:
-        scripts = [self._script(i) for i in range(len(self.sockets))]
-        sent = [0] * len(self.sockets)
-        alive = [True] * len(self.sockets)
         deadline = time.monotonic() + self.seconds
-        first = True
         while not self._stop.is_set() and time.monotonic() < deadline:
             for i, sock in enumerate(self.sockets):
-                at_once, trickle = scripts[i]
-                if not alive[i] or sent[i] >= len(trickle):
-                    continue
+                at_once, trickle = self._script(i)
                 try:
-                    if first and at_once:
+                    if self._closed_by_peer(sock):
+                        raise ConnectionResetError
+                    if self._sent[i] == 0 and at_once:
                         sock.send(at_once)
-                    sock.send(trickle[sent[i] : sent[i] + 1])
-                    sent[i] += 1
+                    if self._sent[i] < len(trickle):
+                        sock.send(trickle[self._sent[i] : self._sent[i] + 1])
+                        self._sent[i] += 1
                 except OSError:
-                    alive[i] = False
-                    self.closed_by_server += 1
-            first = False
+                    sock.close()
+                    with self._lock:
+                        self._closed[i % 3] += 1
+                    self.sockets[i] = self._connect(i)
+                    self._sent[i] = 0
             self._stop.wait(self.interval_s)
-
-    def silent_closed(self, timeout_s: float) -> int:
-        """Wait up to ``timeout_s`` for the server to close the silent connections; return
-        how many it closed."""
-        silent = [s for i, s in enumerate(self.sockets) if i % 3 == 2]
-        deadline = time.monotonic() + timeout_s
-        closed: set[int] = set()
-        while time.monotonic() < deadline and len(closed) < len(silent):
-            for n, sock in enumerate(silent):
-                if n in closed:
-                    continue
-                try:
-                    if sock.recv(1) == b"":
-                        closed.add(n)
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    closed.add(n)
-            time.sleep(0.2)
-        return len(closed)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import requests
 
 from app.worker import HEAD_TIMEOUT_S
 from tests.helpers import ServeProcess, wait_until
-from tests.slow_clients import otlp_batch, p99, probe, slow_clients
+from tests.slow_clients import SILENT, SLOW_HEAD, otlp_batch, p99, probe, slow_clients
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
@@ -54,15 +54,17 @@ def _raw(port: int, data: bytes, *, pause_after: int | None = None, timeout: flo
 
 
 def test_other_clients_stay_fast_under_100_slow_connections(server: ServeProcess) -> None:
-    with slow_clients([server.ui_port, server.otlp_port], count=100, seconds=HEAD_TIMEOUT_S + 5) as clients:
+    with slow_clients([server.ui_port, server.otlp_port], count=100, seconds=HEAD_TIMEOUT_S + 10) as clients:
         time.sleep(0.5)
-        times = probe(server.ui, server.otlp, seconds=6)
+        # Long enough for the server to close the first slow and silent connections and
+        # the clients to open new ones.
+        times = probe(server.ui, server.otlp, seconds=HEAD_TIMEOUT_S + 3)
         for name, values in times.items():
             assert len(values) >= 20, (name, len(values))
             assert p99(values) < 1.0, f"{name}: p99 {p99(values):.2f} s over {len(values)} requests"
-        silent = clients.count // 3
-        closed = clients.silent_closed(timeout_s=HEAD_TIMEOUT_S + 3)
-        assert closed == silent, f"{closed} of {silent} silent connections closed"
+        for kind in (SLOW_HEAD, SILENT):
+            closed = clients.closed_count(kind)
+            assert closed >= 33, f"{closed} connections of kind {kind} closed after their head timeout"
     assert requests.get(server.ui + "/health", timeout=5).status_code == 200
 
 
