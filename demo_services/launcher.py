@@ -90,11 +90,15 @@ class _Child:
             start_new_session=True,
         )
 
-    def signal(self, signum: int) -> None:
-        """Send ``signum`` to the child's process group: the child and what it started
+    def kill_group(self) -> None:
+        """SIGKILL the child's process group: the child and whatever it started
         (Spyglass's workers and maintenance process)."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signum)
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class Demo:
@@ -202,8 +206,8 @@ class Demo:
         return elapsed
 
     def stop(self) -> None:
-        """Stop traffic, then terminate every child's process group (Spyglass last); kill
-        stragglers."""
+        """Stop traffic, then terminate every child (Spyglass last); kill stragglers and
+        whatever a child left of its process group."""
         with self._lifecycle:  # no restart can begin after this
             self._stopping.set()
         if self._traffic is not None:
@@ -212,15 +216,17 @@ class Demo:
         ordered += [c for n, c in self._children.items() if n == "spyglass"]
         for group in (ordered[:-1], ordered[-1:]):
             for child in group:
-                child.signal(signal.SIGTERM)
+                if child.process is not None and child.process.poll() is None:
+                    child.process.terminate()
             for child in group:
                 if child.process is None:
                     continue
                 try:
                     child.process.wait(timeout=STOP_TIMEOUT_S)
                 except subprocess.TimeoutExpired:
-                    child.signal(signal.SIGKILL)
+                    child.kill_group()
                     child.process.wait()
+                child.kill_group()  # what it started and left behind
         for child in self._children.values():
             if child.log_file is not None:
                 child.log_file.close()

@@ -53,6 +53,7 @@ RUN_MARK = "SPYGLASS_TEST_RUN"
 """Every process a test run starts inherits this variable (set by tests/conftest.py), so
 whatever outlives the run, grandchildren included, can be found by it."""
 STOP_GRACE_S = 10.0
+STRAGGLER_GRACE_S = 2.0
 
 
 def start_process(cmd: list[str], **popen: Any) -> subprocess.Popen:
@@ -62,15 +63,20 @@ def start_process(cmd: list[str], **popen: Any) -> subprocess.Popen:
 
 
 def stop_process(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
-    """End ``proc`` and every process of its group: SIGTERM, then SIGKILL after ``grace_s``."""
-    _signal_group(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while (proc.poll() is None or group_members(proc.pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if proc.poll() is None or group_members(proc.pid):
-        _signal_group(proc.pid, signal.SIGKILL)
+    """Stop ``proc`` as its user would (SIGTERM, so it stops what it started in its own
+    order), SIGKILL after ``grace_s``; then end whatever of its process group is left."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
     proc.wait()
-    wait_until(lambda: not group_members(proc.pid), timeout=5, message=f"process group {proc.pid} to end")
+    try:
+        wait_until(lambda: not group_members(proc.pid), timeout=STRAGGLER_GRACE_S)
+    except AssertionError:
+        _signal_group(proc.pid, signal.SIGKILL)
+        wait_until(lambda: not group_members(proc.pid), timeout=5, message=f"process group {proc.pid} to end")
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -37,6 +37,9 @@ from collectors.store.retention import Retention
 from collectors.store.writes import WritePath
 
 SQLITE_PAGE_SIZE = 8192
+SQLITE_BUSY_TIMEOUT_S = 30.0
+"""How long an SQLite statement waits for another process's lock, unless the URL says
+(``sqlite:///path?timeout=5``); past it, a write is refused (the receiver answers 503)."""
 CHECKPOINT_INTERVAL_S = 2.0
 WRITER_CACHE_MIB = 64
 READER_CACHE_MIB = 8
@@ -181,9 +184,11 @@ class SpanStore(WritePath, Queries, Retention):
 
 def _create_engine(url: str, *, cache_mib: int = READER_CACHE_MIB, pool_size: int = 8) -> Engine:
     if url.startswith("sqlite"):
-        engine = sa.create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=pool_size, max_overflow=16
-        )
+        connect_args: dict[str, Any] = {"check_same_thread": False}
+        if "timeout" not in sa.engine.make_url(url).query:
+            # An explicit connect argument would override the URL's ?timeout=.
+            connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
+        engine = sa.create_engine(url, connect_args=connect_args, pool_size=pool_size, max_overflow=16)
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
