@@ -144,13 +144,16 @@ def test_huge_trace_loads_more_rows_when_scrolled(page, live_server, load_trace)
 
 
 def test_live_mode_shows_new_traces_without_a_reload(page, live_server, tracer_provider_factory):
+    page.clock.install()  # Playwright's clock: the 5 s refresh timer is run, not waited for
     page.goto(live_server + "/traces?live=1")
     page.locator("[data-live]").wait_for()
     page.evaluate("window.__samePage = true")
     assert page.locator("tr.trace-row").count() == 0
     page.mouse.move(0, 0)  # the pointer resting on the list pauses live mode
     trace_id = _send_checkout_trace(tracer_provider_factory)
-    page.locator(f"tr.trace-row[data-trace-id='{trace_id}']").wait_for(timeout=15_000)
+    assert page.locator(f"tr.trace-row[data-trace-id='{trace_id}']").count() == 0
+    page.clock.run_for(5_000)
+    page.locator(f"tr.trace-row[data-trace-id='{trace_id}']").wait_for(timeout=10_000)
     assert page.evaluate("window.__samePage") is True
 
 
