@@ -46,7 +46,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     lines = [f"{len(left)} process(es) started by the tests were still running at the end (now killed):"]
     lines += [f"  {pid}: {cmd}" for pid, cmd in sorted(left.items())]
     if reporter is not None:
-        reporter.write_line("\n".join(lines), red=True, bold=True)
+        reporter.write_line("\n" + "\n".join(lines), red=True, bold=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
