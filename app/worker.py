@@ -7,7 +7,8 @@ its headers a byte at a time (or a body slowly) holds that thread for as long as
 likes, so eight such clients stop a worker answering anyone, on both ports. Here the
 worker's event loop reads each request without blocking, checks with h11 when it is
 complete (head and body, any framing), and only then gives it to a thread, with the
-bytes already read put back in front of gunicorn's own parser. A slow or silent client
+bytes already read put back in front of gunicorn's own parser (bytes read past one
+request, a pipelined next one, go through the loop again). A slow or silent client
 costs a connection and the bytes it sent, not a thread; one that is too slow is closed:
 
 * the request head must arrive within ``HEAD_TIMEOUT_S`` of the first chance to send it
@@ -69,9 +70,8 @@ class RequestBufferingWorker(ThreadWorker):
 
     def enqueue_req(self, conn: Any) -> None:
         """Give ``conn`` to a thread once its next request is in; read it until then."""
-        if getattr(conn, "spyglass_request_in", False) or self.cfg.is_ssl or self._has_read_ahead(conn):
-            # Complete already, or TLS (bytes must go through the handshake first), or a
-            # pipelined request the parser holds: the thread will not wait for the client.
+        if getattr(conn, "spyglass_request_in", False) or self.cfg.is_ssl:
+            # Complete already, or TLS (whose bytes must go through the handshake first).
             conn.spyglass_request_in = False
             super().enqueue_req(conn)
             return
@@ -84,6 +84,12 @@ class RequestBufferingWorker(ThreadWorker):
         self._arriving[conn] = arrival
         conn.sock.setblocking(False)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        if conn.parser is not None:
+            # Bytes read with the previous request (a pipelined one, whole or in part)
+            # count as arrived; the rest is awaited like any other request.
+            ahead = conn.parser.unreader.take_buffered()
+            if ahead:
+                self._arrived(conn, arrival, ahead)
 
     def murder_pending(self) -> None:
         """Close connections whose requests are too slow to arrive (and gunicorn's own)."""
@@ -93,24 +99,31 @@ class RequestBufferingWorker(ThreadWorker):
             if now >= arrival.deadline:
                 self._drop(conn)
 
-    @staticmethod
-    def _has_read_ahead(conn: Any) -> bool:
-        return conn.parser is not None and bool(conn.parser.unreader.buf.getvalue())
-
     def _on_readable(self, conn: Any, _sock: Any) -> None:
         arrival = self._arriving[conn]
-        try:
-            data = conn.sock.recv(READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as err:
-            if err.errno not in (errno.ECONNRESET, errno.ENOTCONN, errno.EPIPE):
-                self.log.debug("reading a request failed: %s", err)
-            self._drop(conn)
-            return
-        if not data:
-            self._drop(conn)
-            return
+        # Read all there is now: a body that arrives in many segments costs one turn of the
+        # loop, not one each (each turn waits for the interpreter lock behind the threads).
+        while True:
+            try:
+                data = conn.sock.recv(READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as err:
+                if err.errno not in (errno.ECONNRESET, errno.ENOTCONN, errno.EPIPE):
+                    self.log.debug("reading a request failed: %s", err)
+                self._drop(conn)
+                return
+            if not data:
+                self._drop(conn)
+                return
+            if self._arrived(conn, arrival, data):
+                return
+        if arrival.head_done:
+            arrival.deadline = min(time.monotonic() + BODY_IDLE_TIMEOUT_S, arrival.started + REQUEST_TIMEOUT_S)
+
+    def _arrived(self, conn: Any, arrival: _Arrival, data: bytes) -> bool:
+        """Take ``data`` in; True once the connection has left the loop (its request
+        handed to a thread, or refused)."""
         arrival.received += data
         if arrival.end is not None:
             complete = len(arrival.received) >= arrival.end
@@ -120,13 +133,10 @@ class RequestBufferingWorker(ThreadWorker):
                 complete = self._advance(conn, arrival)
             except h11.RemoteProtocolError as err:
                 self._refuse(conn, err.error_status_hint, str(err))
-                return
+                return True
         if complete:
             self._hand_over(conn, arrival)
-            return
-        now = time.monotonic()
-        if arrival.head_done:
-            arrival.deadline = min(now + BODY_IDLE_TIMEOUT_S, arrival.started + REQUEST_TIMEOUT_S)
+        return complete
 
     def _advance(self, conn: Any, arrival: _Arrival) -> bool:
         """Consume h11 events; True once the request may go to a thread."""

@@ -117,6 +117,25 @@ def test_pipelined_requests_are_each_answered(server: ServeProcess) -> None:
     assert answer.count(b"HTTP/1.1 200 ") == 3, answer
 
 
+def test_a_stalled_pipelined_request_holds_no_thread(server: ServeProcess) -> None:
+    """A complete request followed by the start of another that never finishes."""
+    stalled = []
+    try:
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", server.ui_port), timeout=5)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nX-Stalled: a")
+            stalled.append(sock)
+        for sock in stalled:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        for _ in range(10):
+            began = time.monotonic()
+            assert requests.get(server.ui + "/health", timeout=5).status_code == 200
+            assert time.monotonic() - began < 1.0
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
 def test_oversized_and_malformed_requests_get_a_4xx_with_a_message(server: ServeProcess) -> None:
     too_big = requests.post(server.otlp + "/v1/traces", data=b"\0" * (1024 * 1024 + 1), headers=PROTOBUF, timeout=10)
     assert too_big.status_code == 413, too_big.text
