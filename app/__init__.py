@@ -59,7 +59,16 @@ def create_app(
         auth_token=settings.auth_token,
     )
 
-    from app import api, api_v1, breakers, overview, registry, sagas, services, traces
+    from app import api, api_v1, breakers, chaos, chaos_api, overview, registry, sagas, services, traces
+    from app.experiment_runner import ExperimentRunner
+    from app.post_guard import load_guard
+    from demo_services.launcher import API_TOKEN
+
+    guard = load_guard(settings.data_dir)
+    app.extensions["spyglass.post_guard"] = guard
+    app.extensions["spyglass.chaos_runner"] = ExperimentRunner(
+        store, settings.registry_url, guard.control_token, API_TOKEN
+    )
     from collectors import receiver
 
     # In URL order, so the URL map reads top to bottom.
@@ -69,8 +78,10 @@ def create_app(
     app.register_blueprint(breakers.bp)  # /breakers
     app.register_blueprint(sagas.bp)  # /sagas
     app.register_blueprint(registry.bp)  # /registry
+    app.register_blueprint(chaos.bp)  # /chaos
     app.register_blueprint(api.bp)  # /api (Jaeger)
     app.register_blueprint(api_v1.bp)  # /api/v1
+    app.register_blueprint(chaos_api.bp)  # /api/v1/scenarios, /api/v1/experiments
     app.register_blueprint(receiver.bp)  # /v1/traces
     auth.register(app, settings.auth_token)
     errors.register(app)

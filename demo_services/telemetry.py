@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
 
-from opentelemetry import propagate, trace
+from opentelemetry import baggage, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 SCHEDULE_DELAY_MS = 200
 SERVICE_NAME = "service.name"
 SERVICE_INSTANCE_ID = "service.instance.id"
+EXPERIMENT_ID = "chaos.experiment_id"
+"""The baggage entry a chaos experiment sends with each request, copied onto every span."""
+MAX_BAGGAGE_VALUE = 64
 
 
 def configure_tracing(
@@ -37,6 +40,7 @@ def configure_tracing(
     provider = TracerProvider(resource=Resource.create(attributes))
     headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
     exporter = OTLPSpanExporter(endpoint=f"http://{otlp_http_addr}/v1/traces", headers=headers, timeout=5)
+    provider.add_span_processor(ExperimentBaggage())
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=SCHEDULE_DELAY_MS))
     trace.set_tracer_provider(provider)
     return provider
@@ -50,3 +54,13 @@ def inject_headers(headers: MutableMapping[str, str], context: Context | None = 
 def extract_context(headers: Mapping[str, str]) -> Context:
     """Read a trace context from HTTP or message headers."""
     return propagate.extract(dict(headers))
+
+
+class ExperimentBaggage(SpanProcessor):
+    """Copy the ``chaos.experiment_id`` baggage entry into a span attribute of the same
+    name, so that a tag search finds every span an experiment's requests caused."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        value = baggage.get_baggage(EXPERIMENT_ID, parent_context)
+        if isinstance(value, str) and value:
+            span.set_attribute(EXPERIMENT_ID, value[:MAX_BAGGAGE_VALUE])

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import ImmutableMultiDict
 
 from app.settings import Settings
+from collectors.store.experiments import DONE, Experiment, start_experiment
 from tests.app import pattern_spans
 from tests.helpers import free_port
 
@@ -108,7 +109,11 @@ def seeded(tracer_provider_factory, store) -> dict[str, list[str]]:
     ]
     spans = [s for t in traces for s in store.get_trace(t)]
     services = store.list_services()
+    now_ns = time.time_ns()
+    experiment = Experiment("e1", "manual", DONE, "", None, "127.0.0.1", now_ns, now_ns, [{"instance_id": "payment"}])
+    start_experiment(store, experiment, exclusive=False)
     return {
+        "experiment_id": [experiment.id],
         "trace_id": traces,
         "span_id": [s.span_id for s in store.get_trace(traces[0])],
         "service": [*services, "sqlite:orders.db", "outbox"],

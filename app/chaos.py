@@ -1,0 +1,174 @@
+"""The chaos lab's pages: /chaos (fault settings and scenarios) and the experiments.
+
+Every change is a POST checked by :mod:`app.post_guard`; fault changes are forwarded to
+the target instance's /control only after the registry lists it on loopback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from htmx_flask import make_response as htmx_response
+from werkzeug.exceptions import BadRequest, Conflict, NotFound
+
+from app import demo_control
+from app.experiment_runner import ExperimentRunner, ExperimentRunningError
+from app.htmx import is_htmx, render_page_or_fragment
+from app.post_guard import client_address, guard
+from app.registry import RegistryUnavailableError
+from app.scenarios import SCENARIOS, Scenario
+from collectors.store import SpanStore
+from collectors.store.experiments import get_experiment, list_experiments
+
+bp = Blueprint("chaos", __name__)
+_CHECKBOXES = ("hang", "out_of_stock", "decline", "stopped")
+RECENT = 10
+
+
+def store() -> SpanStore:
+    """The app's store."""
+    return current_app.extensions["spyglass.store"]
+
+
+def runner() -> ExperimentRunner:
+    """The app's experiment runner."""
+    return current_app.extensions["spyglass.chaos_runner"]
+
+
+def registry_url() -> str:
+    """Where the demo's registry is asked."""
+    return current_app.config["SPYGLASS_SETTINGS"].registry_url
+
+
+def demo_state() -> tuple[list[demo_control.Target], str | None]:
+    """The controllable instances, or why there are none (no demo running)."""
+    token = guard().control_token
+    if not token:
+        return [], "no control token: the demo's services are not running with this dashboard"
+    try:
+        targets = demo_control.list_targets(registry_url(), token)
+    except RegistryUnavailableError as err:
+        return [], str(err)
+    if not targets:
+        return [], f"the registry at {registry_url()} lists no services on loopback"
+    return targets, None
+
+
+def scenario_named(name: Any) -> Scenario:
+    """The scenario ``name``; 404 naming the known ones otherwise."""
+    scenario = SCENARIOS.get(name) if isinstance(name, str) else None
+    if scenario is None:
+        raise NotFound(f"unknown scenario {str(name)[:64]!r}; known: {', '.join(SCENARIOS)}")
+    return scenario
+
+
+def start_run(name: Any) -> Any:
+    """Start scenario ``name``; 404 when unknown, 409 while another experiment runs."""
+    scenario = scenario_named(name)
+    try:
+        return runner().start(scenario, client_address())
+    except ExperimentRunningError as err:
+        raise Conflict(f"{err}; wait for it to finish") from err
+
+
+@bp.get("/chaos")
+def index() -> str:
+    """Fault settings per instance, the scenarios, and the latest experiments."""
+    targets, problem = demo_state()
+    return render_template(
+        "chaos/index.html",
+        targets=targets,
+        problem=problem,
+        scenarios=list(SCENARIOS.values()),
+        experiments=list_experiments(store(), RECENT),
+        csrf=guard().csrf_token,
+    )
+
+
+@bp.post("/chaos/control")
+def control() -> Any:
+    """Change one instance's faults (form fields as on the page; unticked boxes are off)."""
+    guard().check()
+    instance_id = request.form.get("instance_id", "")
+    if not instance_id:
+        raise BadRequest("instance_id is required")
+    form = {key: "off" for key in _CHECKBOXES} | request.form.to_dict()
+    try:
+        changes = demo_control.parse_changes(form)
+    except ValueError as err:
+        raise BadRequest(str(err)) from err
+    target = _target(instance_id)
+    if target.business_fault is None:
+        changes = {k: v for k, v in changes.items() if k not in demo_control.BUSINESS_FAULTS.values()}
+    settings = _apply(target, changes)
+    runner().record_manual(client_address(), [{"instance_id": instance_id, "service": target.service, **changes}])
+    return _after_change(
+        "chaos/_row.html", t=demo_control.Target(**{**target.__dict__, "settings": settings}), csrf=guard().csrf_token
+    )
+
+
+@bp.post("/chaos/reset")
+def reset() -> Any:
+    """Clear every fault of every instance."""
+    guard().check()
+    token = guard().control_token
+    try:
+        cleared = demo_control.reset_all(registry_url(), token)
+    except (RegistryUnavailableError, demo_control.ControlError) as err:
+        raise BadRequest(f"nothing was reset: {err}") from err
+    runner().record_manual(client_address(), [{"instance_id": i, **demo_control.CLEAR} for i in cleared])
+    if is_htmx():
+        return htmx_response("", 200, redirect=url_for("chaos.index"))
+    return redirect(url_for("chaos.index"), code=303)
+
+
+@bp.post("/chaos/experiments")
+def run() -> Any:
+    """Start a scenario from the page; go to its result page."""
+    guard().check()
+    experiment = start_run(request.form.get("scenario"))
+    target = url_for("chaos.experiment", experiment_id=experiment.id)
+    if is_htmx():
+        return htmx_response("", 200, redirect=target)
+    return redirect(target, code=303)
+
+
+@bp.get("/chaos/experiments")
+def experiments() -> str:
+    """Past experiments, newest first."""
+    return render_template("chaos/experiments.html", experiments=list_experiments(store(), 200))
+
+
+@bp.get("/chaos/experiments/<experiment_id>")
+def experiment(experiment_id: str) -> str:
+    """One experiment's verdict, checks, traces, saga outcomes and breaker transitions."""
+    found = get_experiment(store(), experiment_id[:64])
+    if found is None:
+        abort(404, f"no experiment {experiment_id[:64]!r}")
+    return render_page_or_fragment(
+        "chaos/experiment.html",
+        "chaos/_experiment.html",
+        e=found,
+        scenario=SCENARIOS.get(found.scenario),
+    )
+
+
+def _target(instance_id: str) -> demo_control.Target:
+    try:
+        return demo_control.find_target(registry_url(), instance_id)
+    except demo_control.TargetError as err:
+        raise BadRequest(str(err)) from err
+
+
+def _apply(target: demo_control.Target, changes: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return demo_control.apply(target, guard().control_token, changes)
+    except demo_control.ControlError as err:
+        raise BadRequest(str(err)) from err
+
+
+def _after_change(fragment: str, **context: Any) -> Any:
+    if is_htmx():
+        return render_template(fragment, **context)
+    return redirect(url_for("chaos.index"), code=303)

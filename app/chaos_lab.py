@@ -1,0 +1,117 @@
+"""What a scenario drives: orders and requests through the gateway carrying the
+experiment's baggage, and fault settings it changes and always restores.
+
+Traffic is bounded: a lab refuses to send more than ``MAX_REQUESTS`` requests or to run
+longer than ``MAX_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from app import demo_control
+from app.demo_control import Target
+
+EXPERIMENT_BAGGAGE = "chaos.experiment_id"
+MAX_REQUESTS = 200
+MAX_SECONDS = 90.0
+REQUEST_TIMEOUT_S = 15.0
+ORDER = {"user_id": 1, "items": [{"product_id": 2, "quantity": 1}, {"product_id": 5, "quantity": 1}]}
+
+
+class LabLimitError(RuntimeError):
+    """A scenario tried to send more traffic, or run longer, than a lab allows."""
+
+
+@dataclass
+class Answer:
+    """What the gateway answered to one request."""
+
+    status: int
+    body: dict[str, Any]
+    retry_after: str | None = None
+
+
+@dataclass
+class Lab:
+    """One experiment's access to the demo: the gateway, and the registry's instances."""
+
+    experiment_id: str
+    registry_url: str
+    control_token: str
+    api_token: str
+    gateway_url: str = ""
+    sent: int = 0
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    _changed: dict[str, Target] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _began: float = field(default_factory=time.monotonic)
+
+    def connect(self) -> None:
+        """Find the gateway through the registry; raise TargetError when there is none."""
+        targets = demo_control.list_targets(self.registry_url, self.control_token)
+        gateways = [t for t in targets if t.service == "gateway"]
+        if not gateways:
+            raise demo_control.TargetError("the registry lists no gateway on loopback")
+        self.gateway_url = gateways[0].url
+
+    def instances(self, service: str) -> list[Target]:
+        """The registered loopback instances of ``service``."""
+        return [t for t in demo_control.list_targets(self.registry_url, self.control_token) if t.service == service]
+
+    def set_faults(self, target: Target, **changes: Any) -> None:
+        """Change ``target``'s fault settings (restored by ``restore``)."""
+        with self._lock:
+            self._changed[target.instance_id] = target
+            self.changes.append({"instance_id": target.instance_id, "service": target.service, **changes})
+        demo_control.apply(target, self.control_token, changes)
+
+    def restore(self) -> list[str]:
+        """Clear the faults of every instance this lab changed; return what failed."""
+        problems = []
+        for target in self._changed.values():
+            try:
+                demo_control.apply(target, self.control_token, demo_control.CLEAR)
+            except demo_control.ControlError as err:
+                problems.append(str(err))
+        return problems
+
+    def request(self, method: str, path: str, json: Any = None) -> Answer:
+        """One request through the gateway with the experiment's baggage."""
+        with self._lock:
+            if self.sent >= MAX_REQUESTS:
+                raise LabLimitError(f"a scenario may send at most {MAX_REQUESTS} requests")
+            if time.monotonic() - self._began > MAX_SECONDS:
+                raise LabLimitError(f"a scenario may run at most {MAX_SECONDS:.0f} s")
+            self.sent += 1
+        headers = {"Authorization": f"Bearer {self.api_token}", "baggage": f"{EXPERIMENT_BAGGAGE}={self.experiment_id}"}
+        try:
+            response = requests.request(
+                method, self.gateway_url + path, json=json, headers=headers, timeout=REQUEST_TIMEOUT_S
+            )
+        except requests.RequestException as err:
+            return Answer(0, {"error": f"{type(err).__name__}: {err}"})
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        return Answer(response.status_code, body if isinstance(body, dict) else {}, response.headers.get("Retry-After"))
+
+    def order(self, **changes: Any) -> Answer:
+        """Place one order (the usual basket, with ``changes`` to the body)."""
+        return self.request("POST", "/api/orders", {**ORDER, **changes})
+
+    def together(self, count: int, send: Any) -> list[Answer]:
+        """Call ``send()`` ``count`` times at once; return the answers."""
+        with ThreadPoolExecutor(max_workers=min(count, 32)) as pool:
+            return list(pool.map(lambda _i: send(), range(count)))
+
+    def remaining_s(self) -> float:
+        """Seconds left before the lab's time limit."""
+        return MAX_SECONDS - (time.monotonic() - self._began)

@@ -1,0 +1,237 @@
+"""The chaos lab against the real demo: every listed scenario runs and its hypothesis holds,
+fault changes reach the services, and every unsafe or bad request is refused."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from demo_services.launcher import Demo
+from demo_services.protocol import CONTROL_TOKEN_HEADER
+from tests.demo.helpers import TEST_ENV
+from tests.helpers import wait_until
+
+pytestmark = [pytest.mark.demo, pytest.mark.timeout(300)]
+SCENARIOS = ["happy-order", "payment-declined", "inventory-slow", "rate-limit-storm", "inventory-instance-down"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """Spyglass and every demo service, once for the module."""
+    data_dir = tmp_path_factory.mktemp("chaos")
+    with Demo(data_dir=data_dir, env=TEST_ENV, out=io.StringIO()) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def script(demo: Demo) -> requests.Session:
+    """A script's session: the control token, no browser headers."""
+    session = requests.Session()
+    session.headers[CONTROL_TOKEN_HEADER] = demo.control_token
+    return session
+
+
+def csrf_of(demo: Demo) -> str:
+    page = requests.get(f"{demo.ui_url}/chaos", timeout=10)
+    assert page.status_code == 200
+    marker = 'name="csrf_token" value="'
+    start = page.text.index(marker) + len(marker)
+    return page.text[start : page.text.index('"', start)]
+
+
+def browser_post(demo: Demo, path: str, data: dict[str, Any], **headers: str) -> requests.Response:
+    """A form POST as a page of the dashboard sends it (same origin, CSRF token)."""
+    return requests.post(
+        f"{demo.ui_url}{path}",
+        data=data,
+        headers={"Origin": demo.ui_url, **headers},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+
+def settings_of(demo: Demo, name: str) -> dict[str, Any]:
+    response = requests.get(f"{demo.url(name)}/control", headers={CONTROL_TOKEN_HEADER: demo.control_token}, timeout=5)
+    return response.json()
+
+
+def run_scenario(demo: Demo, script: requests.Session, name: str) -> dict[str, Any]:
+    started = script.post(f"{demo.ui_url}/api/v1/experiments", json={"scenario": name}, timeout=10)
+    assert started.status_code == 202, started.text
+    body = started.json()
+    assert body["url"].endswith(f"/chaos/experiments/{body['id']}")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        result = requests.get(f"{demo.ui_url}/api/v1/experiments/{body['id']}", timeout=10).json()
+        if result["status"] == "done":
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"{name} did not finish within 120 s")
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_each_scenario_runs_and_its_hypothesis_holds(demo: Demo, script: requests.Session, name: str):
+    began = time.monotonic()
+    result = run_scenario(demo, script, name)
+    took = time.monotonic() - began
+    failed = [c for c in result["checks"] if not c["passed"]]
+    assert result["verdict"] == "passed", f"{name} failed after {took:.1f} s: {failed}\n{demo.logs(15)}"
+    assert result["scenario"] == name and result["hypothesis"]
+    assert result["trace_ids"], "the experiment found no trace of its own"
+    # Every fault it set was cleared again.
+    for child in ("payment", "inventory-1", "inventory-2"):
+        assert settings_of(demo, child) == {
+            "error_rate": 0.0,
+            "latency_ms": 0,
+            "hang": False,
+            "out_of_stock": False,
+            "decline": False,
+            "stopped": False,
+        }
+    # Its traces are found by the baggage copied into every span.
+    search = requests.get(
+        f"{demo.ui_url}/api/traces",
+        params={"tags": f'{{"chaos.experiment_id":"{result["id"]}"}}', "limit": 1500, "lookback": "1h"},
+        timeout=10,
+    ).json()
+    assert {t["traceID"] for t in search["data"]} == set(result["trace_ids"])
+    page = requests.get(result["url"], timeout=10)
+    assert page.status_code == 200 and "the hypothesis held" in page.text
+
+
+def test_payment_declined_shows_the_compensations_in_reverse(demo: Demo, script: requests.Session):
+    result = run_scenario(demo, script, "payment-declined")
+    sagas = result["findings"]["sagas"]
+    assert sagas and all(s["outcome"] == "compensated" for s in sagas)
+    assert all(s["compensated"] == list(reversed(s["completed"])) for s in sagas)
+    page = requests.get(result["url"], timeout=10).text
+    first = result["findings"]["first_failing_trace"]
+    assert first in result["trace_ids"] and f"/traces/{first}" in page
+
+
+def test_a_second_experiment_while_one_runs_is_refused(demo: Demo, script: requests.Session):
+    first = script.post(f"{demo.ui_url}/api/v1/experiments", json={"scenario": "happy-order"}, timeout=10)
+    second = script.post(f"{demo.ui_url}/api/v1/experiments", json={"scenario": "happy-order"}, timeout=10)
+    assert first.status_code == 202
+    assert second.status_code == 409 and "still running" in second.text
+    wait_until(
+        lambda: requests.get(f"{demo.ui_url}/api/v1/experiments/{first.json()['id']}", timeout=5).json()["status"]
+        == "done",
+        timeout=60,
+    )
+
+
+def test_the_page_changes_an_instances_faults_and_resets_them_all(demo: Demo):
+    token = csrf_of(demo)
+    page = requests.get(f"{demo.ui_url}/chaos", timeout=10).text
+    for instance in ("gateway", "orders", "inventory-1", "inventory-2", "payment"):
+        assert f'data-instance="{instance}"' in page
+    changed = browser_post(
+        demo,
+        "/chaos/control",
+        {
+            "csrf_token": token,
+            "instance_id": "inventory-2",
+            "error_rate": "25",
+            "latency_ms": "40",
+            "out_of_stock": "on",
+        },
+        **{"HX-Request": "true"},
+    )
+    assert changed.status_code == 200, changed.text
+    assert settings_of(demo, "inventory-2") == {
+        "error_rate": 0.25,
+        "latency_ms": 40,
+        "hang": False,
+        "out_of_stock": True,
+        "decline": False,
+        "stopped": False,
+    }
+    assert 'value="25"' in changed.text and "checked" in changed.text
+    reset = browser_post(demo, "/chaos/reset", {"csrf_token": token})
+    assert reset.status_code == 303
+    assert settings_of(demo, "inventory-2")["error_rate"] == 0.0
+    assert not settings_of(demo, "inventory-2")["out_of_stock"]
+    listed = requests.get(f"{demo.ui_url}/api/v1/experiments", timeout=10).json()["experiments"]
+    manual = [e for e in listed if e["scenario"] == "manual"]
+    changes = [c for e in manual for c in e["changes"]]
+    assert any(c.get("instance_id") == "inventory-2" and c.get("error_rate") == 0.25 for c in changes)
+    assert all(e["address"] == "127.0.0.1" for e in manual)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"error_rate": "150"}, "between 0 and 100"),
+        ({"latency_ms": "-1"}, "latency_ms must be a whole number"),
+        ({"latency_ms": "ten"}, "latency_ms must be a number"),
+        ({"hang": "maybe"}, "hang must be true or false"),
+        ({"colour": "red"}, "unknown setting"),
+    ],
+)
+def test_bad_values_are_refused_with_a_message(demo: Demo, fields: dict[str, str], message: str):
+    before = settings_of(demo, "payment")
+    response = browser_post(demo, "/chaos/control", {"csrf_token": csrf_of(demo), "instance_id": "payment", **fields})
+    assert response.status_code == 400 and message in response.text
+    assert settings_of(demo, "payment") == before
+
+
+def test_unsafe_posts_are_refused(demo: Demo, script: requests.Session):
+    token = csrf_of(demo)
+    form = {"instance_id": "payment", "error_rate": "100"}
+    no_csrf = browser_post(demo, "/chaos/control", form)
+    wrong_csrf = browser_post(demo, "/chaos/control", {**form, "csrf_token": "0" * 64})
+    cross = browser_post(demo, "/chaos/control", {**form, "csrf_token": token}, Origin="http://evil.example")
+    no_origin = requests.post(f"{demo.ui_url}/chaos/control", data={**form, "csrf_token": token}, timeout=10)
+    wrong_token = requests.post(
+        f"{demo.ui_url}/api/v1/experiments",
+        json={"scenario": "happy-order"},
+        headers={CONTROL_TOKEN_HEADER: "wrong"},
+        timeout=10,
+    )
+    for response in (no_csrf, wrong_csrf, cross, no_origin, wrong_token):
+        assert response.status_code == 403, response.text
+    assert "CSRF" in no_csrf.text and "cross-origin" in cross.text and "wrong" in wrong_token.text
+    assert settings_of(demo, "payment")["error_rate"] == 0.0
+    for path in ("/chaos/control", "/chaos/reset"):
+        assert requests.get(f"{demo.ui_url}{path}", timeout=10).status_code == 405
+    unknown = script.post(f"{demo.ui_url}/api/v1/experiments", json={"scenario": "meteor-strike"}, timeout=10)
+    assert unknown.status_code == 404 and "unknown scenario" in unknown.text and "happy-order" in unknown.text
+    bad_json = script.post(
+        f"{demo.ui_url}/api/v1/experiments",
+        data="{not json",
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert bad_json.status_code == 400 and "JSON object" in bad_json.text
+
+
+def test_only_loopback_instances_in_the_registry_can_be_targeted(demo: Demo):
+    token = csrf_of(demo)
+    registered = requests.post(
+        f"{demo.registry_url}/register",
+        json={"service": "payment", "instance_id": "payment-far", "url": "http://10.20.30.40:9006", "depends_on": []},
+        timeout=5,
+    )
+    assert registered.status_code in (200, 201)
+    far = browser_post(demo, "/chaos/control", {"csrf_token": token, "instance_id": "payment-far", "error_rate": "50"})
+    unknown = browser_post(demo, "/chaos/control", {"csrf_token": token, "instance_id": "nowhere", "error_rate": "50"})
+    requests.delete(f"{demo.registry_url}/instances/payment-far", timeout=5)
+    assert far.status_code == 400 and "not a loopback address" in far.text
+    assert unknown.status_code == 400 and "not in the registry" in unknown.text
+    assert 'data-instance="payment-far"' not in requests.get(f"{demo.ui_url}/chaos", timeout=10).text
+
+
+def test_the_control_token_is_kept_in_the_data_directory_readable_by_its_owner_only(demo: Demo):
+    path = Path(demo.data_dir) / "demo" / "control-token"
+    assert path.read_text().strip() == demo.control_token
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert demo.control_token not in requests.get(f"{demo.ui_url}/chaos", timeout=10).text
