@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,10 +36,21 @@ ORDER = {
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """Start Spyglass and every demo service once for the module."""
+    """Start Spyglass and every demo service once for the module.
+
+    Stopping it at the end is checked as a user would see it: no process of any child
+    (Spyglass's workers and maintenance process included) and no port is left behind.
+    """
     data_dir = tmp_path_factory.mktemp("demo")
     with Demo(data_dir=data_dir, env=TEST_ENV, out=io.StringIO()) as running:
         yield running
+        groups = list(running.pids().values())
+        # Spyglass's own processes (gunicorn, its maintenance process) run in its group.
+        assert len(group_members(running.pids()["spyglass"])) > 1
+    assert {group: group_members(group) for group in groups} == dict.fromkeys(groups, [])
+    for port in running.ports.values():
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
 
 
 @pytest.fixture(scope="module")
@@ -463,21 +473,6 @@ def test_orders_complete_through_the_other_inventory_instance_after_one_dies(
         return "inventory-1" not in {i["instance_id"] for i in listing}
 
     wait_until(dropped, interval=0.2, message=describe(demo, "the registry to drop inventory-1 after its TTL"))
-
-
-def test_stopping_the_demo_leaves_no_process_or_port_behind(tmp_path: Path) -> None:
-    demo = Demo(data_dir=tmp_path, env=TEST_ENV, out=io.StringIO())
-    with demo:
-        groups = list(demo.pids().values())
-        ports = list(demo.ports.values())
-        # Spyglass's own processes (gunicorn, its maintenance process) run in its group.
-        assert len(group_members(demo.pids()["spyglass"])) > 1
-
-    for group in groups:
-        assert group_members(group) == []
-    for port in ports:
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
 
 
 def _healthy(url: str) -> bool:
