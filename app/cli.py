@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from app.chaos_cli import chaos
 from app.settings import ENV_PREFIX, Settings, SettingsError
 from collectors.store import SpanStore, StoreError
 
@@ -118,6 +119,8 @@ def demo(traffic: bool, rate: float, base_port: int, open_browser: bool, **optio
         )
     )
 
+
+main.add_command(chaos)
 
 if __name__ == "__main__":
     main()

@@ -124,7 +124,7 @@ class ExperimentRunner:
             checks.append(Check("the scenario ran to the end", False, failure))
         checks += scenario.judge(Evidence(traces, lab.sent, transitions, notes))
         cleared = len({c["instance_id"] for c in lab.changes})
-        detail = "; ".join(problems) if problems else f"{cleared} instances cleared"
+        detail = "; ".join(problems) if problems else f"{cleared} instance{'' if cleared == 1 else 's'} cleared"
         checks.append(Check("every fault was restored", not problems, detail))
         findings = {
             "sent": lab.sent,

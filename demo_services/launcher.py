@@ -58,6 +58,7 @@ What to try:
   make payment fail and watch its breaker open (error_rate 0 heals it):
   curl -H 'X-Spyglass-Control-Token: {control}' -H 'Content-Type: application/json' \\
        -d '{{"error_rate": 1}}' {payment}/control
+  {ui}/chaos: set faults and run the named scenarios (spyglass chaos list / run NAME --wait)
   {ui}/traces, {ui}/services, {ui}/breakers, {ui}/sagas: watch the patterns react
 Press Ctrl-C to stop everything."""
 

@@ -4,8 +4,11 @@ fault changes reach the services, and every unsafe or bad request is refused."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -235,3 +238,68 @@ def test_the_control_token_is_kept_in_the_data_directory_readable_by_its_owner_o
     assert path.read_text().strip() == demo.control_token
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert demo.control_token not in requests.get(f"{demo.ui_url}/chaos", timeout=10).text
+
+
+def spyglass_chaos(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in ("SPYGLASS_DEMO_CONTROL_TOKEN", "SPYGLASS_AUTH_TOKEN")}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "chaos", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**environ, **(env or {})},
+    )
+
+
+def test_the_command_line_lists_runs_and_reports_a_verdict(demo: Demo):
+    listed = spyglass_chaos("list", "--ui-url", demo.ui_url)
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == SCENARIOS
+    ran = spyglass_chaos("run", "payment-declined", "--wait", "--ui-url", demo.ui_url, "--data-dir", str(demo.data_dir))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "passed:" in ran.stdout and "/chaos/experiments/" in ran.stdout
+    as_json = spyglass_chaos(
+        "run", "happy-order", "--wait", "--json", "--ui-url", demo.ui_url, "--data-dir", str(demo.data_dir)
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["verdict"] == "passed"
+
+
+def test_the_command_line_exits_1_when_the_hypothesis_does_not_hold(demo: Demo):
+    # Cards are declined by hand, outside the scenario: happy-order's orders cannot complete.
+    demo.control("payment", decline=True)
+    try:
+        ran = spyglass_chaos(
+            "run",
+            "happy-order",
+            "--wait",
+            "--ui-url",
+            demo.ui_url,
+            env={"SPYGLASS_DEMO_CONTROL_TOKEN": demo.control_token},
+        )
+    finally:
+        demo.control("payment", decline=False)
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "FAIL every saga ended completed: 0 of 3" in ran.stdout
+    assert ran.stdout.rstrip().splitlines()[-2].startswith("failed:")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "meteor-strike"], "unknown scenario 'meteor-strike'"),
+        (["run", "happy-order", "--ui-url", "http://127.0.0.1:9"], "nothing answers at http://127.0.0.1:9"),
+        (["list", "--ui-url", "http://127.0.0.1:9"], "nothing answers at http://127.0.0.1:9"),
+    ],
+)
+def test_the_command_line_exits_2_with_one_line_for_bad_input(demo: Demo, args: list[str], message: str):
+    if "--ui-url" not in args:
+        args = [*args, "--ui-url", demo.ui_url]
+    ran = spyglass_chaos(*args, "--data-dir", str(demo.data_dir)) if args[0] == "run" else spyglass_chaos(*args)
+    assert ran.returncode == 2
+    assert len(ran.stderr.strip().splitlines()) == 1 and message in ran.stderr
+
+
+def test_the_command_line_without_a_control_token_exits_2(demo: Demo, tmp_path: Path):
+    ran = spyglass_chaos("run", "happy-order", "--ui-url", demo.ui_url, "--data-dir", str(tmp_path))
+    assert ran.returncode == 2 and "no control token" in ran.stderr
