@@ -88,8 +88,10 @@ class RequestBufferingWorker(ThreadWorker):
             # Bytes read with the previous request (a pipelined one, whole or in part)
             # count as arrived; the rest is awaited like any other request.
             ahead = conn.parser.unreader.take_buffered()
-            if ahead:
-                self._arrived(conn, arrival, ahead)
+            if ahead and self._arrived(conn, arrival, ahead):
+                return
+        # Whatever is there already is read now, not a turn of the loop later.
+        self._on_readable(conn, conn.sock)
 
     def murder_pending(self) -> None:
         """Close connections whose requests are too slow to arrive (and gunicorn's own)."""
