@@ -22,7 +22,7 @@ from collectors.store import SpanStore
 from collectors.store.experiments import get_experiment, list_experiments
 
 bp = Blueprint("chaos", __name__)
-_CHECKBOXES = ("hang", "out_of_stock", "decline", "stopped")
+_CHECKBOXES = demo_control.FLAGS
 RECENT = 10
 
 
@@ -99,8 +99,11 @@ def control() -> Any:
     except ValueError as err:
         raise BadRequest(str(err)) from err
     target = _target(instance_id)
-    if target.business_fault is None:
-        changes = {k: v for k, v in changes.items() if k not in demo_control.BUSINESS_FAULTS.values()}
+    # A switch the service has no use for is not sent (its form has no box for it).
+    unused = [f for f in demo_control.BUSINESS_FAULTS.values() if f != target.business_fault]
+    if not target.has_breakers:
+        unused.append("bypass_breakers")
+    changes = {k: v for k, v in changes.items() if k not in unused}
     settings = _apply(target, changes)
     runner().record_manual(client_address(), [{"instance_id": instance_id, "service": target.service, **changes}])
     return _after_change(

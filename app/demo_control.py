@@ -22,8 +22,19 @@ from demo_services.protocol import CONTROL_TOKEN_HEADER
 
 CONTROL_TIMEOUT_S = 2.0
 MAX_LATENCY_MS = 60_000
-SETTINGS = ("error_rate", "latency_ms", "hang", "out_of_stock", "decline", "stopped")
-CLEAR = {"error_rate": 0.0, "latency_ms": 0, "hang": False, "out_of_stock": False, "decline": False, "stopped": False}
+SETTINGS = ("error_rate", "latency_ms", "hang", "out_of_stock", "decline", "stopped", "bypass_breakers")
+FLAGS = ("hang", "out_of_stock", "decline", "stopped", "bypass_breakers")
+CLEAR = {
+    "error_rate": 0.0,
+    "latency_ms": 0,
+    "hang": False,
+    "out_of_stock": False,
+    "decline": False,
+    "stopped": False,
+    "bypass_breakers": False,
+}
+WITH_BREAKERS = ("gateway", "orders")
+"""The services whose calls go through circuit breakers (which can be bypassed)."""
 BUSINESS_FAULTS = {"inventory": "out_of_stock", "payment": "decline"}
 """The business fault each service understands (others have none)."""
 
@@ -51,6 +62,11 @@ class Target:
     def business_fault(self) -> str | None:
         """The business fault switch of this service, if it has one."""
         return BUSINESS_FAULTS.get(self.service)
+
+    @property
+    def has_breakers(self) -> bool:
+        """Whether this service calls others through circuit breakers."""
+        return self.service in WITH_BREAKERS
 
 
 def is_loopback_url(url: str) -> str | None:
@@ -105,10 +121,9 @@ def find_target(registry_url: str, instance_id: str) -> Target:
 
 
 def parse_changes(form: Mapping[str, Any]) -> dict[str, Any]:
-    """Settings from a form or JSON object: ``error_rate`` in percent (0-100),
-    ``latency_ms`` 0-60000, booleans as on/true/1 (absent: false, for checkboxes). Only
-    the keys present are returned, except that a form's checkboxes mean false when absent.
-    Raises ValueError naming the bad value."""
+    """Settings from a form: ``error_rate`` in percent (0-100), ``latency_ms`` 0-60000,
+    switches as on/true/1 or off/false/0. Only the keys present are returned. Raises
+    ValueError naming the bad value."""
     changes: dict[str, Any] = {}
     unknown = [k for k in form if k not in SETTINGS and k not in ("csrf_token", "instance_id")]
     if unknown:
@@ -123,7 +138,7 @@ def parse_changes(form: Mapping[str, Any]) -> dict[str, Any]:
         if not 0 <= latency <= MAX_LATENCY_MS or latency != int(latency):
             raise ValueError(f"latency_ms must be a whole number from 0 to {MAX_LATENCY_MS}, got {latency:g}")
         changes["latency_ms"] = int(latency)
-    for key in ("hang", "out_of_stock", "decline", "stopped"):
+    for key in FLAGS:
         if key in form:
             changes[key] = _flag(form[key], key)
     return changes

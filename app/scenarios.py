@@ -144,6 +144,34 @@ def _judge_slow(ev: Evidence) -> list[Check]:
     ]
 
 
+# -- no-breaker-cascade ------------------------------------------------------------------------
+
+CASCADE_ORDERS = 8
+WAITED_NS = 1_000_000_000
+"""A call that waited for the slow inventory took at least this long (its timeout is 2 s)."""
+
+
+def _drive_cascade(lab: Lab, notes: dict[str, Any]) -> None:
+    for service in ("gateway", "orders"):
+        for target in lab.instances(service):
+            lab.set_faults(target, bypass_breakers=True)
+    for target in lab.instances("inventory"):
+        lab.set_faults(target, latency_ms=SLOW_LATENCY_MS)
+    notes["answers"] = [a.status for a in lab.together(CASCADE_ORDERS, lab.order)]
+
+
+def _judge_cascade(ev: Evidence) -> list[Check]:
+    return [
+        judge.check_traces_stored(ev.traces, ev.sent),
+        *judge.check_cascade(ev.traces, "orders", "inventory", WAITED_NS),
+        judge.Check(
+            f"the {INVENTORY_BREAKER} breaker never opened",
+            not any(to == "open" for _t, _f, to in ev.transitions.get(INVENTORY_BREAKER, [])),
+            f"{len(ev.transitions.get(INVENTORY_BREAKER, []))} transitions",
+        ),
+    ]
+
+
 # -- rate-limit-storm --------------------------------------------------------------------------
 
 BURST = 80
@@ -231,6 +259,18 @@ SCENARIOS: dict[str, Scenario] = {
             "it half-opens after its reset timeout and closes again.",
             _drive_slow,
             _judge_slow,
+            breakers=(INVENTORY_BREAKER,),
+        ),
+        Scenario(
+            "no-breaker-cascade",
+            "No-breaker cascade",
+            f"The same slow inventory ({SLOW_LATENCY_MS / 1000:g} s), with the breakers of the gateway and "
+            f"orders bypassed, and {CASCADE_ORDERS} orders at once. Nothing fails fast: every call waits for "
+            "its timeout, and the wait climbs up the chain to the gateway. This is why the breaker exists.",
+            "No call is refused; every order's call to inventory waits for its timeout, and each caller up "
+            "the chain waits at least as long.",
+            _drive_cascade,
+            _judge_cascade,
             breakers=(INVENTORY_BREAKER,),
         ),
         Scenario(

@@ -44,6 +44,7 @@ def create_service(settings: ServiceSettings) -> Service:
         timeout_s=settings.call_timeout_s * 3,
         failure_threshold=settings.breaker_failures,
         reset_after_s=settings.breaker_reset_s,
+        bypass=lambda: service.chaos.bypass_breakers,
     )
     tokens = [t.strip() for t in settings.api_tokens.split(",") if t.strip()]
     cache: dict[str, tuple[int, bytes]] = {}

@@ -66,6 +66,7 @@ def create_service(settings: ServiceSettings) -> Service:
         timeout_s=settings.call_timeout_s,
         failure_threshold=settings.breaker_failures,
         reset_after_s=settings.breaker_reset_s,
+        bypass=lambda: service.chaos.bypass_breakers,
     )
     log = OrderLog(engine)
     outbox = Outbox(order_metadata, _tracer)

@@ -2,7 +2,8 @@
 registration with the registry, and the process's ``main()`` loop.
 
 A service module only declares its routes and calls ``run_service``; failure injection
-(error rate, latency, hang, stop) is applied here, before any of its routes run.
+(error rate, latency, hang, stop) is applied here, before any of its routes run; the
+``bypass_breakers`` switch is read by the service's :class:`ServiceClient`.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class Chaos:
     out_of_stock: bool = False
     decline: bool = False
     stopped: bool = False
+    bypass_breakers: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def update(self, changes: Mapping[str, Any]) -> None:
@@ -122,7 +124,7 @@ class Chaos:
         return {key: getattr(self, key) for key in _CHAOS_KEYS}
 
 
-_CHAOS_KEYS = ("error_rate", "latency_ms", "hang", "out_of_stock", "decline", "stopped")
+_CHAOS_KEYS = ("error_rate", "latency_ms", "hang", "out_of_stock", "decline", "stopped", "bypass_breakers")
 
 
 @dataclass

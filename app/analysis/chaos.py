@@ -249,6 +249,42 @@ def check_breaker_cycle(transitions: Sequence[tuple[int, str, str]]) -> list[Che
     ]
 
 
+def check_cascade(traces: Traces, caller: str, callee: str, waited_ns: int) -> list[Check]:
+    """Without breakers: ``caller``'s calls to ``callee`` were all made (none refused) and
+    each waited at least ``waited_ns``; every span above such a call lasted at least as
+    long as it (the wait climbs up the chain)."""
+    calls, refused, climbed, waits = 0, 0, 0, []
+    for spans in traces.values():
+        by_id = {s.span_id: s for s in spans}
+        for s in spans:
+            if s.kind != KIND_CLIENT or s.service != caller or s.attributes.get("peer.service") != callee:
+                continue
+            calls += 1
+            refused += s.attributes.get("circuit_breaker.rejected") is True
+            waits.append(s.end_ns - s.start_ns)
+            ancestors, parent = [], by_id.get(s.parent_span_id)
+            while parent is not None:
+                ancestors.append(parent)
+                parent = by_id.get(parent.parent_span_id)
+            span_ns = s.end_ns - s.start_ns
+            if ancestors and all(a.end_ns - a.start_ns >= span_ns for a in ancestors):
+                climbed += 1
+    shortest = min(waits, default=0)
+    return [
+        Check(f"no call from {caller} to {callee} was refused", calls > 0 and refused == 0, f"{refused} of {calls}"),
+        Check(
+            f"every call to {callee} waited",
+            calls > 0 and shortest >= waited_ns,
+            f"shortest wait {shortest / 1e9:.2f} s (at least {waited_ns / 1e9:g} s)",
+        ),
+        Check(
+            "each caller up the chain waited at least as long",
+            calls > 0 and climbed == calls,
+            f"{climbed} of {calls} calls",
+        ),
+    ]
+
+
 def check_limited(traces: Traces) -> list[Check]:
     """A burst got 429s that reached no service, and nothing answered 5xx."""
     limited = [spans for spans in traces.values() if (e := entry_span(spans)) is not None and status_of(e) == 429]

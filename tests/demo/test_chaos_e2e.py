@@ -23,7 +23,14 @@ from tests.demo.helpers import TEST_ENV
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.demo, pytest.mark.timeout(300)]
-SCENARIOS = ["happy-order", "payment-declined", "inventory-slow", "rate-limit-storm", "inventory-instance-down"]
+SCENARIOS = [
+    "happy-order",
+    "payment-declined",
+    "inventory-slow",
+    "no-breaker-cascade",
+    "rate-limit-storm",
+    "inventory-instance-down",
+]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +97,7 @@ def test_each_scenario_runs_and_its_hypothesis_holds(demo: Demo, script: request
     assert result["scenario"] == name and result["hypothesis"]
     assert result["trace_ids"], "the experiment found no trace of its own"
     # Every fault it set was cleared again.
-    for child in ("payment", "inventory-1", "inventory-2"):
+    for child in ("gateway", "orders", "payment", "inventory-1", "inventory-2", "notifications"):
         assert settings_of(demo, child) == {
             "error_rate": 0.0,
             "latency_ms": 0,
@@ -98,6 +105,7 @@ def test_each_scenario_runs_and_its_hypothesis_holds(demo: Demo, script: request
             "out_of_stock": False,
             "decline": False,
             "stopped": False,
+            "bypass_breakers": False,
         }
     # Its traces are found by the baggage copied into every span.
     search = requests.get(
@@ -157,6 +165,7 @@ def test_the_page_changes_an_instances_faults_and_resets_them_all(demo: Demo):
         "out_of_stock": True,
         "decline": False,
         "stopped": False,
+        "bypass_breakers": False,
     }
     assert 'value="25"' in changed.text and "checked" in changed.text
     reset = browser_post(demo, "/chaos/reset", {"csrf_token": token})
