@@ -107,6 +107,15 @@ class Lab:
         """Place one order (the usual basket, with ``changes`` to the body)."""
         return self.request("POST", "/api/orders", {**ORDER, **changes})
 
+    def notified(self, target: Target, order_id: str) -> bool:
+        """Whether the notifications instance ``target`` has written a notification for
+        ``order_id`` (only to know when to stop waiting; the verdict comes from spans)."""
+        try:
+            response = requests.get(f"{target.url}/notifications", params={"order_id": order_id}, timeout=2)
+            return response.status_code == 200 and bool(response.json().get("notifications"))
+        except (requests.RequestException, ValueError):
+            return False
+
     def together(self, count: int, send: Any) -> list[Answer]:
         """Call ``send()`` ``count`` times at once; return the answers."""
         with ThreadPoolExecutor(max_workers=min(count, 32)) as pool:

@@ -119,10 +119,11 @@ class ExperimentRunner:
             ]
             for name in scenario.breakers
         }
+        consumers = self._consumers(experiment, traces) if scenario.follows_messages else {}
         checks: list[Check] = []
         if failure is not None:
             checks.append(Check("the scenario ran to the end", False, failure))
-        checks += scenario.judge(Evidence(traces, lab.sent, transitions, notes))
+        checks += scenario.judge(Evidence(traces, lab.sent, transitions, notes, consumers))
         cleared = len({c["instance_id"] for c in lab.changes})
         detail = "; ".join(problems) if problems else f"{cleared} instance{'' if cleared == 1 else 's'} cleared"
         checks.append(Check("every fault was restored", not problems, detail))
@@ -157,6 +158,28 @@ class ExperimentRunner:
             time.sleep(0.2)
         found = self._store.find_traces(query).traces
         return {t.trace_id: self._store.get_trace(t.trace_id) for t in found}
+
+
+    def _consumers(self, experiment: Experiment, traces: dict[str, list]) -> dict[str, list]:
+        """The traces that processed the messages published in ``traces`` (a consumer
+        starts a trace of its own), found by message id; waits a while for late ones."""
+        produced = judge.published_messages(traces)
+        found: dict[str, list] = {}
+        deadline = time.monotonic() + SETTLE_LIMIT_S
+        while True:
+            for message_id in produced:
+                query = TraceQuery(
+                    start_ns=experiment.started_ns - NS,
+                    end_ns=time.time_ns() + 60 * NS,
+                    tags={judge.MESSAGE_ID: message_id},
+                    limit=10,
+                )
+                for summary in self._store.find_traces(query).traces:
+                    if summary.trace_id not in traces:
+                        found[summary.trace_id] = self._store.get_trace(summary.trace_id)
+            if set(judge.consumer_spans(found)) >= set(produced) or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
 
 
 def _finished(

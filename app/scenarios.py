@@ -28,6 +28,8 @@ class Evidence:
     sent: int
     transitions: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
+    consumers: Traces = field(default_factory=dict)
+    """Traces of the messages the experiment's traces published (consumers start new traces)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Scenario:
     drive: Callable[[Lab, dict[str, Any]], None]
     judge: Callable[[Evidence], list[Check]]
     breakers: Sequence[str] = ()
+    follows_messages: bool = False
 
     def public(self) -> dict[str, Any]:
         """JSON-ready description."""
@@ -228,6 +231,43 @@ def _judge_instance_down(ev: Evidence) -> list[Check]:
     ]
 
 
+# -- notifications-down ------------------------------------------------------------------------
+
+DOWN_ORDERS = 3
+DOWN_FOR_S = 2.0
+DELIVERY_LIMIT_S = 30.0
+
+
+def _drive_notifications_down(lab: Lab, notes: dict[str, Any]) -> None:
+    consumers = lab.instances("notifications")
+    if not consumers:
+        raise RuntimeError("the registry lists no notifications instance")
+    for target in consumers:
+        lab.set_faults(target, stopped=True)
+    order_ids = [str(lab.order().body.get("order_id", "")) for _ in range(DOWN_ORDERS)]
+    time.sleep(DOWN_FOR_S)  # the relay keeps trying meanwhile; the events stay in the outbox
+    notes["back_ns"] = time.time_ns()
+    lab.restore()
+    deadline = time.monotonic() + min(DELIVERY_LIMIT_S, lab.remaining_s() - 5)
+    while time.monotonic() < deadline:
+        if all(lab.notified(consumers[0], order_id) for order_id in order_ids):
+            notes["delivered"] = True
+            return
+        time.sleep(0.3)
+    notes["delivered"] = False
+
+
+def _judge_notifications_down(ev: Evidence) -> list[Check]:
+    runs = judge.sagas(ev.traces)
+    produced = judge.published_messages(ev.traces)
+    consumed = judge.consumer_spans(ev.consumers)
+    return [
+        judge.check_traces_stored(ev.traces, ev.sent),
+        judge.check_outcomes(runs, "completed", ev.sent),
+        *judge.check_outbox_waited(produced, consumed, int(ev.notes.get("back_ns", 0))),
+    ]
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -290,6 +330,18 @@ SCENARIOS: dict[str, Scenario] = {
             "Every order placed during the outage completes, served by the other instance.",
             _drive_instance_down,
             _judge_instance_down,
+        ),
+        Scenario(
+            "notifications-down",
+            "Notifications down",
+            f"The notifications service is stopped while {DOWN_ORDERS} orders are placed. Their events were "
+            "written to the orders outbox in the same transaction as the orders, so they wait there; the relay "
+            "keeps trying and delivers them all once notifications is back, and its inbox processes each once.",
+            "Every order completes; every event waits in the outbox while notifications is down, is delivered "
+            "once it is back, and is processed exactly once.",
+            _drive_notifications_down,
+            _judge_notifications_down,
+            follows_messages=True,
         ),
     )
 }

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from collectors.model import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, Span
+from collectors.model import KIND_CLIENT, KIND_CONSUMER, KIND_PRODUCER, KIND_SERVER, STATUS_ERROR, Span
 
 Traces = Mapping[str, Sequence[Span]]
 FAST_REJECTION_NS = 100_000_000
@@ -282,6 +282,52 @@ def check_cascade(traces: Traces, caller: str, callee: str, waited_ns: int) -> l
             calls > 0 and climbed == calls,
             f"{climbed} of {calls} calls",
         ),
+    ]
+
+
+MESSAGE_ID = "messaging.message.id"
+
+
+def published_messages(traces: Traces) -> dict[str, Span]:
+    """The PRODUCER spans in the traces, by message id."""
+    out = {}
+    for spans in traces.values():
+        for s in spans:
+            mid = s.attributes.get(MESSAGE_ID)
+            if s.kind == KIND_PRODUCER and isinstance(mid, str):
+                out[mid] = s
+    return out
+
+
+def consumer_spans(traces: Traces) -> dict[str, list[Span]]:
+    """The CONSUMER spans in the traces, by message id."""
+    out: dict[str, list[Span]] = {}
+    for spans in traces.values():
+        for s in spans:
+            mid = s.attributes.get(MESSAGE_ID)
+            if s.kind == KIND_CONSUMER and isinstance(mid, str):
+                out.setdefault(mid, []).append(s)
+    return out
+
+
+def check_outbox_waited(
+    produced: Mapping[str, Span], consumed: Mapping[str, Sequence[Span]], back_ns: int
+) -> list[Check]:
+    """Every published event was processed, exactly once, and only after the consumer came
+    back at ``back_ns``."""
+    delivered = [mid for mid in produced if consumed.get(mid)]
+    once = [mid for mid in produced if len(consumed.get(mid, ())) == 1]
+    waited = [mid for mid in delivered if min(s.start_ns for s in consumed[mid]) >= back_ns]
+    total = len(produced)
+
+    def all_of(found: list[str]) -> bool:
+        return bool(total) and len(found) == total
+
+    return [
+        Check("events were published while the consumer was down", total > 0, f"{total} events"),
+        Check("every event waited until the consumer was back", all_of(waited), f"{len(waited)} of {total}"),
+        Check("every event was delivered once it was back", all_of(delivered), f"{len(delivered)} of {total}"),
+        Check("each was processed exactly once", all_of(once), f"{len(once)} of {total}"),
     ]
 
 

@@ -113,3 +113,15 @@ def test_the_breaker_cycle_needs_open_then_half_open_then_closed():
     assert all(c.passed for c in judge.check_breaker_cycle(full))
     assert [c.passed for c in judge.check_breaker_cycle(full[:2])] == [True, True, False]
     assert [c.passed for c in judge.check_breaker_cycle([])] == [False, False, False]
+
+
+def test_an_event_processed_twice_or_before_the_consumer_was_back_fails_its_check():
+    produced = {"m1": _span("0000000000000201", "publish", 0), "m2": _span("0000000000000202", "publish", 0)}
+    once = {"m1": [_span("0000000000000301", "process", 50)], "m2": [_span("0000000000000302", "process", 60)]}
+    assert all(c.passed for c in judge.check_outbox_waited(produced, once, back_ns=40))
+    twice = {**once, "m2": [*once["m2"], _span("0000000000000303", "process", 70)]}
+    assert [c.passed for c in judge.check_outbox_waited(produced, twice, back_ns=40)] == [True, True, True, False]
+    early = [c.passed for c in judge.check_outbox_waited(produced, once, back_ns=55)]
+    assert early == [True, False, True, True]
+    lost = {"m1": once["m1"]}
+    assert [c.passed for c in judge.check_outbox_waited(produced, lost, back_ns=40)] == [True, False, False, False]

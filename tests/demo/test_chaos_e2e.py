@@ -30,6 +30,7 @@ SCENARIOS = [
     "no-breaker-cascade",
     "rate-limit-storm",
     "inventory-instance-down",
+    "notifications-down",
 ]
 
 
