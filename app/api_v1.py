@@ -8,11 +8,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.breakers import breaker_views
-from app.params import parse_limit, parse_name
-from app.registry import registry_view
-from app.sagas import parse_outcome, saga_detail, saga_rows
-from app.services import node_detail, service_graph
+from app.params import parse_limit, parse_name, parse_outcome
+from app.views import breaker_views, node_detail, registry_view, saga_detail, saga_rows, service_graph
 from app.window import Window, parse_window
 from collectors.store import SpanStore
 

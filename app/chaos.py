@@ -10,16 +10,16 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from htmx_flask import make_response as htmx_response
-from werkzeug.exceptions import BadRequest, Conflict, NotFound
+from werkzeug.exceptions import BadRequest
 
 from app import demo_control
-from app.experiment_runner import ExperimentRunner, ExperimentRunningError
+from app.experiment_runner import ExperimentRunner
 from app.htmx import is_htmx, render_page_or_fragment
 from app.post_guard import client_address, guard
-from app.registry import RegistryUnavailableError
-from app.scenarios import SCENARIOS, Scenario
+from app.registry_client import RegistryUnavailableError
+from app.scenarios import SCENARIOS
+from app.views import start_run
 from collectors.store import SpanStore
-from collectors.store.experiments import get_experiment, list_experiments
 
 bp = Blueprint("chaos", __name__)
 _CHECKBOXES = demo_control.FLAGS
@@ -55,23 +55,6 @@ def demo_state() -> tuple[list[demo_control.Target], str | None]:
     return targets, None
 
 
-def scenario_named(name: Any) -> Scenario:
-    """The scenario ``name``; 404 naming the known ones otherwise."""
-    scenario = SCENARIOS.get(name) if isinstance(name, str) else None
-    if scenario is None:
-        raise NotFound(f"unknown scenario {str(name)[:64]!r}; known: {', '.join(SCENARIOS)}")
-    return scenario
-
-
-def start_run(name: Any) -> Any:
-    """Start scenario ``name``; 404 when unknown, 409 while another experiment runs."""
-    scenario = scenario_named(name)
-    try:
-        return runner().start(scenario, client_address())
-    except ExperimentRunningError as err:
-        raise Conflict(f"{err}; wait for it to finish") from err
-
-
 @bp.get("/chaos")
 def index() -> str:
     """Fault settings per instance, the scenarios, and the latest experiments."""
@@ -81,7 +64,7 @@ def index() -> str:
         targets=targets,
         problem=problem,
         scenarios=list(SCENARIOS.values()),
-        experiments=list_experiments(store(), RECENT),
+        experiments=store().list_experiments(RECENT),
         csrf=guard().csrf_token,
     )
 
@@ -140,13 +123,13 @@ def run() -> Any:
 @bp.get("/chaos/experiments")
 def experiments() -> str:
     """Past experiments, newest first."""
-    return render_template("chaos/experiments.html", experiments=list_experiments(store(), 200))
+    return render_template("chaos/experiments.html", experiments=store().list_experiments(200))
 
 
 @bp.get("/chaos/experiments/<experiment_id>")
 def experiment(experiment_id: str) -> str:
     """One experiment's verdict, checks, traces, saga outcomes and breaker transitions."""
-    found = get_experiment(store(), experiment_id[:64])
+    found = store().get_experiment(experiment_id[:64])
     if found is None:
         abort(404, f"no experiment {experiment_id[:64]!r}")
     return render_page_or_fragment(

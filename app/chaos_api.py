@@ -8,15 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, url_for
+from flask import Blueprint, current_app, jsonify, url_for
 from werkzeug.exceptions import NotFound
 
-from app.chaos import scenario_named, start_run, store
 from app.post_guard import guard, json_body
 from app.scenarios import SCENARIOS
-from collectors.store.experiments import Experiment, get_experiment, list_experiments
+from app.views import scenario_named, start_run
+from collectors.store import SpanStore
+from collectors.store.experiments import Experiment
 
 bp = Blueprint("chaos_api", __name__, url_prefix="/api/v1")
+
+
+def store() -> SpanStore:
+    """The app's store."""
+    return current_app.extensions["spyglass.store"]
 
 
 def experiment_json(e: Experiment) -> dict[str, Any]:
@@ -61,13 +67,13 @@ def start() -> Any:
 @bp.get("/experiments")
 def experiments() -> Any:
     """Past experiments, newest first."""
-    return jsonify({"experiments": [experiment_json(e) for e in list_experiments(store(), 200)]})
+    return jsonify({"experiments": [experiment_json(e) for e in store().list_experiments(200)]})
 
 
 @bp.get("/experiments/<experiment_id>")
 def experiment(experiment_id: str) -> Any:
     """One experiment: status, verdict, checks and trace ids."""
-    found = get_experiment(store(), experiment_id[:64])
+    found = store().get_experiment(experiment_id[:64])
     if found is None:
         raise NotFound(f"no experiment {experiment_id[:64]!r}")
     return jsonify(experiment_json(found))

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from app.registry import RegistryUnavailableError, fetch_instances
+from app.registry_client import RegistryUnavailableError, fetch_instances
 from demo_services.protocol import CONTROL_TOKEN_HEADER
 
 CONTROL_TIMEOUT_S = 2.0

@@ -18,14 +18,12 @@ from app.analysis import chaos as judge
 from app.analysis.chaos import Check
 from app.chaos_lab import EXPERIMENT_BAGGAGE, Lab
 from app.scenarios import Evidence, Scenario
-from collectors.store import MAX_QUERY_LIMIT, SpanStore, TraceQuery, patterns
+from collectors.store import MAX_QUERY_LIMIT, SpanStore, TraceQuery
 from collectors.store.experiments import (
     DONE,
     RUNNING,
     Experiment,
     ExperimentRunningError,
-    finish_experiment,
-    start_experiment,
 )
 
 log = logging.getLogger(__name__)
@@ -60,7 +58,7 @@ class ExperimentRunner:
             finished_ns=None,
         )
         with self._lock:
-            start_experiment(self._store, experiment, exclusive=True)
+            self._store.start_experiment(experiment, exclusive=True)
             self._thread = threading.Thread(
                 target=self._run, args=(scenario, experiment), name=f"experiment-{experiment.id}", daemon=True
             )
@@ -87,7 +85,7 @@ class ExperimentRunner:
             finished_ns=now,
             changes=changes,
         )
-        start_experiment(self._store, experiment, exclusive=False)
+        self._store.start_experiment(experiment, exclusive=False)
         return experiment
 
     def _run(self, scenario: Scenario, experiment: Experiment) -> None:
@@ -97,7 +95,7 @@ class ExperimentRunner:
             log.exception("experiment %s failed", experiment.id)
             broken = Check("the experiment could be judged", False, f"{type(err).__name__}: {err}")
             result = _finished(experiment, [broken], [], {})
-        finish_experiment(self._store, result)
+        self._store.finish_experiment(result)
 
     def _judge(self, scenario: Scenario, experiment: Experiment) -> Experiment:
         lab = Lab(experiment.id, self._registry_url, self._control_token, self._api_token)
@@ -115,7 +113,7 @@ class ExperimentRunner:
         transitions = {
             name: [
                 (t.time_ns, t.from_state, t.to_state)
-                for t in patterns.find_breaker_transitions(self._store, experiment.started_ns, end_ns, name=name)
+                for t in self._store.find_breaker_transitions(experiment.started_ns, end_ns, name=name)
             ]
             for name in scenario.breakers
         }

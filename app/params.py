@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from werkzeug.exceptions import BadRequest
 
+from collectors.model import RUNNING, SAGA_OUTCOMES
 from collectors.store import MAX_QUERY_LIMIT
 
 _UNITS_NS = {
@@ -175,3 +176,16 @@ def parse_logfmt_tags(raw: str | None) -> dict[str, str]:
             raise BadRequest(f"tags must be key=value pairs separated by spaces, got {_shown(word)}")
         out[key] = value
     return out
+
+
+SAGA_OUTCOME_FILTERS = (*SAGA_OUTCOMES, RUNNING)
+"""What a saga list can be filtered by: an outcome, or still running."""
+
+
+def parse_outcome(raw: str | None) -> str | None:
+    """An outcome filter: empty, or one of completed, compensated, failed, running."""
+    if not raw:
+        return None
+    if raw not in SAGA_OUTCOME_FILTERS:
+        raise BadRequest(f"outcome must be one of {', '.join(SAGA_OUTCOME_FILTERS)}, got {raw[:64]!r}")
+    return raw

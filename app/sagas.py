@@ -2,44 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, abort, current_app, request, url_for
-from werkzeug.exceptions import BadRequest
 
-from app.analysis.sagas import check_saga, failed_action, saga_timeline
 from app.converters import fits_in_path
 from app.htmx import render_page_or_fragment
-from app.params import parse_limit, parse_name
-from collectors.store import SpanStore, patterns
+from app.params import SAGA_OUTCOME_FILTERS, parse_limit, parse_outcome
+from app.views import saga_detail, saga_rows
+from collectors.store import SpanStore
 
 bp = Blueprint("sagas", __name__)
-
-OUTCOMES = (*patterns.SAGA_OUTCOMES, patterns.RUNNING)
 
 
 def _store() -> SpanStore:
     return current_app.extensions["spyglass.store"]
-
-
-def parse_outcome(raw: str | None) -> str | None:
-    """An outcome filter: empty, or one of completed, compensated, failed, running."""
-    if not raw:
-        return None
-    if raw not in OUTCOMES:
-        raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}, got {raw[:64]!r}")
-    return raw
-
-
-def saga_rows(store: SpanStore, outcome: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
-    """Sagas, most recent first, each with its failed step (if any)."""
-    found = patterns.find_sagas(store, outcome=outcome, limit=limit)
-    steps = patterns.find_saga_steps(store, [s.saga_id for s in found.sagas])
-    rows = []
-    for s in found.sagas:
-        failed = failed_action(steps.get(s.saga_id, []))
-        rows.append({"saga": s, "failed_step": failed.step if failed else None})
-    return rows, found.truncated
 
 
 @bp.get("/sagas")
@@ -54,19 +29,9 @@ def index() -> str:
         rows=rows,
         truncated=truncated,
         outcome=outcome or "",
-        outcomes=OUTCOMES,
+        outcomes=SAGA_OUTCOME_FILTERS,
         limit=limit,
     )
-
-
-def saga_detail(store: SpanStore, saga_id: str) -> dict[str, Any]:
-    """One saga, its steps, timeline and checks; 404 when unknown."""
-    parse_name("saga id", saga_id)
-    saga = patterns.get_saga(store, saga_id)
-    if saga is None:
-        abort(404, description=f"No saga {saga_id[:200]!r} in the store")
-    steps = patterns.find_saga_steps(store, [saga_id])[saga_id]
-    return {"saga": saga, "steps": steps, "timeline": saga_timeline(saga, steps), "check": check_saga(saga, steps)}
 
 
 @bp.get("/sagas/<path:saga_id>")

@@ -19,7 +19,7 @@ from typing import Any
 import gunicorn.http.wsgi
 from gunicorn.app.base import BaseApplication
 
-from app import create_app, receiver_limits
+from app.factory import create_app, receiver_limits
 from app.headers import with_security_headers
 from app.settings import Settings, split_addr
 

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, abort, current_app, request
 
-from app.analysis.breakers import edge_badges
-from app.analysis.graph import NODE_H, NODE_W, ServiceGraph, build_service_graph
-from app.analysis.stats import merge, red, sparkline
-from app.breakers import breaker_views
+from app.analysis.graph import NODE_H, NODE_W
 from app.htmx import render_page_or_fragment
 from app.params import parse_name
-from app.window import WINDOW_CHOICES, Window, parse_window
-from collectors.store import SpanStore, patterns
+from app.views import node_detail, service_graph
+from app.window import WINDOW_CHOICES, parse_window
+from collectors.store import SpanStore
 
 bp = Blueprint("services", __name__)
-
-TRACE_LINKS = 8
 
 
 def _store() -> SpanStore:
     return current_app.extensions["spyglass.store"]
-
-
-def service_graph(store: SpanStore, window: Window) -> ServiceGraph:
-    """The graph for a window, with breaker badges."""
-    edges = patterns.find_edge_stats(store, window.start_ns, window.end_ns)
-    ops = patterns.find_operation_stats(store, window.start_ns, window.end_ns)
-    badges = edge_badges(breaker_views(store, window))
-    return build_service_graph(edges, ops, window.length_ns, badges)
 
 
 @bp.get("/services")
@@ -46,49 +32,6 @@ def index() -> str:
         node_w=NODE_W,
         node_h=NODE_H,
     )
-
-
-def node_detail(store: SpanStore, name: str, window: Window) -> dict[str, Any]:
-    """RED over time, operations and trace links of one node."""
-    series = patterns.find_service_series(store, name, window.start_ns, window.end_ns)
-    minute = patterns.BUCKET_NS
-    reds = [red(p.request_count, p.error_count, p.duration_sum_ns, p.histogram, minute) for p in series]
-    ops = patterns.find_operation_stats(store, window.start_ns, window.end_ns, service=name)
-    op_rows = [(o, red(o.request_count, o.error_count, o.duration_sum_ns, o.histogram, window.length_ns)) for o in ops]
-    total = red(
-        sum(o.request_count for o in ops),
-        sum(o.error_count for o in ops),
-        sum(o.duration_sum_ns for o in ops),
-        merge([o.histogram for o in ops]),
-        window.length_ns,
-    )
-    return {
-        "name": name,
-        "total": total,
-        "series": [
-            {
-                "bucket_ns": p.bucket_ns,
-                "requests": r.count,
-                "errors": r.error_count,
-                "p50_ns": r.p50_ns,
-                "p95_ns": r.p95_ns,
-                "p99_ns": r.p99_ns,
-            }
-            for p, r in zip(series, reds)
-        ],
-        "charts": {
-            "rate": sparkline([r.count / 60 for r in reds]),
-            "errors": sparkline([r.error_rate for r in reds]),
-            "p95": sparkline([r.p95_ns for r in reds]),
-        },
-        "operations": op_rows,
-        "slowest": patterns.find_service_traces(
-            store, name, window.start_ns, window.end_ns, failing=False, limit=TRACE_LINKS
-        ),
-        "failing": patterns.find_service_traces(
-            store, name, window.start_ns, window.end_ns, failing=True, limit=TRACE_LINKS
-        ),
-    }
 
 
 @bp.get("/services/node")
@@ -125,5 +68,5 @@ def edge() -> str:
     found = graph.edge(parent, child)
     if found is None:
         abort(404, description=f"No calls from {parent!r} to {child!r} in the window")
-    traces = patterns.find_edge_traces(store, parent, child, window.start_ns, window.end_ns)
+    traces = store.find_edge_traces(parent, child, window.start_ns, window.end_ns)
     return render_page_or_fragment("services/edge.html", "services/_edge.html", e=found, traces=traces, win=window)

@@ -18,7 +18,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 from app import jaeger, otlp_json
 from app.analysis.compare import compare_traces
 from app.analysis.search import duration_fractions, scatter
-from app.analysis.tree import TraceView, build_trace_view, operation_stats
+from app.analysis.tree import TraceView, build_trace_view, trace_operation_stats
 from app.analysis.values import (
     EXCEPTION_EVENT,
     EXCEPTION_MESSAGE,
@@ -273,7 +273,7 @@ def stats(trace_id: str) -> Any:
     """Per service and operation: count, total, self time, min/avg/max."""
     view, _ = _trace_view(trace_id)
     return render_page_or_fragment(
-        "traces/stats.html", "traces/_stats.html", view=view, stats=operation_stats(view), **_view_links(view)
+        "traces/stats.html", "traces/_stats.html", view=view, stats=trace_operation_stats(view), **_view_links(view)
     )
 
 

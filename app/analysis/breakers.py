@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from collectors.store.patterns import BreakerCalls, BreakerTransition
+from collectors.model import BreakerCalls, BreakerTransition
 
 STATES = ("closed", "open", "half_open")
 DEFAULT_STATE = "closed"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from app.analysis.stats import Red, health, merge, red
-from collectors.store.patterns import EdgeStats, Histogram, OperationStats
+from collectors.model import EdgeStats, Histogram, OperationTraffic
 
 NODE_W = 212
 NODE_H = 54
@@ -83,7 +83,7 @@ class ServiceGraph:
         return next((e for e in self.edges if e.parent == parent and e.child == child), None)
 
 
-def build_digraph(edge_stats: Iterable[EdgeStats], operations: Iterable[OperationStats]) -> nx.DiGraph:
+def build_digraph(edge_stats: Iterable[EdgeStats], operations: Iterable[OperationTraffic]) -> nx.DiGraph:
     """A DiGraph of services and peers; edge attributes: mode, count, errors, duration, histogram.
 
     Calls to a ``peer.service`` that is itself instrumented are already counted by the
@@ -125,7 +125,7 @@ def build_digraph(edge_stats: Iterable[EdgeStats], operations: Iterable[Operatio
 
 def build_service_graph(
     edge_stats: Sequence[EdgeStats],
-    operations: Sequence[OperationStats],
+    operations: Sequence[OperationTraffic],
     window_ns: int,
     breaker_states: Mapping[tuple[str, str], str] | None = None,
 ) -> ServiceGraph:
@@ -135,7 +135,7 @@ def build_service_graph(
     breaker puts a badge on that edge.
     """
     g = build_digraph(edge_stats, operations)
-    per_service: dict[str, list[OperationStats]] = defaultdict(list)
+    per_service: dict[str, list[OperationTraffic]] = defaultdict(list)
     for op in operations:
         per_service[op.service].append(op)
     nodes: dict[str, GraphNode] = {}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from collectors.store.patterns import EdgeStats, InstanceActivity
+from collectors.model import EdgeStats, InstanceActivity
 
 
 @dataclass(frozen=True, slots=True)

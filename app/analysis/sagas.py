@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from collectors.store.patterns import SagaInstance, SagaStep
+from collectors.model import SagaInstance, SagaStepSpan
 
 ACTION = "action"
 COMPENSATION = "compensation"
@@ -18,16 +18,16 @@ class Violation:
 
     rule: str
     message: str
-    steps: tuple[SagaStep, ...] = ()
+    steps: tuple[SagaStepSpan, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class SagaCheck:
     """The verdict on one saga: which rules held and what broke."""
 
-    failed_step: SagaStep | None
-    completed: tuple[SagaStep, ...]
-    compensations: tuple[SagaStep, ...]
+    failed_step: SagaStepSpan | None
+    completed: tuple[SagaStepSpan, ...]
+    compensations: tuple[SagaStepSpan, ...]
     violations: tuple[Violation, ...]
     applicable: bool = True
 
@@ -41,7 +41,7 @@ class SagaCheck:
 class Bar:
     """One step span on the timeline; ``left`` and ``width`` are percentages."""
 
-    step: SagaStep
+    step: SagaStepSpan
     left: float
     width: float
 
@@ -65,17 +65,17 @@ class SagaTimeline:
     failure_left: float | None
 
 
-def step_key(step: SagaStep) -> tuple[int, str]:
+def step_key(step: SagaStepSpan) -> tuple[int, str]:
     """Order steps by index, then name (steps without index sort last)."""
     return (step.step_index if step.step_index is not None else 1 << 30, step.step)
 
 
-def failed_action(steps: Sequence[SagaStep]) -> SagaStep | None:
+def failed_action(steps: Sequence[SagaStepSpan]) -> SagaStepSpan | None:
     """The first action (by start time) whose span ended with an error."""
     return next((s for s in sorted(steps, key=lambda s: s.start_ns) if s.phase == ACTION and s.is_error), None)
 
 
-def check_saga(saga: SagaInstance | None, steps: Sequence[SagaStep]) -> SagaCheck:
+def check_saga(saga: SagaInstance | None, steps: Sequence[SagaStepSpan]) -> SagaCheck:
     """Check the compensation rules of an orchestrated saga.
 
     After a failed action, every action that completed before it must be compensated,
@@ -144,7 +144,7 @@ def check_saga(saga: SagaInstance | None, steps: Sequence[SagaStep]) -> SagaChec
     return SagaCheck(failed, completed, tuple(comps), tuple(violations), applicable=bool(steps))
 
 
-def saga_timeline(saga: SagaInstance | None, steps: Sequence[SagaStep]) -> SagaTimeline:
+def saga_timeline(saga: SagaInstance | None, steps: Sequence[SagaStepSpan]) -> SagaTimeline:
     """One lane per step (in step order), its spans as bars positioned over the saga's time."""
     if not steps:
         start = saga.start_ns if saga else 0

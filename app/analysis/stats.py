@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collectors.store.patterns import Histogram
+from collectors.model import Histogram
 
 PERCENTILES = (50, 95, 99)
 

@@ -62,7 +62,7 @@ class Row:
 
 
 @dataclass(frozen=True, slots=True)
-class OperationStats:
+class TraceOperationStats:
     """Figures for one (service, operation) pair within a trace."""
 
     service: str
@@ -209,13 +209,13 @@ def span_matches(span: Span, needle: str) -> bool:
     return False
 
 
-def operation_stats(view: TraceView) -> list[OperationStats]:
+def trace_operation_stats(view: TraceView) -> list[TraceOperationStats]:
     """Per (service, operation): count, total, self time, min/max; slowest self time first."""
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for r in view.rows:
         groups[(r.span.service, r.span.name)].append(r)
     out = [
-        OperationStats(
+        TraceOperationStats(
             service=svc,
             operation=op,
             count=len(rows),

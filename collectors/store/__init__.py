@@ -1,17 +1,19 @@
-"""The span store: SQLAlchemy Core tables and every query, for SQLite and PostgreSQL."""
+"""The span store: SQLAlchemy Core tables and every query, for SQLite and PostgreSQL.
 
-from collectors.store import experiments  # noqa: F401 (declares its table on the schema)
+:class:`SpanStore` is its one public surface; the contracts (queries, results, errors)
+come with it.
+"""
 
-from collectors.store.core import (
+from collectors.store.contracts import (
     MAX_QUERY_LIMIT,
     SORT_ORDERS,
     PruneResult,
-    SpanStore,
     StoreError,
     TraceList,
     TraceQuery,
     WriteResult,
 )
+from collectors.store.core import SpanStore
 
 __all__ = [
     "MAX_QUERY_LIMIT",

@@ -1,6 +1,6 @@
 """The span store's public contracts: results, the search query, errors and limits.
 
-Shared by the modules of the store (core, writes, queries, retention) and its callers.
+Shared by the parts of the store and its callers.
 """
 
 from __future__ import annotations

@@ -1,85 +1,64 @@
 """SpanStore: the trace store over SQLAlchemy Core, for SQLite and PostgreSQL.
 
-The store is assembled from its parts: :mod:`writes` (the write path), :mod:`queries`
-(reads and searches) and :mod:`retention`. This module owns the engine, the write
-transactions, SQLite's log checkpoints and the differences between SQLite and PostgreSQL
-(the private helpers at the bottom).
+The store is one public surface composed of parts that are handed what they share:
+the :class:`Database` (engines, write transactions, checkpoints, dialect differences),
+the :class:`Catalog` (ids of resources and attribute keys), the :class:`Writer`, the
+readers of traces and of the pattern tables, and :class:`Retention`. Each method here
+says what it returns; the part that answers holds the details.
 """
 
 from __future__ import annotations
 
-import fcntl
-import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterable
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from collectors.store.contracts import (  # noqa: F401 (re-exported for callers)
-    EDGE_BUCKET_NS,
-    MAX_QUERY_LIMIT,
-    MAX_SORT_SCAN,
-    SORT_ORDERS,
-    PruneResult,
-    StoreError,
-    TraceList,
-    TraceQuery,
-    WriteResult,
+from collectors.model import (
+    BreakerCalls,
+    BreakerTransition,
+    Edge,
+    EdgeStats,
+    InstanceActivity,
+    OperationTraffic,
+    SagaInstance,
+    SagaList,
+    SagaStepSpan,
+    ServiceMinute,
+    Span,
+    TraceSummary,
 )
-from collectors.store.contracts import first_line as _first_line
-from collectors.store.queries import Queries
+from collectors.store.catalog import Catalog
+from collectors.store.contracts import PruneResult, TraceList, TraceQuery, WriteResult
+from collectors.store.database import Database
+from collectors.store.experiments import Experiment, ExperimentLog
+from collectors.store.patterns.breakers import BreakerReader
+from collectors.store.patterns.sagas import SagaReader
+from collectors.store.patterns.traffic import TrafficReader
+from collectors.store.queries import TraceReader
 from collectors.store.retention import Retention
-from collectors.store.writes import WritePath
-
-SQLITE_PAGE_SIZE = 8192
-SQLITE_BUSY_TIMEOUT_S = 30.0
-"""How long an SQLite statement waits for another process's lock, unless the URL says
-(``sqlite:///path?timeout=5``); past it, a write is refused (the receiver answers 503)."""
-CHECKPOINT_INTERVAL_S = 2.0
-WRITER_CACHE_MIB = 64
-READER_CACHE_MIB = 8
-"""SQLite page cache per connection: the server's memory grows with the reader count."""
-WAL_TRUNCATE_BYTES = 32 * 1024 * 1024
-"""SQLite's write-ahead log is truncated when it is found larger than this."""
-
-log = logging.getLogger(__name__)
+from collectors.store.writer import Writer
 
 
-class SpanStore(WritePath, Queries, Retention):
-    """The trace store over one SQLAlchemy engine (SQLite file or PostgreSQL).
+class SpanStore:
+    """The trace store over one database (SQLite file or PostgreSQL).
 
-    Safe to share between threads. Several processes may write to the same SQLite
-    file: each write transaction takes SQLite's write lock up front (BEGIN IMMEDIATE),
-    so the read-then-write of a batch is never interleaved with another writer.
+    Safe to share between threads. Several processes may write to the same database
+    (see :class:`Database`). Unknown ids give empty results, never exceptions; every
+    method that writes returns only after its commit and raises StoreError when the
+    database refuses.
     """
 
-    def __init__(self, engine: Engine, *, background_checkpoints: bool = True) -> None:
-        self.engine = engine
-        self.background_checkpoints = background_checkpoints
-        self.dialect = engine.dialect.name
-        self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        self._resource_ids: dict[str, int] = {}
-        self._key_ids: dict[str, int] = {}
-        self._key_names: dict[int, str] = {}
-        self._known_operations: set[tuple[str, str, int]] = set()
-        self._lock = threading.Lock()
-        self._checkpointer: threading.Thread | None = None
-        self._write_mutex = threading.Lock()
-        self._lock_file = None
-        self._write_engine = engine
-        if self.dialect == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            self._lock_file = open(f"{engine.url.database}.writelock", "a")  # noqa: SIM115 (held for the store's life)
-            # Writers get connections of their own with a large page cache (the upper levels
-            # of every index a batch touches); readers, many at a time, a small one each.
-            self._write_engine = _create_engine(
-                engine.url.render_as_string(hide_password=False), cache_mib=WRITER_CACHE_MIB, pool_size=2
-            )
-        self._closing = threading.Event()
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        catalog = Catalog(database)
+        self._writer = Writer(database, catalog)
+        self._traces = TraceReader(database, catalog)
+        self._traffic = TrafficReader(database, catalog, self._traces)
+        self._breakers = BreakerReader(database)
+        self._sagas = SagaReader(database)
+        self._experiments = ExperimentLog(database)
+        self._retention = Retention(database, self._traces.count_spans)
 
     @classmethod
     def from_url(cls, url: str, *, migrate: bool = True, background_checkpoints: bool = True) -> SpanStore:
@@ -90,145 +69,150 @@ class SpanStore(WritePath, Queries, Retention):
         :meth:`checkpoint_forever` (``spyglass serve`` runs it in its maintenance process).
         Raises StoreError with a one-line reason when the database cannot be reached.
         """
-        from collectors.store.migrate import upgrade
+        return cls(Database.open(url, migrate=migrate, background_checkpoints=background_checkpoints))
 
-        engine = _create_engine(url)
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            if migrate:
-                upgrade(engine)
-                _remove_old_tag_database(engine)
-            store = cls(engine, background_checkpoints=background_checkpoints)
-        except sa.exc.SQLAlchemyError as err:
-            engine.dispose()
-            raise StoreError(f"cannot open the store at {_safe_url(url)}: {_first_line(err)}") from err
-        return store
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine readers use (for migrations and tests)."""
+        return self.database.engine
 
     def close(self) -> None:
         """Stop the checkpoint thread and release the connections."""
-        self._closing.set()
-        if self._checkpointer is not None:
-            self._checkpointer.join(timeout=30)
-        self.engine.dispose()
-        if self._write_engine is not self.engine:
-            self._write_engine.dispose()
-        if self._lock_file is not None:
-            self._lock_file.close()
+        self.database.close()
 
-    def _start_checkpointer(self) -> None:
-        with self._lock:
-            if self._checkpointer is None and self.background_checkpoints and not self._closing.is_set():
-                self._checkpointer = threading.Thread(
-                    target=self.checkpoint_forever, args=(self._closing,), name="spyglass-checkpoints", daemon=True
-                )
-                self._checkpointer.start()
+    # -- writes and maintenance ------------------------------------------------------------
 
-    def checkpoint_forever(self, stop: threading.Event) -> None:
-        """Checkpoint SQLite's log every few seconds until ``stop`` is set. Errors are
-        logged and retried."""
-        if self.dialect != "sqlite":
-            stop.wait()
-            return
-        while not stop.wait(CHECKPOINT_INTERVAL_S):
-            try:
-                self.checkpoint(truncate_above=WAL_TRUNCATE_BYTES)
-            except StoreError as err:
-                log.warning("%s; retrying", err)
+    def write_spans(self, batch: Iterable[Span], received_ns: int | None = None) -> WriteResult:
+        """Store spans, idempotently on (trace_id, span_id), and return after the commit.
+
+        Spans already stored (an exporter's retry) are skipped and counted as duplicates;
+        summaries, indexes and aggregates count each span once. Raises StoreError if the
+        transaction cannot commit, in which case nothing of the batch is stored.
+        """
+        return self._writer.write_spans(batch, received_ns)
+
+    def prune(self, *, older_than_ns: int | None = None, max_spans: int | None = None, chunk: int = 200) -> PruneResult:
+        """Delete whole traces first received before ``older_than_ns``, then the oldest
+        received traces until at most ``max_spans`` spans remain, ``chunk`` traces per
+        transaction; then the index and aggregate rows older than every trace left."""
+        return self._retention.prune(older_than_ns=older_than_ns, max_spans=max_spans, chunk=chunk)
 
     def checkpoint(self, truncate_above: int = 0) -> None:
-        """Fold SQLite's write-ahead log back into the database.
+        """Fold SQLite's write-ahead log back into the database (nothing on PostgreSQL)."""
+        self.database.checkpoint(truncate_above)
 
-        A passive checkpoint never waits for writers; when the log file is still larger
-        than ``truncate_above`` bytes afterwards, a TRUNCATE checkpoint (which briefly
-        waits for the writer) shrinks it, so several writers cannot grow it without bound.
-        Raises StoreError when the database refuses. Does nothing on PostgreSQL.
-        """
-        if self.dialect != "sqlite":
-            return
-        wal = Path(self.engine.url.database or "").with_name(Path(self.engine.url.database or "").name + "-wal")
-        try:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-                if wal.exists() and wal.stat().st_size > truncate_above:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sa.exc.SQLAlchemyError as err:
-            raise StoreError(f"could not checkpoint the write-ahead log: {_first_line(err)}") from err
+    def checkpoint_forever(self, stop: threading.Event) -> None:
+        """Checkpoint SQLite's log every few seconds until ``stop`` is set."""
+        self.database.checkpoint_forever(stop)
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction: SQLite's write lock is taken at BEGIN, not at first write.
+    # -- traces ----------------------------------------------------------------------------
 
-        On SQLite, writers first queue on a thread lock and a lock file beside the
-        database: SQLite's own busy handler polls with sleeps of up to 100 ms, which under
-        contention leaves the database idle and ingest latency high; a blocking lock hands
-        over at once, to threads of this process and to other processes alike.
-        """
-        with self._writer_turn(), self._write_engine.connect() as conn:
-            conn = conn.execution_options(spyglass_write=True)
-            with conn.begin():
-                yield conn
+    def get_trace(self, trace_id: str) -> list[Span]:
+        """All stored spans of a trace, ordered by start time; [] for an unknown id."""
+        return self._traces.get_trace(trace_id)
 
-    @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
-        if self._lock_file is None:
-            yield
-            return
-        with self._write_mutex:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+    def get_summaries(self, trace_ids: list[str]) -> list[TraceSummary]:
+        """Summaries of the given traces, in the order asked; unknown ids are left out."""
+        return self._traces.get_summaries(trace_ids)
 
+    def find_traces(self, query: TraceQuery) -> TraceList:
+        """Traces matching the query in ``query.sort`` order, at most ``query.limit`` (capped
+        at MAX_QUERY_LIMIT); ``truncated`` says more matched. ValueError for an unknown sort."""
+        return self._traces.find_traces(query)
 
-def _create_engine(url: str, *, cache_mib: int = READER_CACHE_MIB, pool_size: int = 8) -> Engine:
-    if url.startswith("sqlite"):
-        connect_args: dict[str, Any] = {"check_same_thread": False}
-        if "timeout" not in sa.engine.make_url(url).query:
-            # An explicit connect argument would override the URL's ?timeout=.
-            connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
-        engine = sa.create_engine(url, connect_args=connect_args, pool_size=pool_size, max_overflow=16)
+    def recent_traces(self, limit: int = 20) -> list[TraceSummary]:
+        """The most recently started traces."""
+        return self._traces.recent_traces(limit)
 
-        @sa.event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # Take transaction control from the driver so writes can BEGIN IMMEDIATE.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            # Takes effect only on a new database file (existing ones keep theirs): 8 KiB
-            # pages made batch writes about 10 % faster than 4 KiB, for 3 % more disk.
-            cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA journal_size_limit=67108864")
-            cur.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
-            cur.execute("PRAGMA temp_store=MEMORY")
-            cur.close()
+    def count_spans(self) -> int:
+        """Number of spans stored (from the summaries, without scanning spans)."""
+        return self._traces.count_spans()
 
-        @sa.event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            write = conn.get_execution_options().get("spyglass_write")
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    def list_services(self) -> list[str]:
+        """Names of every service that sent a span, sorted."""
+        return self._traces.list_services()
 
-        return engine
-    return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+    def list_operations(self, service: str | None = None) -> list[tuple[str, str, int]]:
+        """(service, operation name, span kind) triples, sorted; all services when None."""
+        return self._traces.list_operations(service)
 
+    def dependencies(self, start_ns: int, end_ns: int) -> list[Edge]:
+        """Service-to-service edges with calls starting in [start_ns, end_ns], by minute."""
+        return self._traces.dependencies(start_ns, end_ns)
 
-def _remove_old_tag_database(engine: Engine) -> None:
-    """Delete the tag index file that releases before revision 0005 kept beside a SQLite
-    database (``<name>-tags.db``); the migration rebuilt the index inside the database."""
-    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        return
-    database = Path(engine.url.database)
-    old = database.with_name(database.stem + "-tags.db")
-    for path in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
-        if path.exists():
-            log.info("removing %s: the tag index now lives in %s", path, database.name)
-            path.unlink()
+    # -- traffic ---------------------------------------------------------------------------
 
+    def find_edge_stats(self, start_ns: int, end_ns: int) -> list[EdgeStats]:
+        """Edges with calls in minutes overlapping [start_ns, end_ns], by parent, child, mode."""
+        return self._traffic.find_edge_stats(start_ns, end_ns)
 
-def _safe_url(url: str) -> str:
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "<invalid URL>"
+    def find_edge_traces(self, parent: str, child: str, start_ns: int, end_ns: int) -> list[TraceSummary]:
+        """Traces, most recent first, in which ``parent`` called ``child`` in the window."""
+        return self._traffic.find_edge_traces(parent, child, start_ns, end_ns)
+
+    def find_operation_traffic(self, start_ns: int, end_ns: int, service: str | None = None) -> list[OperationTraffic]:
+        """Entry-span traffic per (service, operation) in the window, by service and name."""
+        return self._traffic.find_operation_traffic(start_ns, end_ns, service)
+
+    def find_service_minutes(self, service: str, start_ns: int, end_ns: int) -> list[ServiceMinute]:
+        """The service's traffic in each minute of the window that had any, oldest first."""
+        return self._traffic.find_service_minutes(service, start_ns, end_ns)
+
+    def find_service_traces(
+        self, service: str, start_ns: int, end_ns: int, *, failing: bool, limit: int = 10
+    ) -> list[TraceSummary]:
+        """The service's slowest traces in the window, or its failing ones most recent first."""
+        return self._traffic.find_service_traces(service, start_ns, end_ns, failing=failing, limit=limit)
+
+    def find_instance_activity(self, start_ns: int, end_ns: int) -> list[InstanceActivity]:
+        """Instances that served requests in the window, by service and instance id."""
+        return self._traffic.find_instance_activity(start_ns, end_ns)
+
+    # -- breakers and sagas ----------------------------------------------------------------
+
+    def find_breaker_calls(self, start_ns: int, end_ns: int) -> list[BreakerCalls]:
+        """Per (breaker, caller): calls, failures, rejections and latest state in the window."""
+        return self._breakers.find_breaker_calls(start_ns, end_ns)
+
+    def find_breaker_transitions(
+        self, start_ns: int, end_ns: int, name: str | None = None, limit: int = 5000
+    ) -> list[BreakerTransition]:
+        """State changes in [start_ns, end_ns], oldest first, at most ``limit``."""
+        return self._breakers.find_breaker_transitions(start_ns, end_ns, name, limit)
+
+    def find_last_transitions_before(self, names: Iterable[str], before_ns: int) -> dict[str, BreakerTransition]:
+        """For each breaker name, its latest state change before ``before_ns`` (absent: none)."""
+        return self._breakers.find_last_transitions_before(names, before_ns)
+
+    def find_sagas(
+        self, *, outcome: str | None = None, name: str | None = None, limit: int = 50, before_ns: int | None = None
+    ) -> SagaList:
+        """Saga instances, most recent start first; ``outcome`` may be ``running``."""
+        return self._sagas.find_sagas(outcome=outcome, name=name, limit=limit, before_ns=before_ns)
+
+    def get_saga(self, saga_id: str) -> SagaInstance | None:
+        """One saga instance, or None when unknown."""
+        return self._sagas.get_saga(saga_id)
+
+    def find_saga_steps(self, saga_ids: Iterable[str]) -> dict[str, list[SagaStepSpan]]:
+        """Step spans of the given sagas, each list ordered by start time."""
+        return self._sagas.find_saga_steps(saga_ids)
+
+    # -- chaos experiments -----------------------------------------------------------------
+
+    def start_experiment(self, experiment: Experiment, *, exclusive: bool) -> None:
+        """Store a new experiment. With ``exclusive``, refuse (ExperimentRunningError) while
+        another one runs, checked and inserted in one write transaction."""
+        self._experiments.start_experiment(experiment, exclusive=exclusive)
+
+    def finish_experiment(self, experiment: Experiment) -> None:
+        """Write the outcome of an experiment (status, verdict, checks, traces, findings)."""
+        self._experiments.finish_experiment(experiment)
+
+    def get_experiment(self, experiment_id: str) -> Experiment | None:
+        """One experiment, or None when unknown."""
+        return self._experiments.get_experiment(experiment_id)
+
+    def list_experiments(self, limit: int = 50) -> list[Experiment]:
+        """The most recent experiments first."""
+        return self._experiments.list_experiments(limit)

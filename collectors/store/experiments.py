@@ -1,45 +1,25 @@
 """Chaos experiments: one row per run of a scenario or manual change of fault settings.
 
-The table is declared on the store's schema (so the migration check sees it) and written
-only through the functions here. JSON columns hold what changed, the checks and the trace
-ids; the store does not look inside them.
+The table is declared in :mod:`.schema` and used only through :class:`ExperimentLog`,
+which :class:`collectors.store.SpanStore` exposes as its own methods. JSON columns hold
+what changed, the checks and the trace ids; the store does not look inside them.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
-from collectors.store.schema import metadata
-
-if TYPE_CHECKING:
-    from collectors.store.core import SpanStore
+from collectors.store.database import Database
+from collectors.store.schema import experiments
 
 RUNNING = "running"
 DONE = "done"
 ABANDONED_AFTER_NS = 10 * 60 * 1_000_000_000
 """A run still marked running after this long belonged to a process that died."""
-
-experiments = sa.Table(
-    "experiments",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("scenario", sa.Text, nullable=False),
-    sa.Column("status", sa.Text, nullable=False),
-    sa.Column("hypothesis", sa.Text, nullable=False),
-    sa.Column("verdict", sa.Text, nullable=True),
-    sa.Column("address", sa.Text, nullable=False),
-    sa.Column("started_ns", sa.BigInteger, nullable=False),
-    sa.Column("finished_ns", sa.BigInteger, nullable=True),
-    sa.Column("changes", sa.Text, nullable=False),
-    sa.Column("checks", sa.Text, nullable=False),
-    sa.Column("trace_ids", sa.Text, nullable=False),
-    sa.Column("findings", sa.Text, nullable=False),
-    sa.Index("experiments_started", "started_ns"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,51 +49,54 @@ class ExperimentRunningError(RuntimeError):
         self.running = running
 
 
-def start_experiment(store: SpanStore, experiment: Experiment, *, exclusive: bool) -> None:
-    """Store a new experiment. With ``exclusive``, refuse (ExperimentRunningError) while
-    another one runs, checked and inserted in one write transaction."""
-    with store.engine.begin() as conn:
-        if exclusive and store.dialect == "postgresql":
-            conn.execute(sa.text("LOCK TABLE experiments IN SHARE ROW EXCLUSIVE MODE"))
-        # Insert first: on SQLite the insert takes the write lock, so a second writer's
-        # check below waits for this transaction and then sees this row.
-        conn.execute(experiments.insert().values(**_row(experiment)))
-        if exclusive:
-            c = experiments.c
-            row = conn.execute(
-                sa.select(experiments)
-                .where(
-                    c.status == RUNNING,
-                    c.id != experiment.id,
-                    c.started_ns > experiment.started_ns - ABANDONED_AFTER_NS,
-                )
-                .limit(1)
-            ).first()
-            if row is not None:
-                raise ExperimentRunningError(_experiment(row))
+class ExperimentLog:
+    """Reads and writes of the ``experiments`` table."""
 
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
-def finish_experiment(store: SpanStore, experiment: Experiment) -> None:
-    """Write the outcome of an experiment (status, verdict, checks, traces, findings)."""
-    values = _row(experiment)
-    del values["id"]
-    with store.engine.begin() as conn:
-        conn.execute(experiments.update().where(experiments.c.id == experiment.id).values(**values))
+    def start_experiment(self, experiment: Experiment, *, exclusive: bool) -> None:
+        """Store a new experiment. With ``exclusive``, refuse (ExperimentRunningError) while
+        another one runs, checked and inserted in one write transaction."""
+        with self._database.write() as conn:
+            if exclusive and self._database.dialect == "postgresql":
+                conn.execute(sa.text("LOCK TABLE experiments IN SHARE ROW EXCLUSIVE MODE"))
+            # On SQLite the write transaction holds the write lock from its start, so a second
+            # writer's check below waits for this transaction and then sees this row.
+            conn.execute(experiments.insert().values(**_row(experiment)))
+            if exclusive:
+                c = experiments.c
+                row = conn.execute(
+                    sa.select(experiments)
+                    .where(
+                        c.status == RUNNING,
+                        c.id != experiment.id,
+                        c.started_ns > experiment.started_ns - ABANDONED_AFTER_NS,
+                    )
+                    .limit(1)
+                ).first()
+                if row is not None:
+                    raise ExperimentRunningError(_experiment(row))
 
+    def finish_experiment(self, experiment: Experiment) -> None:
+        """Write the outcome of an experiment (status, verdict, checks, traces, findings)."""
+        values = _row(experiment)
+        del values["id"]
+        with self._database.write() as conn:
+            conn.execute(experiments.update().where(experiments.c.id == experiment.id).values(**values))
 
-def get_experiment(store: SpanStore, experiment_id: str) -> Experiment | None:
-    """One experiment, or None when unknown."""
-    with store.engine.connect() as conn:
-        row = conn.execute(sa.select(experiments).where(experiments.c.id == experiment_id)).first()
-    return _experiment(row) if row is not None else None
+    def get_experiment(self, experiment_id: str) -> Experiment | None:
+        """One experiment, or None when unknown."""
+        with self._database.connect() as conn:
+            row = conn.execute(sa.select(experiments).where(experiments.c.id == experiment_id)).first()
+        return _experiment(row) if row is not None else None
 
-
-def list_experiments(store: SpanStore, limit: int = 50) -> list[Experiment]:
-    """The most recent experiments first."""
-    c = experiments.c
-    stmt = sa.select(experiments).order_by(c.started_ns.desc(), c.id.desc()).limit(limit)
-    with store.engine.connect() as conn:
-        return [_experiment(r) for r in conn.execute(stmt)]
+    def list_experiments(self, limit: int = 50) -> list[Experiment]:
+        """The most recent experiments first."""
+        c = experiments.c
+        stmt = sa.select(experiments).order_by(c.started_ns.desc(), c.id.desc()).limit(limit)
+        with self._database.connect() as conn:
+            return [_experiment(r) for r in conn.execute(stmt)]
 
 
 def _row(e: Experiment) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from collectors.model import (
 )
 from collectors.store import rows as _rows
 from collectors.store import tag_index
+from collectors.store.catalog import Catalog
 from collectors.store.contracts import (
     EDGE_BUCKET_NS,
     MAX_QUERY_LIMIT,
@@ -26,8 +27,8 @@ from collectors.store.contracts import (
     TraceList,
     TraceQuery,
 )
+from collectors.store.database import Database
 from collectors.store.schema import (
-    attribute_keys,
     edges,
     operations,
     resources,
@@ -46,16 +47,20 @@ _SORT_KEYS = {
 }
 
 
-class Queries:
-    """Reads of :class:`collectors.store.SpanStore` (a mixin)."""
+class TraceReader:
+    """Reads of traces, trace searches, services, operations and dependencies."""
+
+    def __init__(self, database: Database, catalog: Catalog) -> None:
+        self._database = database
+        self._catalog = catalog
 
     def get_trace(self, trace_id: str) -> list[Span]:
         """All stored spans of a trace, ordered by start time; [] for an unknown id."""
         key = bytes.fromhex(trace_id)
-        with self.engine.connect() as conn:
+        with self._database.connect() as conn:
             rows = conn.execute(sa.select(spans).where(spans.c.trace_id == key)).all()
             resources_by_id = self._resources(conn, {r.resource_id for r in rows})
-            attributes = self.attributes_of(conn, [r.attributes for r in rows])
+            attributes = self._catalog.decode_attributes(conn, [r.attributes for r in rows])
         out = [_rows.span_from_row(r, resources_by_id[r.resource_id], a) for r, a in zip(rows, attributes, strict=True)]
         out.sort(key=lambda s: (s.start_ns, s.span_id))
         return out
@@ -63,7 +68,7 @@ class Queries:
     def get_summaries(self, trace_ids: list[str]) -> list[TraceSummary]:
         """Summaries of the given traces, in the order asked; unknown ids are left out."""
         keys = [bytes.fromhex(t) for t in trace_ids]
-        with self.engine.connect() as conn:
+        with self._database.connect() as conn:
             found = {
                 r.trace_id: _summary(r)
                 for r in conn.execute(sa.select(trace_summaries).where(trace_summaries.c.trace_id.in_(keys)))
@@ -72,7 +77,7 @@ class Queries:
 
     def list_services(self) -> list[str]:
         """Names of every service that sent a span, sorted."""
-        with self.engine.connect() as conn:
+        with self._database.connect() as conn:
             names = conn.execute(sa.select(operations.c.service).distinct()).scalars().all()
         return sorted(names)
 
@@ -81,7 +86,7 @@ class Queries:
         stmt = sa.select(operations.c.service, operations.c.name, operations.c.kind)
         if service is not None:
             stmt = stmt.where(operations.c.service == service)
-        with self.engine.connect() as conn:
+        with self._database.connect() as conn:
             return sorted((r.service, r.name, r.kind) for r in conn.execute(stmt))
 
     def find_traces(self, query: TraceQuery) -> TraceList:
@@ -102,7 +107,7 @@ class Queries:
         wanted = limit if query.sort == "recent" else MAX_SORT_SCAN
         matched: list[bytes] = []
         truncated = False
-        with self.engine.connect() as conn:
+        with self._database.connect() as conn:
             for chunk in self._candidates(conn, query):
                 keep = self._filter_chunk(conn, chunk, query, needs_spans)
                 for key in chunk:
@@ -205,7 +210,7 @@ class Queries:
             return {r.trace_id for r in rows}
         res = self._resources(conn, {r.resource_id for r in rows})
         keep = set()
-        for r, attrs in zip(rows, self.attributes_of(conn, [r.attributes for r in rows]), strict=True):
+        for r, attrs in zip(rows, self._catalog.decode_attributes(conn, [r.attributes for r in rows]), strict=True):
             if r.trace_id in keep:
                 continue
             if all(_tag_matches(k, v, attrs, res[r.resource_id], r.status_code) for k, v in q.tags.items()):
@@ -228,12 +233,12 @@ class Queries:
             .group_by(c.parent, c.child)
             .order_by(c.parent, c.child)
         )
-        with self.engine.connect() as conn:
+        with self._database.connect() as conn:
             return [Edge(p, ch, int(n), int(e), int(d), int(m)) for p, ch, n, e, d, m in conn.execute(stmt)]
 
     def count_spans(self) -> int:
         """Number of spans stored (from the summaries, without scanning spans)."""
-        with self.engine.connect() as conn:
+        with self._database.connect() as conn:
             return int(
                 conn.execute(sa.select(sa.func.coalesce(sa.func.sum(trace_summaries.c.span_count), 0))).scalar_one()
             )
@@ -241,22 +246,8 @@ class Queries:
     def recent_traces(self, limit: int = 20) -> list[TraceSummary]:
         """The most recently started traces."""
         stmt = sa.select(trace_summaries).order_by(trace_summaries.c.start_ns.desc()).limit(min(limit, MAX_QUERY_LIMIT))
-        with self.engine.connect() as conn:
+        with self._database.connect() as conn:
             return [_summary(r) for r in conn.execute(stmt)]
-
-    def attributes_of(self, conn: Connection, texts: list[str | None]) -> list[dict[str, Any]]:
-        """Decode ``spans.attributes`` values, in order.
-
-        Key names come from this process's cache; a key id it has not seen (written by
-        another process) makes it read the ``attribute_keys`` table once more.
-        """
-        try:
-            return [_rows.decode_attributes(t, self._key_names) for t in texts]
-        except KeyError:
-            rows = conn.execute(sa.select(attribute_keys.c.id, attribute_keys.c.key)).all()
-            with self._lock:
-                self._key_names.update({r.id: r.key for r in rows})
-            return [_rows.decode_attributes(t, self._key_names) for t in texts]
 
     def _resources(self, conn: Connection, ids: set[int]) -> dict[int, Resource]:
         if not ids:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 
-from collectors.store import patterns, tag_index
+from collectors.store import tag_index
 from collectors.store.contracts import EDGE_BUCKET_NS, PruneResult
+from collectors.store.database import Database
+from collectors.store.patterns.batch import drop_stale_rows
 from collectors.store.schema import (
     edges,
     spans,
@@ -16,7 +20,11 @@ from collectors.store.schema import (
 
 
 class Retention:
-    """Retention of :class:`collectors.store.SpanStore` (a mixin)."""
+    """Deletes whole traces, and then the index and aggregate rows older than every trace."""
+
+    def __init__(self, database: Database, count_spans: Callable[[], int]) -> None:
+        self._database = database
+        self._count_spans = count_spans
 
     def prune(self, *, older_than_ns: int | None = None, max_spans: int | None = None, chunk: int = 200) -> PruneResult:
         """Delete whole traces first received before ``older_than_ns``, then the oldest
@@ -28,11 +36,11 @@ class Retention:
         removed_traces = removed_spans = 0
         excess = 0
         if max_spans is not None:
-            excess = max(0, self.count_spans() - max_spans)
+            excess = max(0, self._count_spans() - max_spans)
         while True:
             stmt = sa.select(trace_summaries.c.trace_id, trace_summaries.c.span_count, trace_summaries.c.received_ns)
             stmt = stmt.order_by(trace_summaries.c.received_ns, trace_summaries.c.trace_id).limit(chunk)
-            with self.engine.connect() as conn:
+            with self._database.connect() as conn:
                 candidates = conn.execute(stmt).all()
             victims = []
             for r in candidates:
@@ -44,7 +52,7 @@ class Retention:
                 removed_spans += r.span_count
             if not victims:
                 break
-            with self._write() as conn:
+            with self._database.write() as conn:
                 conn.execute(sa.delete(spans).where(spans.c.trace_id.in_(victims)))
                 conn.execute(sa.delete(trace_summaries).where(trace_summaries.c.trace_id.in_(victims)))
             removed_traces += len(victims)
@@ -56,11 +64,11 @@ class Retention:
 
     def _drop_stale_index_rows(self) -> None:
         """Delete index and edge rows older than the oldest trace still stored."""
-        with self.engine.connect() as conn:
+        with self._database.connect() as conn:
             oldest = conn.execute(sa.select(sa.func.min(trace_summaries.c.start_ns))).scalar()
-        with self._write() as conn:
+        with self._database.write() as conn:
             tag_index.drop_before(conn, oldest)
-            patterns.drop_stale_rows(conn, oldest)
+            drop_stale_rows(conn, oldest)
             if oldest is None:
                 for table in (trace_services, edges, unpaired_consumers):
                     conn.execute(sa.delete(table))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from collectors.model import HISTOGRAM_BUCKETS
+
 metadata = sa.MetaData()
 
 resources = sa.Table(
@@ -131,14 +133,9 @@ edges = sa.Table(
 
 # -- pattern views (service graph RED, circuit breakers, sagas, instances) -------------------
 
-HISTOGRAM_BUCKETS = 40
-"""Latency histogram columns ``h00``..``h39`` of the per-minute stats tables."""
-
-HISTOGRAM_BOUNDS_NS = tuple(int(50_000 * 2 ** (i / 2)) for i in range(HISTOGRAM_BUCKETS - 1))
-"""Upper bound (exclusive) of each histogram bucket but the last, which is unbounded:
-50µs times powers of √2, up to about 26s, so a percentile is within about 20%."""
-
 HISTOGRAM_COLUMNS = tuple(f"h{i:02d}" for i in range(HISTOGRAM_BUCKETS))
+"""Latency histogram columns ``h00``..``h39`` of the per-minute stats tables (bounds in
+:data:`collectors.model.HISTOGRAM_BOUNDS_NS`)."""
 
 
 def _histogram_columns() -> list[sa.Column]:
@@ -251,4 +248,24 @@ saga_steps = sa.Table(
     sa.Column("status_code", sa.SmallInteger, nullable=False),
     sa.Column("status_message", sa.Text, nullable=True),
     sa.Index("ix_saga_steps_saga_id", "saga_id"),
+)
+
+# -- chaos experiments (collectors/store/experiments.py reads and writes them) -----------------
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("scenario", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("hypothesis", sa.Text, nullable=False),
+    sa.Column("verdict", sa.Text, nullable=True),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("started_ns", sa.BigInteger, nullable=False),
+    sa.Column("finished_ns", sa.BigInteger, nullable=True),
+    sa.Column("changes", sa.Text, nullable=False),
+    sa.Column("checks", sa.Text, nullable=False),
+    sa.Column("trace_ids", sa.Text, nullable=False),
+    sa.Column("findings", sa.Text, nullable=False),
+    sa.Index("experiments_started", "started_ns"),
 )

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import ImmutableMultiDict
 
 from app.settings import Settings
-from collectors.store.experiments import DONE, Experiment, start_experiment
+from collectors.store.experiments import DONE, Experiment
 from tests.app import pattern_spans
 from tests.helpers import free_port
 
@@ -111,7 +111,7 @@ def seeded(tracer_provider_factory, store) -> dict[str, list[str]]:
     services = store.list_services()
     now_ns = time.time_ns()
     experiment = Experiment("e1", "manual", DONE, "", None, "127.0.0.1", now_ns, now_ns, [{"instance_id": "payment"}])
-    start_experiment(store, experiment, exclusive=False)
+    store.start_experiment(experiment, exclusive=False)
     return {
         "experiment_id": [experiment.id],
         "trace_id": traces,

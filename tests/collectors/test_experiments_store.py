@@ -15,10 +15,6 @@ from collectors.store.experiments import (
     RUNNING,
     Experiment,
     ExperimentRunningError,
-    finish_experiment,
-    get_experiment,
-    list_experiments,
-    start_experiment,
 )
 
 
@@ -43,8 +39,8 @@ def store(database_url: str):
 
 
 def test_an_experiment_reads_back_as_written_and_finished(store: SpanStore):
-    start_experiment(store, running("e1"), exclusive=True)
-    assert get_experiment(store, "e1").status == RUNNING
+    store.start_experiment(running("e1"), exclusive=True)
+    assert store.get_experiment("e1").status == RUNNING
     finished = Experiment(
         id="e1",
         scenario="happy-order",
@@ -52,34 +48,34 @@ def test_an_experiment_reads_back_as_written_and_finished(store: SpanStore):
         hypothesis="every order completes",
         verdict="passed",
         address="127.0.0.1",
-        started_ns=get_experiment(store, "e1").started_ns,
+        started_ns=store.get_experiment("e1").started_ns,
         finished_ns=time.time_ns(),
         changes=[{"instance_id": "payment", "decline": True}],
         checks=[{"name": "every saga ended compensated", "passed": True, "detail": "2 of 2"}],
         trace_ids=["ab" * 16],
         findings={"sagas": [{"saga_id": "s1", "compensated": ["create_order"]}]},
     )
-    finish_experiment(store, finished)
-    assert get_experiment(store, "e1") == finished
-    assert get_experiment(store, "nope") is None
+    store.finish_experiment(finished)
+    assert store.get_experiment("e1") == finished
+    assert store.get_experiment("nope") is None
 
 
 def test_only_one_experiment_runs_at_a_time_and_a_finished_one_frees_the_lab(store: SpanStore):
-    start_experiment(store, running("first"), exclusive=True)
+    store.start_experiment(running("first"), exclusive=True)
     with pytest.raises(ExperimentRunningError, match="first"):
-        start_experiment(store, running("second"), exclusive=True)
-    assert get_experiment(store, "second") is None
+        store.start_experiment(running("second"), exclusive=True)
+    assert store.get_experiment("second") is None
     # A manual change is recorded while a run goes on.
-    start_experiment(store, replace(running("manual"), status=DONE), exclusive=False)
-    finish_experiment(store, replace(get_experiment(store, "first"), status=DONE))
-    start_experiment(store, running("third"), exclusive=True)
-    assert [e.id for e in list_experiments(store)][0] == "third"
+    store.start_experiment(replace(running("manual"), status=DONE), exclusive=False)
+    store.finish_experiment(replace(store.get_experiment("first"), status=DONE))
+    store.start_experiment(running("third"), exclusive=True)
+    assert [e.id for e in store.list_experiments()][0] == "third"
 
 
 def test_two_starting_together_one_wins(store: SpanStore):
     def start(name: str) -> bool:
         try:
-            start_experiment(store, running(name), exclusive=True)
+            store.start_experiment(running(name), exclusive=True)
             return True
         except ExperimentRunningError:
             return False
@@ -91,6 +87,6 @@ def test_two_starting_together_one_wins(store: SpanStore):
 
 def test_a_run_left_running_by_a_dead_process_does_not_block_the_lab_for_ever(store: SpanStore):
     long_ago = time.time_ns() - ABANDONED_AFTER_NS - 1
-    start_experiment(store, running("orphan", long_ago), exclusive=True)
-    start_experiment(store, running("fresh"), exclusive=True)
-    assert [e.id for e in list_experiments(store)] == ["fresh", "orphan"]
+    store.start_experiment(running("orphan", long_ago), exclusive=True)
+    store.start_experiment(running("fresh"), exclusive=True)
+    assert [e.id for e in store.list_experiments()] == ["fresh", "orphan"]

@@ -9,7 +9,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from collectors.model import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, Resource, Span, SpanEvent
-from collectors.store import patterns
 from collectors.store.schema import metadata
 
 NOW = time.time_ns()
@@ -71,22 +70,22 @@ def test_retried_batch_counts_each_breaker_call_and_request_once(store):
     store.write_spans(batch)
     store.write_spans(batch)
     start, end = window(store)
-    [calls] = patterns.find_breaker_calls(store, start, end)
+    [calls] = store.find_breaker_calls(start, end)
     assert (calls.call_count, calls.failure_count, calls.rejected_count) == (1, 1, 0)
-    [t] = patterns.find_breaker_transitions(store, start, end)
+    [t] = store.find_breaker_transitions(start, end)
     assert (t.name, t.from_state, t.to_state, t.span_id) == ("orders->payment", "closed", "open", "b" * 16)
-    ops = {(o.service, o.name): o.request_count for o in patterns.find_operation_stats(store, start, end)}
+    ops = {(o.service, o.name): o.request_count for o in store.find_operation_traffic(start, end)}
     assert ops == {("orders", "op-" + "a" * 16): 1, ("payment", "op-" + "c" * 16): 1}
-    [edge] = patterns.find_edge_stats(store, start, end)
+    [edge] = store.find_edge_stats(start, end)
     assert (edge.parent, edge.child, edge.mode, edge.call_count) == ("orders", "payment", "sync", 1)
-    [inst] = patterns.find_instance_activity(store, start, end)
+    [inst] = store.find_instance_activity(start, end)
     assert (inst.instance_id, inst.request_count) == ("orders-7", 1)
 
 
 def test_edge_pairs_across_batches_in_either_order(store):
     store.write_spans([span("c" * 16, "b" * 16, res=PAY, dur=3_000_000)])
     store.write_spans([span("b" * 16, "", kind=KIND_CLIENT, dur=4_000_000)])
-    [edge] = patterns.find_edge_stats(store, *window(store))
+    [edge] = store.find_edge_stats(*window(store))
     assert edge.call_count == 1 and edge.duration_sum_ns == 4_000_000, "client-side latency expected"
 
 
@@ -103,19 +102,19 @@ def test_saga_row_is_the_same_whether_the_root_arrives_first_or_last(store):
         )
     ]
     store.write_spans(steps)
-    running = patterns.get_saga(store, "s-1")
+    running = store.get_saga("s-1")
     assert running.outcome is None and running.status == "running"
     store.write_spans([root])
-    done = patterns.get_saga(store, "s-1")
+    done = store.get_saga("s-1")
     assert (done.outcome, done.root_span_id, done.start_ns, done.end_ns) == (
         "compensated",
         "1" * 16,
         NOW,
         NOW + 50_000_000,
     )
-    assert [s.step for s in patterns.find_saga_steps(store, ["s-1"])["s-1"]] == ["pay"]
-    assert [s.saga_id for s in patterns.find_sagas(store, outcome="compensated").sagas] == ["s-1"]
-    assert patterns.find_sagas(store, outcome="running").sagas == []
+    assert [s.step for s in store.find_saga_steps(["s-1"])["s-1"]] == ["pay"]
+    assert [s.saga_id for s in store.find_sagas(outcome="compensated").sagas] == ["s-1"]
+    assert store.find_sagas(outcome="running").sagas == []
 
 
 def test_pruning_every_trace_empties_the_pattern_tables(store):
@@ -127,9 +126,9 @@ def test_pruning_every_trace_empties_the_pattern_tables(store):
     )
     store.prune(older_than_ns=time.time_ns() + 1)
     start, end = window(store)
-    assert patterns.find_breaker_calls(store, start, end) == []
-    assert patterns.find_operation_stats(store, start, end) == []
-    assert patterns.get_saga(store, "s") is None
+    assert store.find_breaker_calls(start, end) == []
+    assert store.find_operation_traffic(start, end) == []
+    assert store.get_saga("s") is None
 
 
 def test_migrations_create_exactly_the_schema(store):

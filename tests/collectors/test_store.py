@@ -317,8 +317,6 @@ def test_non_finite_doubles_and_empty_values_read_back_as_written(store: SpanSto
 
 @pytest.mark.parametrize("producer_first", [True, False])
 def test_async_edge_counted_once_whichever_of_producer_and_consumer_arrives_first(store: SpanStore, producer_first):
-    from collectors.store.patterns import find_edge_stats
-
     orders, notifications = res("orders"), res("notifications")
     producer = span(3, 1, None, orders, "publish OrderPlaced", kind=4)
     consumer = Span(
@@ -342,7 +340,7 @@ def test_async_edge_counted_once_whichever_of_producer_and_consumer_arrives_firs
     edges = {(e.parent, e.child): e for e in store.dependencies(*ALL)}
     edge = edges[("orders", "notifications")]
     assert (edge.call_count, edge.error_count, edge.duration_max_ns) == (1, 1, 12 * MS)
-    stats = {(e.parent, e.child): e for e in find_edge_stats(store, *ALL)}
+    stats = {(e.parent, e.child): e for e in store.find_edge_stats(*ALL)}
     assert (stats[("orders", "notifications")].mode, stats[("orders", "notifications")].call_count) == ("async", 1)
 
 

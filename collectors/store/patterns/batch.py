@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from collectors.model import KIND_CONSUMER, KIND_SERVER, Span
-from collectors.store.patterns._sql import _insert
-from collectors.store.patterns.breakers import _collect_breaker_call, _collect_transitions, _write_breaker_calls
-from collectors.store.patterns.conventions import BUCKET_NS, CB_NAME, SAGA_ID
-from collectors.store.patterns.sagas import _collect_saga, _write_sagas
-from collectors.store.patterns.traffic import _collect_entry, _write_entry_stats
+from collectors.store.database import Database
+from collectors.store.patterns.breakers import collect_breaker_call, collect_transitions, write_breaker_calls
+from collectors.store.patterns.conventions import BUCKET_NS, CB_NAME, SAGA_ID, bucket_of
+from collectors.store.patterns.sagas import collect_saga, write_sagas
+from collectors.store.patterns.traffic import collect_entry, write_entry_stats
 from collectors.store.schema import (
     breaker_calls,
     breaker_transitions,
@@ -49,27 +49,27 @@ def pattern_rows(new: Iterable[Span]) -> PatternRows:
         attrs = s.attributes
         bucket = s.start_ns - s.start_ns % BUCKET_NS
         if s.kind in (KIND_SERVER, KIND_CONSUMER) or not s.parent_span_id:
-            _collect_entry(s, bucket, ops, inst)
+            collect_entry(s, bucket, ops, inst)
         if CB_NAME in attrs:
-            _collect_breaker_call(s, bucket, calls)
+            collect_breaker_call(s, bucket, calls)
         if s.events:
-            _collect_transitions(s, out.transitions)
+            collect_transitions(s, out.transitions)
         if SAGA_ID in attrs:
-            _collect_saga(s, out.steps, out.sagas)
+            collect_saga(s, out.steps, out.sagas)
     return out
 
 
-def write_pattern_rows(conn: Connection, rows: PatternRows) -> None:
-    """Add a batch's :class:`PatternRows` to the pattern tables."""
-    _write_entry_stats(conn, rows.operations, rows.instances)
+def write_pattern_rows(database: Database, conn: Connection, rows: PatternRows) -> None:
+    """Add a batch's :class:`PatternRows` to the pattern tables (in the batch's transaction)."""
+    write_entry_stats(conn, rows.operations, rows.instances)
     if rows.calls:
-        _write_breaker_calls(conn, rows.calls)
+        write_breaker_calls(database, conn, rows.calls)
     if rows.transitions:
-        conn.execute(_insert(conn, breaker_transitions).on_conflict_do_nothing(), rows.transitions)
+        conn.execute(database.insert(breaker_transitions).on_conflict_do_nothing(), rows.transitions)
     if rows.steps:
-        conn.execute(_insert(conn, saga_steps).on_conflict_do_nothing(), rows.steps)
+        conn.execute(database.insert(saga_steps).on_conflict_do_nothing(), rows.steps)
     if rows.sagas:
-        _write_sagas(conn, list(rows.sagas.values()))
+        write_sagas(database, conn, list(rows.sagas.values()))
 
 
 def drop_stale_rows(conn: Connection, oldest_ns: int | None) -> None:
@@ -87,4 +87,4 @@ def drop_stale_rows(conn: Connection, oldest_ns: int | None) -> None:
         if oldest_ns is None:
             conn.execute(sa.delete(table))
         else:
-            conn.execute(sa.delete(table).where(column < oldest_ns - oldest_ns % BUCKET_NS))
+            conn.execute(sa.delete(table).where(column < bucket_of(oldest_ns)))

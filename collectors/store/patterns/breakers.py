@@ -7,14 +7,12 @@ Calls are counted from spans carrying ``circuit_breaker.name``; transitions are 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from collectors.model import Span
-from collectors.store.patterns._sql import _insert, _window
+from collectors.model import BreakerCalls, BreakerTransition, Span
 from collectors.store.patterns.conventions import (
     CB_EVENT,
     CB_FAILURES,
@@ -24,48 +22,19 @@ from collectors.store.patterns.conventions import (
     CB_STATE,
     CB_TO,
     PEER_SERVICE,
+    in_window,
 )
 from collectors.store.schema import breaker_calls, breaker_transitions
 
 if TYPE_CHECKING:
-    from collectors.store.core import SpanStore
-
-
-# -- model -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerCalls:
-    """Calls made through one breaker by one caller in a window, and its latest state."""
-
-    name: str
-    caller: str
-    callee: str
-    call_count: int
-    failure_count: int
-    rejected_count: int
-    last_ns: int
-    last_state: str
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerTransition:
-    """One ``circuit_breaker.state_change`` event and the span that carried it."""
-
-    name: str
-    caller: str
-    time_ns: int
-    from_state: str
-    to_state: str
-    failure_count: int | None
-    trace_id: str
-    span_id: str
+    from collectors.store.database import Database
 
 
 # -- writes (inside SpanStore.write_spans' transaction) ------------------------------------------
 
 
-def _collect_breaker_call(s: Span, bucket: int, calls: dict[tuple[str, str, int], list[Any]]) -> None:
+def collect_breaker_call(s: Span, bucket: int, calls: dict[tuple[str, str, int], list[Any]]) -> None:
+    """Count a call made through a breaker (a span with ``circuit_breaker.name``)."""
     attrs = s.attributes
     name = str(attrs[CB_NAME])
     state = str(attrs.get(CB_STATE, "") or "")
@@ -83,7 +52,8 @@ def _collect_breaker_call(s: Span, bucket: int, calls: dict[tuple[str, str, int]
         row[4], row[5] = s.start_ns, state
 
 
-def _collect_transitions(s: Span, out: list[dict[str, Any]]) -> None:
+def collect_transitions(s: Span, out: list[dict[str, Any]]) -> None:
+    """Add a ``breaker_transitions`` row for each state-change event of the span."""
     for seq, event in enumerate(s.events):
         if event.name != CB_EVENT:
             continue
@@ -106,7 +76,8 @@ def _collect_transitions(s: Span, out: list[dict[str, Any]]) -> None:
         )
 
 
-def _write_breaker_calls(conn: Connection, calls: dict[tuple[str, str, int], list[Any]]) -> None:
+def write_breaker_calls(database: Database, conn: Connection, calls: dict[tuple[str, str, int], list[Any]]) -> None:
+    """Add a batch's calls to ``breaker_calls``: counts add up, the latest state wins."""
     values = [
         {
             "name": n,
@@ -121,7 +92,7 @@ def _write_breaker_calls(conn: Connection, calls: dict[tuple[str, str, int], lis
         }
         for (n, c, b), v in calls.items()
     ]
-    stmt = _insert(conn, breaker_calls)
+    stmt = database.insert(breaker_calls)
     old, exc = breaker_calls.c, stmt.excluded
     newer = exc.last_ns >= old.last_ns
     stmt = stmt.on_conflict_do_update(
@@ -141,75 +112,77 @@ def _write_breaker_calls(conn: Connection, calls: dict[tuple[str, str, int], lis
 # -- reads ---------------------------------------------------------------------------------------
 
 
-def find_breaker_calls(store: SpanStore, start_ns: int, end_ns: int) -> list[BreakerCalls]:
-    """Per (breaker, caller): calls, failures and rejections in the window and the state of
-    the latest call, sorted by name and caller."""
-    c = breaker_calls.c
-    stmt = (
-        sa.select(
-            c.name,
-            c.caller,
-            sa.func.max(c.callee),
-            sa.func.sum(c.call_count),
-            sa.func.sum(c.failure_count),
-            sa.func.sum(c.rejected_count),
-            sa.func.max(c.last_ns),
-        )
-        .where(*_window(start_ns, end_ns, c.bucket_ns))
-        .group_by(c.name, c.caller)
-        .order_by(c.name, c.caller)
-    )
-    with store.engine.connect() as conn:
-        totals = conn.execute(stmt).all()
-        if not totals:
-            return []
-        latest = {}
-        last = conn.execute(
-            sa.select(c.name, c.caller, c.last_ns, c.last_state).where(
-                *_window(start_ns, end_ns, c.bucket_ns), c.last_state != ""
+class BreakerReader:
+    """Reads of the breaker calls and transitions."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def find_breaker_calls(self, start_ns: int, end_ns: int) -> list[BreakerCalls]:
+        """Per (breaker, caller): calls, failures and rejections in the window and the state of
+        the latest call, sorted by name and caller."""
+        c = breaker_calls.c
+        stmt = (
+            sa.select(
+                c.name,
+                c.caller,
+                sa.func.max(c.callee),
+                sa.func.sum(c.call_count),
+                sa.func.sum(c.failure_count),
+                sa.func.sum(c.rejected_count),
+                sa.func.max(c.last_ns),
             )
-        ).all()
-    for r in last:
-        key = (r.name, r.caller)
-        if key not in latest or r.last_ns >= latest[key][0]:
-            latest[key] = (r.last_ns, r.last_state)
-    out = []
-    for r in totals:
-        last_ns, last_state = latest.get((r[0], r[1]), (int(r[6]), ""))
-        out.append(BreakerCalls(r[0], r[1], r[2] or "", int(r[3]), int(r[4]), int(r[5]), last_ns, last_state))
-    return out
+            .where(*in_window(c.bucket_ns, start_ns, end_ns))
+            .group_by(c.name, c.caller)
+            .order_by(c.name, c.caller)
+        )
+        with self._database.connect() as conn:
+            totals = conn.execute(stmt).all()
+            if not totals:
+                return []
+            latest = {}
+            last = conn.execute(
+                sa.select(c.name, c.caller, c.last_ns, c.last_state).where(
+                    *in_window(c.bucket_ns, start_ns, end_ns), c.last_state != ""
+                )
+            ).all()
+        for r in last:
+            key = (r.name, r.caller)
+            if key not in latest or r.last_ns >= latest[key][0]:
+                latest[key] = (r.last_ns, r.last_state)
+        out = []
+        for r in totals:
+            last_ns, last_state = latest.get((r[0], r[1]), (int(r[6]), ""))
+            out.append(BreakerCalls(r[0], r[1], r[2] or "", int(r[3]), int(r[4]), int(r[5]), last_ns, last_state))
+        return out
 
+    def find_breaker_transitions(
+        self, start_ns: int, end_ns: int, name: str | None = None, limit: int = 5000
+    ) -> list[BreakerTransition]:
+        """State changes in [start_ns, end_ns], oldest first, at most ``limit``."""
+        c = breaker_transitions.c
+        stmt = sa.select(breaker_transitions).where(c.time_ns >= start_ns, c.time_ns <= end_ns)
+        if name is not None:
+            stmt = stmt.where(c.name == name)
+        stmt = stmt.order_by(c.time_ns, c.seq).limit(limit)
+        with self._database.connect() as conn:
+            return [_transition(r) for r in conn.execute(stmt)]
 
-def find_breaker_transitions(
-    store: SpanStore, start_ns: int, end_ns: int, name: str | None = None, limit: int = 5000
-) -> list[BreakerTransition]:
-    """State changes in [start_ns, end_ns], oldest first, at most ``limit``."""
-    c = breaker_transitions.c
-    stmt = sa.select(breaker_transitions).where(c.time_ns >= start_ns, c.time_ns <= end_ns)
-    if name is not None:
-        stmt = stmt.where(c.name == name)
-    stmt = stmt.order_by(c.time_ns, c.seq).limit(limit)
-    with store.engine.connect() as conn:
-        return [_transition(r) for r in conn.execute(stmt)]
-
-
-def find_last_transitions_before(
-    store: SpanStore, names: Iterable[str], before_ns: int
-) -> dict[str, BreakerTransition]:
-    """For each breaker name, its latest state change before ``before_ns`` (absent: none)."""
-    c = breaker_transitions.c
-    out: dict[str, BreakerTransition] = {}
-    with store.engine.connect() as conn:
-        for name in sorted(set(names)):
-            row = conn.execute(
-                sa.select(breaker_transitions)
-                .where(c.name == name, c.time_ns < before_ns)
-                .order_by(c.time_ns.desc(), c.seq.desc())
-                .limit(1)
-            ).first()
-            if row is not None:
-                out[name] = _transition(row)
-    return out
+    def find_last_transitions_before(self, names: Iterable[str], before_ns: int) -> dict[str, BreakerTransition]:
+        """For each breaker name, its latest state change before ``before_ns`` (absent: none)."""
+        c = breaker_transitions.c
+        out: dict[str, BreakerTransition] = {}
+        with self._database.connect() as conn:
+            for name in sorted(set(names)):
+                row = conn.execute(
+                    sa.select(breaker_transitions)
+                    .where(c.name == name, c.time_ns < before_ns)
+                    .order_by(c.time_ns.desc(), c.seq.desc())
+                    .limit(1)
+                ).first()
+                if row is not None:
+                    out[name] = _transition(row)
+        return out
 
 
 def _transition(r: Any) -> BreakerTransition:

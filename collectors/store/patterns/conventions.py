@@ -4,7 +4,13 @@ The attribute keys are DESIGN.md's "Span conventions for patterns" and OpenTelem
 the modes say how a call on an edge of the service graph was made.
 """
 
-BUCKET_NS = 60 * 1_000_000_000
+from __future__ import annotations
+
+from typing import Any
+
+from collectors.model import STATS_BUCKET_NS
+
+BUCKET_NS = STATS_BUCKET_NS
 """Stats are kept per minute."""
 
 # Span attribute keys (DESIGN.md "Span conventions for patterns" and OpenTelemetry).
@@ -41,3 +47,13 @@ MODE_NAMES = {
     MODE_PEER_QUEUE: "queue",
     MODE_PEER_SERVICE: "peer",
 }
+
+
+def bucket_of(time_ns: int) -> int:
+    """The start of the minute bucket ``time_ns`` falls in."""
+    return time_ns - time_ns % BUCKET_NS
+
+
+def in_window(column: Any, start_ns: int, end_ns: int) -> list[Any]:
+    """Conditions on a ``bucket_ns`` column: buckets overlapping [start_ns, end_ns]."""
+    return [column >= bucket_of(start_ns), column <= end_ns]

@@ -7,14 +7,12 @@ service and the outcome, and until it arrives the saga is running.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from collectors.model import STATUS_ERROR, Span
-from collectors.store.patterns._sql import _insert, _least_greatest
+from collectors.model import RUNNING, SagaInstance, SagaList, SagaStepSpan, Span
 from collectors.store.patterns.conventions import (
     SAGA_ID,
     SAGA_NAME,
@@ -26,73 +24,13 @@ from collectors.store.patterns.conventions import (
 from collectors.store.schema import saga_steps, sagas
 
 if TYPE_CHECKING:
-    from collectors.store.core import SpanStore
-
-SAGA_OUTCOMES = ("completed", "compensated", "failed")
-RUNNING = "running"
-
-
-# -- model -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SagaStep:
-    """One step span of a saga: an action or a compensation."""
-
-    saga_id: str
-    step: str
-    step_index: int | None
-    phase: str
-    service: str
-    start_ns: int
-    end_ns: int
-    status_code: int
-    status_message: str
-    trace_id: str
-    span_id: str
-
-    @property
-    def is_error(self) -> bool:
-        """Whether the step's span ended with status ERROR."""
-        return self.status_code == STATUS_ERROR
-
-
-@dataclass(frozen=True, slots=True)
-class SagaInstance:
-    """One saga run; ``outcome`` is None while its root span has not arrived (running)."""
-
-    saga_id: str
-    name: str
-    trace_id: str
-    root_span_id: str
-    service: str
-    start_ns: int
-    end_ns: int
-    outcome: str | None
-
-    @property
-    def duration_ns(self) -> int:
-        """First step start (or root start) to last end."""
-        return max(0, self.end_ns - self.start_ns)
-
-    @property
-    def status(self) -> str:
-        """The outcome, or ``running`` while the saga has none."""
-        return self.outcome or RUNNING
-
-
-@dataclass(frozen=True, slots=True)
-class SagaList:
-    """Sagas, most recent first; ``truncated`` says more matched."""
-
-    sagas: list[SagaInstance]
-    truncated: bool
-
+    from collectors.store.database import Database
 
 # -- writes (inside SpanStore.write_spans' transaction) ------------------------------------------
 
 
-def _collect_saga(s: Span, steps: list[dict[str, Any]], saga_rows: dict[str, dict[str, Any]]) -> None:
+def collect_saga(s: Span, steps: list[dict[str, Any]], saga_rows: dict[str, dict[str, Any]]) -> None:
+    """Add a saga span to the batch's step rows (a step) and saga rows (root or step)."""
     attrs = s.attributes
     saga_id = str(attrs[SAGA_ID])
     name = str(attrs.get(SAGA_NAME, "") or "")
@@ -139,11 +77,12 @@ def _collect_saga(s: Span, steps: list[dict[str, Any]], saga_rows: dict[str, dic
         row["name"] = name
 
 
-def _write_sagas(conn: Connection, values: list[dict[str, Any]]) -> None:
-    stmt = _insert(conn, sagas)
+def write_sagas(database: Database, conn: Connection, values: list[dict[str, Any]]) -> None:
+    """Merge a batch's saga rows into ``sagas``: the root span's fields win, times widen."""
+    stmt = database.insert(sagas)
     old, exc = sagas.c, stmt.excluded
     from_root = exc.root_span_id.is_not(None)
-    least, greatest = _least_greatest(conn)
+    least, greatest = database.least_greatest()
     stmt = stmt.on_conflict_do_update(
         index_elements=["saga_id"],
         set_={
@@ -162,63 +101,67 @@ def _write_sagas(conn: Connection, values: list[dict[str, Any]]) -> None:
 # -- reads ---------------------------------------------------------------------------------------
 
 
-def find_sagas(
-    store: SpanStore,
-    *,
-    outcome: str | None = None,
-    name: str | None = None,
-    limit: int = 50,
-    before_ns: int | None = None,
-) -> SagaList:
-    """Saga instances, most recent start first; ``outcome`` may be ``running``."""
-    c = sagas.c
-    stmt = sa.select(sagas)
-    if outcome == RUNNING:
-        stmt = stmt.where(c.outcome.is_(None))
-    elif outcome:
-        stmt = stmt.where(c.outcome == outcome)
-    if name:
-        stmt = stmt.where(c.name == name)
-    if before_ns is not None:
-        stmt = stmt.where(c.start_ns <= before_ns)
-    stmt = stmt.order_by(c.start_ns.desc(), c.saga_id.desc()).limit(limit + 1)
-    with store.engine.connect() as conn:
-        rows = [_saga(r) for r in conn.execute(stmt)]
-    return SagaList(rows[:limit], len(rows) > limit)
+class SagaReader:
+    """Reads of the saga instances and their step spans."""
 
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
-def get_saga(store: SpanStore, saga_id: str) -> SagaInstance | None:
-    """One saga instance, or None when unknown."""
-    with store.engine.connect() as conn:
-        row = conn.execute(sa.select(sagas).where(sagas.c.saga_id == saga_id)).first()
-    return _saga(row) if row is not None else None
+    def find_sagas(
+        self,
+        *,
+        outcome: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        before_ns: int | None = None,
+    ) -> SagaList:
+        """Saga instances, most recent start first; ``outcome`` may be ``running``."""
+        c = sagas.c
+        stmt = sa.select(sagas)
+        if outcome == RUNNING:
+            stmt = stmt.where(c.outcome.is_(None))
+        elif outcome:
+            stmt = stmt.where(c.outcome == outcome)
+        if name:
+            stmt = stmt.where(c.name == name)
+        if before_ns is not None:
+            stmt = stmt.where(c.start_ns <= before_ns)
+        stmt = stmt.order_by(c.start_ns.desc(), c.saga_id.desc()).limit(limit + 1)
+        with self._database.connect() as conn:
+            rows = [_saga(r) for r in conn.execute(stmt)]
+        return SagaList(rows[:limit], len(rows) > limit)
 
+    def get_saga(self, saga_id: str) -> SagaInstance | None:
+        """One saga instance, or None when unknown."""
+        with self._database.connect() as conn:
+            row = conn.execute(sa.select(sagas).where(sagas.c.saga_id == saga_id)).first()
+        return _saga(row) if row is not None else None
 
-def find_saga_steps(store: SpanStore, saga_ids: Iterable[str]) -> dict[str, list[SagaStep]]:
-    """Step spans of the given sagas, each list ordered by start time."""
-    ids = list(saga_ids)
-    out: dict[str, list[SagaStep]] = {i: [] for i in ids}
-    if not ids:
-        return out
-    c = saga_steps.c
-    with store.engine.connect() as conn:
-        for r in conn.execute(sa.select(saga_steps).where(c.saga_id.in_(ids)).order_by(c.start_ns, c.span_id)):
-            out[r.saga_id].append(
-                SagaStep(
-                    r.saga_id,
-                    r.step,
-                    r.step_index,
-                    r.phase,
-                    r.service,
-                    r.start_ns,
-                    r.end_ns,
-                    r.status_code,
-                    r.status_message or "",
-                    r.trace_id.hex(),
-                    r.span_id.hex(),
+    def find_saga_steps(self, saga_ids: Iterable[str]) -> dict[str, list[SagaStepSpan]]:
+        """Step spans of the given sagas, each list ordered by start time."""
+        ids = list(saga_ids)
+        out: dict[str, list[SagaStepSpan]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        c = saga_steps.c
+        with self._database.connect() as conn:
+            for r in conn.execute(sa.select(saga_steps).where(c.saga_id.in_(ids)).order_by(c.start_ns, c.span_id)):
+                out[r.saga_id].append(
+                    SagaStepSpan(
+                        r.saga_id,
+                        r.step,
+                        r.step_index,
+                        r.phase,
+                        r.service,
+                        r.start_ns,
+                        r.end_ns,
+                        r.status_code,
+                        r.status_message or "",
+                        r.trace_id.hex(),
+                        r.span_id.hex(),
+                    )
                 )
-            )
-    return out
+        return out
 
 
 def _saga(r: Any) -> SagaInstance:

@@ -7,18 +7,29 @@ rows. The reads feed the service graph, the service and edge pages and the regis
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from collectors.model import KIND_CLIENT, KIND_CONSUMER, KIND_PRODUCER, Span
+from collectors.model import (
+    HISTOGRAM_BUCKETS,
+    KIND_CLIENT,
+    KIND_CONSUMER,
+    KIND_PRODUCER,
+    EdgeStats,
+    Histogram,
+    InstanceActivity,
+    OperationTraffic,
+    ServiceMinute,
+    Span,
+    TraceSummary,
+    histogram_index,
+)
 from collectors.store.bulk import adding, upsert
-from collectors.store.patterns._sql import _window
+from collectors.store.contracts import TraceQuery
 from collectors.store.patterns.conventions import (
     BUCKET_NS,
     DB_NAME,
@@ -34,10 +45,9 @@ from collectors.store.patterns.conventions import (
     MODE_SYNC,
     PEER_SERVICE,
     SERVICE_INSTANCE_ID,
+    in_window,
 )
 from collectors.store.schema import (
-    HISTOGRAM_BOUNDS_NS,
-    HISTOGRAM_BUCKETS,
     HISTOGRAM_COLUMNS,
     edge_stats,
     instance_stats,
@@ -48,64 +58,12 @@ from collectors.store.schema import (
 )
 
 if TYPE_CHECKING:
-    from collectors.store.core import SpanStore
-
-
-# -- model -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Histogram:
-    """Latency counts per bucket; ``bounds_ns[i]`` is the exclusive upper edge of bucket i."""
-
-    counts: tuple[int, ...]
-    max_ns: int = 0
-    bounds_ns: tuple[int, ...] = HISTOGRAM_BOUNDS_NS
-
-
-@dataclass(frozen=True, slots=True)
-class EdgeStats:
-    """Calls from ``parent`` to ``child`` in a window; ``mode`` is one of MODE_NAMES' values."""
-
-    parent: str
-    child: str
-    mode: str
-    call_count: int
-    error_count: int
-    duration_sum_ns: int
-    histogram: Histogram
-
-
-@dataclass(frozen=True, slots=True)
-class OperationStats:
-    """Requests served by one operation (entry spans) of one service in a window or minute."""
-
-    service: str
-    name: str
-    request_count: int
-    error_count: int
-    duration_sum_ns: int
-    histogram: Histogram
-    bucket_ns: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceActivity:
-    """Requests an instance (``service.instance.id``) served in a window, and when last."""
-
-    service: str
-    instance_id: str
-    request_count: int
-    error_count: int
-    last_seen_ns: int
+    from collectors.store.catalog import Catalog
+    from collectors.store.database import Database
+    from collectors.store.queries import TraceReader
 
 
 # -- writes (inside SpanStore.write_spans' transaction) ------------------------------------------
-
-
-def histogram_index(duration_ns: int) -> int:
-    """The histogram bucket a duration falls in."""
-    return bisect.bisect_right(HISTOGRAM_BOUNDS_NS, duration_ns)
 
 
 class EdgeAccumulator:
@@ -199,7 +157,7 @@ def write_edge_stats(conn: Connection, acc: EdgeAccumulator) -> None:
     )
 
 
-def _collect_entry(
+def collect_entry(
     s: Span, bucket: int, ops: dict[tuple[str, str, int], list[int]], inst: dict[tuple[str, str, int], list[int]]
 ) -> None:
     """Count an entry span (server, consumer or root) in the operation and instance stats."""
@@ -220,7 +178,7 @@ def _collect_entry(
         irow[2] = max(irow[2], s.end_ns)
 
 
-def _write_entry_stats(
+def write_entry_stats(
     conn: Connection,
     operations: dict[tuple[str, str, int], list[int]],
     instances: dict[tuple[str, str, int], list[int]],
@@ -247,188 +205,189 @@ def _write_entry_stats(
 # -- reads ---------------------------------------------------------------------------------------
 
 
-def _hist_sums(table: sa.Table) -> list[Any]:
-    return [sa.func.sum(table.c[name]) for name in HISTOGRAM_COLUMNS]
+class TrafficReader:
+    """Reads of the edge, operation and instance stats, summed over a window."""
 
+    def __init__(self, database: Database, catalog: Catalog, traces: TraceReader) -> None:
+        self._database = database
+        self._catalog = catalog
+        self._traces = traces
 
-def _histogram(values: Iterable[Any], max_ns: Any) -> Histogram:
-    return Histogram(tuple(int(v or 0) for v in values), int(max_ns or 0))
-
-
-def find_edge_stats(store: SpanStore, start_ns: int, end_ns: int) -> list[EdgeStats]:
-    """Edges with calls in minutes overlapping [start_ns, end_ns], by parent, child, mode."""
-    c = edge_stats.c
-    stmt = (
-        sa.select(
-            c.parent,
-            c.child,
-            c.mode,
-            sa.func.sum(c.call_count),
-            sa.func.sum(c.error_count),
-            sa.func.sum(c.duration_sum_ns),
-            sa.func.max(c.duration_max_ns),
-            *_hist_sums(edge_stats),
-        )
-        .where(*_window(start_ns, end_ns, c.bucket_ns))
-        .group_by(c.parent, c.child, c.mode)
-        .order_by(c.parent, c.child, c.mode)
-    )
-    with store.engine.connect() as conn:
-        return [
-            EdgeStats(
-                r[0], r[1], MODE_NAMES.get(r[2], "sync"), int(r[3]), int(r[4]), int(r[5]), _histogram(r[7:], r[6])
+    def find_edge_stats(self, start_ns: int, end_ns: int) -> list[EdgeStats]:
+        """Edges with calls in minutes overlapping [start_ns, end_ns], by parent, child, mode."""
+        c = edge_stats.c
+        stmt = (
+            sa.select(
+                c.parent,
+                c.child,
+                c.mode,
+                sa.func.sum(c.call_count),
+                sa.func.sum(c.error_count),
+                sa.func.sum(c.duration_sum_ns),
+                sa.func.max(c.duration_max_ns),
+                *_hist_sums(edge_stats),
             )
-            for r in conn.execute(stmt)
-        ]
+            .where(*in_window(c.bucket_ns, start_ns, end_ns))
+            .group_by(c.parent, c.child, c.mode)
+            .order_by(c.parent, c.child, c.mode)
+        )
+        with self._database.connect() as conn:
+            return [
+                EdgeStats(
+                    r[0], r[1], MODE_NAMES.get(r[2], "sync"), int(r[3]), int(r[4]), int(r[5]), _histogram(r[7:], r[6])
+                )
+                for r in conn.execute(stmt)
+            ]
 
-
-def find_operation_stats(
-    store: SpanStore, start_ns: int, end_ns: int, service: str | None = None
-) -> list[OperationStats]:
-    """Entry-span stats per (service, operation) over the window, sorted by service and name."""
-    c = operation_stats.c
-    stmt = sa.select(
-        c.service,
-        c.name,
-        sa.func.sum(c.request_count),
-        sa.func.sum(c.error_count),
-        sa.func.sum(c.duration_sum_ns),
-        sa.func.max(c.duration_max_ns),
-        *_hist_sums(operation_stats),
-    )
-    stmt = stmt.where(*_window(start_ns, end_ns, c.bucket_ns))
-    if service is not None:
-        stmt = stmt.where(c.service == service)
-    stmt = stmt.group_by(c.service, c.name).order_by(c.service, c.name)
-    with store.engine.connect() as conn:
-        return [
-            OperationStats(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), _histogram(r[6:], r[5]))
-            for r in conn.execute(stmt)
-        ]
-
-
-def find_service_series(store: SpanStore, service: str, start_ns: int, end_ns: int) -> list[OperationStats]:
-    """One entry per minute with requests for the service (all operations summed), oldest first."""
-    c = operation_stats.c
-    stmt = (
-        sa.select(
-            c.bucket_ns,
+    def find_operation_traffic(self, start_ns: int, end_ns: int, service: str | None = None) -> list[OperationTraffic]:
+        """Entry-span traffic per (service, operation) over the window, sorted by service and
+        name; only ``service``'s operations when given."""
+        c = operation_stats.c
+        stmt = sa.select(
+            c.service,
+            c.name,
             sa.func.sum(c.request_count),
             sa.func.sum(c.error_count),
             sa.func.sum(c.duration_sum_ns),
             sa.func.max(c.duration_max_ns),
             *_hist_sums(operation_stats),
         )
-        .where(c.service == service, *_window(start_ns, end_ns, c.bucket_ns))
-        .group_by(c.bucket_ns)
-        .order_by(c.bucket_ns)
-    )
-    with store.engine.connect() as conn:
-        return [
-            OperationStats(service, "", int(r[1]), int(r[2]), int(r[3]), _histogram(r[5:], r[4]), bucket_ns=r[0])
-            for r in conn.execute(stmt)
-        ]
+        stmt = stmt.where(*in_window(c.bucket_ns, start_ns, end_ns))
+        if service is not None:
+            stmt = stmt.where(c.service == service)
+        stmt = stmt.group_by(c.service, c.name).order_by(c.service, c.name)
+        with self._database.connect() as conn:
+            return [
+                OperationTraffic(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), _histogram(r[6:], r[5]))
+                for r in conn.execute(stmt)
+            ]
 
-
-def find_instance_activity(store: SpanStore, start_ns: int, end_ns: int) -> list[InstanceActivity]:
-    """Instances that served requests in the window, by service and instance id."""
-    c = instance_stats.c
-    stmt = (
-        sa.select(
-            c.service,
-            c.instance_id,
-            sa.func.sum(c.request_count),
-            sa.func.sum(c.error_count),
-            sa.func.max(c.last_seen_ns),
-        )
-        .where(*_window(start_ns, end_ns, c.bucket_ns))
-        .group_by(c.service, c.instance_id)
-        .order_by(c.service, c.instance_id)
-    )
-    with store.engine.connect() as conn:
-        return [InstanceActivity(r[0], r[1], int(r[2]), int(r[3]), int(r[4])) for r in conn.execute(stmt)]
-
-
-def find_service_traces(
-    store: SpanStore, service: str, start_ns: int, end_ns: int, *, failing: bool, limit: int = 10
-) -> list[Any]:
-    """Traces the service took part in within the window: the slowest, or the failing ones
-    (those with an error span) most recent first. At most ``limit`` TraceSummary objects."""
-    from collectors.store.core import TraceQuery
-
-    if failing:
-        return store.find_traces(
-            TraceQuery(start_ns=start_ns, end_ns=end_ns, service=service, status="error", limit=limit)
-        ).traces
-    ts, sm = trace_services.c, trace_summaries.c
-    stmt = (
-        sa.select(sm.trace_id)
-        .select_from(trace_services.join(trace_summaries, ts.trace_id == sm.trace_id))
-        .where(ts.service == service, ts.start_ns >= start_ns, ts.start_ns <= end_ns)
-        .order_by((sm.end_ns - sm.start_ns).desc())
-        .limit(limit)
-    )
-    with store.engine.connect() as conn:
-        ids = [r.hex() for r in conn.execute(stmt).scalars()]
-    return store.get_summaries(ids)
-
-
-def find_edge_traces(
-    store: SpanStore, parent: str, child: str, start_ns: int, end_ns: int, limit: int = 20, scan: int = 400
-) -> list[Any]:
-    """Traces, most recent first, in which a span of ``parent`` called ``child`` (a span of
-    ``child`` with a parent span in ``parent``, or a client/producer span of ``parent``
-    naming ``child`` as its peer). Looks at most at ``scan`` candidate traces."""
-    a, b = trace_services.alias("a"), trace_services.alias("b")
-    cand = (
-        sa.select(a.c.trace_id)
-        .where(a.c.service == parent, a.c.start_ns >= start_ns, a.c.start_ns <= end_ns)
-        .order_by(a.c.start_ns.desc())
-        .limit(scan)
-    )
-    with store.engine.connect() as conn:
-        candidates = list(dict.fromkeys(conn.execute(cand).scalars()))
-        if not candidates:
-            return []
-        if parent != child:
-            both = set(
-                conn.execute(
-                    sa.select(b.c.trace_id).where(b.c.service == child, b.c.trace_id.in_(candidates))
-                ).scalars()
-            )
-        else:
-            both = set(candidates)
-        rows = conn.execute(
+    def find_service_minutes(self, service: str, start_ns: int, end_ns: int) -> list[ServiceMinute]:
+        """The service's traffic in each minute of the window that had any, oldest first."""
+        c = operation_stats.c
+        stmt = (
             sa.select(
-                spans.c.trace_id,
-                spans.c.span_id,
-                spans.c.parent_span_id,
-                spans.c.service,
-                spans.c.kind,
-                spans.c.attributes,
-            ).where(spans.c.trace_id.in_(candidates))
-        ).all()
-        attributes = dict(zip(rows, store.attributes_of(conn, [r.attributes for r in rows]), strict=True))
-    by_trace: dict[bytes, list[Any]] = defaultdict(list)
-    for r in rows:
-        by_trace[r.trace_id].append(r)
-    found = []
-    for key in candidates:
-        group = by_trace.get(key, [])
-        service_of = {r.span_id: r.service for r in group}
-        hit = key in both and any(
-            r.service == child and r.parent_span_id is not None and service_of.get(r.parent_span_id) == parent
-            for r in group
+                c.bucket_ns,
+                sa.func.sum(c.request_count),
+                sa.func.sum(c.error_count),
+                sa.func.sum(c.duration_sum_ns),
+                sa.func.max(c.duration_max_ns),
+                *_hist_sums(operation_stats),
+            )
+            .where(c.service == service, *in_window(c.bucket_ns, start_ns, end_ns))
+            .group_by(c.bucket_ns)
+            .order_by(c.bucket_ns)
         )
-        if not hit:
-            for r in group:
-                if r.service == parent and r.kind in (KIND_CLIENT, KIND_PRODUCER) and r.attributes:
-                    peer = peer_of(attributes[r], r.kind)
-                    if peer is not None and peer[0] == child:
-                        hit = True
-                        break
-        if hit:
-            found.append(key.hex())
-            if len(found) == limit:
-                break
-    return store.get_summaries(found)
+        with self._database.connect() as conn:
+            return [
+                ServiceMinute(service, r[0], int(r[1]), int(r[2]), int(r[3]), _histogram(r[5:], r[4]))
+                for r in conn.execute(stmt)
+            ]
+
+    def find_instance_activity(self, start_ns: int, end_ns: int) -> list[InstanceActivity]:
+        """Instances that served requests in the window, by service and instance id."""
+        c = instance_stats.c
+        stmt = (
+            sa.select(
+                c.service,
+                c.instance_id,
+                sa.func.sum(c.request_count),
+                sa.func.sum(c.error_count),
+                sa.func.max(c.last_seen_ns),
+            )
+            .where(*in_window(c.bucket_ns, start_ns, end_ns))
+            .group_by(c.service, c.instance_id)
+            .order_by(c.service, c.instance_id)
+        )
+        with self._database.connect() as conn:
+            return [InstanceActivity(r[0], r[1], int(r[2]), int(r[3]), int(r[4])) for r in conn.execute(stmt)]
+
+    def find_service_traces(
+        self, service: str, start_ns: int, end_ns: int, *, failing: bool, limit: int = 10
+    ) -> list[TraceSummary]:
+        """Traces the service took part in within the window: the slowest, or the failing
+        ones (those with an error span) most recent first. At most ``limit``."""
+        if failing:
+            query = TraceQuery(start_ns=start_ns, end_ns=end_ns, service=service, status="error", limit=limit)
+            return self._traces.find_traces(query).traces
+        ts, sm = trace_services.c, trace_summaries.c
+        stmt = (
+            sa.select(sm.trace_id)
+            .select_from(trace_services.join(trace_summaries, ts.trace_id == sm.trace_id))
+            .where(ts.service == service, ts.start_ns >= start_ns, ts.start_ns <= end_ns)
+            .order_by((sm.end_ns - sm.start_ns).desc())
+            .limit(limit)
+        )
+        with self._database.connect() as conn:
+            ids = [r.hex() for r in conn.execute(stmt).scalars()]
+        return self._traces.get_summaries(ids)
+
+    def find_edge_traces(
+        self, parent: str, child: str, start_ns: int, end_ns: int, limit: int = 20, scan: int = 400
+    ) -> list[TraceSummary]:
+        """Traces, most recent first, in which a span of ``parent`` called ``child`` (a span of
+        ``child`` with a parent span in ``parent``, or a client/producer span of ``parent``
+        naming ``child`` as its peer). Looks at most at ``scan`` candidate traces."""
+        a, b = trace_services.alias("a"), trace_services.alias("b")
+        cand = (
+            sa.select(a.c.trace_id)
+            .where(a.c.service == parent, a.c.start_ns >= start_ns, a.c.start_ns <= end_ns)
+            .order_by(a.c.start_ns.desc())
+            .limit(scan)
+        )
+        with self._database.connect() as conn:
+            candidates = list(dict.fromkeys(conn.execute(cand).scalars()))
+            if not candidates:
+                return []
+            if parent != child:
+                both = set(
+                    conn.execute(
+                        sa.select(b.c.trace_id).where(b.c.service == child, b.c.trace_id.in_(candidates))
+                    ).scalars()
+                )
+            else:
+                both = set(candidates)
+            rows = conn.execute(
+                sa.select(
+                    spans.c.trace_id,
+                    spans.c.span_id,
+                    spans.c.parent_span_id,
+                    spans.c.service,
+                    spans.c.kind,
+                    spans.c.attributes,
+                ).where(spans.c.trace_id.in_(candidates))
+            ).all()
+            attributes = dict(
+                zip(rows, self._catalog.decode_attributes(conn, [r.attributes for r in rows]), strict=True)
+            )
+        by_trace: dict[bytes, list[Any]] = defaultdict(list)
+        for r in rows:
+            by_trace[r.trace_id].append(r)
+        found = []
+        for key in candidates:
+            group = by_trace.get(key, [])
+            service_of = {r.span_id: r.service for r in group}
+            hit = key in both and any(
+                r.service == child and r.parent_span_id is not None and service_of.get(r.parent_span_id) == parent
+                for r in group
+            )
+            if not hit:
+                for r in group:
+                    if r.service == parent and r.kind in (KIND_CLIENT, KIND_PRODUCER) and r.attributes:
+                        peer = peer_of(attributes[r], r.kind)
+                        if peer is not None and peer[0] == child:
+                            hit = True
+                            break
+            if hit:
+                found.append(key.hex())
+                if len(found) == limit:
+                    break
+        return self._traces.get_summaries(found)
+
+
+def _hist_sums(table: sa.Table) -> list[Any]:
+    return [sa.func.sum(table.c[name]) for name in HISTOGRAM_COLUMNS]
+
+
+def _histogram(values: Iterable[Any], max_ns: Any) -> Histogram:
+    return Histogram(tuple(int(v or 0) for v in values), int(max_ns or 0))

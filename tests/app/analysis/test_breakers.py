@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.analysis.breakers import edge_badges, state_timeline, summarize_breakers
-from collectors.store.patterns import BreakerCalls, BreakerTransition
+from collectors.model import BreakerCalls, BreakerTransition
 
 S = 1_000_000_000
 

@@ -6,8 +6,7 @@ import networkx as nx
 
 from app.analysis.graph import NODE_W, build_digraph, build_service_graph, feedback_edges, longest_sync_chain
 from app.analysis.stats import percentile
-from collectors.store.patterns import EdgeStats, Histogram, OperationStats, histogram_index
-from collectors.store.schema import HISTOGRAM_BUCKETS
+from collectors.model import HISTOGRAM_BUCKETS, EdgeStats, Histogram, OperationTraffic, histogram_index
 
 MINUTE = 60_000_000_000
 
@@ -23,8 +22,8 @@ def edge(parent: str, child: str, calls: int = 10, errors: int = 0, mode: str = 
     return EdgeStats(parent, child, mode, calls, errors, calls * ms * 1_000_000, hist(*[ms * 1_000_000] * calls))
 
 
-def op(service: str, name: str = "GET /", count: int = 10, errors: int = 0, ms: int = 5) -> OperationStats:
-    return OperationStats(service, name, count, errors, count * ms * 1_000_000, hist(*[ms * 1_000_000] * count))
+def op(service: str, name: str = "GET /", count: int = 10, errors: int = 0, ms: int = 5) -> OperationTraffic:
+    return OperationTraffic(service, name, count, errors, count * ms * 1_000_000, hist(*[ms * 1_000_000] * count))
 
 
 def test_nodes_are_services_and_uninstrumented_peers_with_their_kind():

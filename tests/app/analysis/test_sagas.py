@@ -8,14 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.analysis.sagas import check_saga, saga_timeline
-from collectors.model import STATUS_ERROR, STATUS_OK
-from collectors.store.patterns import SagaInstance, SagaStep
+from collectors.model import STATUS_ERROR, STATUS_OK, SagaInstance, SagaStepSpan
 
 _ids = itertools.count(1)
 
 
-def step(name: str, index: int, phase: str, start: int, ok: bool = True) -> SagaStep:
-    return SagaStep(
+def step(name: str, index: int, phase: str, start: int, ok: bool = True) -> SagaStepSpan:
+    return SagaStepSpan(
         "s1",
         name,
         index,
@@ -34,7 +33,7 @@ def saga(outcome: str | None) -> SagaInstance:
     return SagaInstance("s1", "order", "ab" * 16, "", "orders", 0, 1000, outcome)
 
 
-def run(names: list[str], fail_at: int | None) -> list[SagaStep]:
+def run(names: list[str], fail_at: int | None) -> list[SagaStepSpan]:
     """What a correct orchestrator does: actions in order; on failure, compensate in reverse."""
     out, t = [], 0
     for i, name in enumerate(names):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.analysis.tree import build_trace_view, operation_stats
+from app.analysis.tree import build_trace_view, trace_operation_stats
 from collectors.model import STATUS_ERROR, Resource, Span, SpanLink
 
 TRACE = "ab" * 16
@@ -140,7 +140,7 @@ def test_operation_stats_count_total_self_min_max_and_errors():
         span(2, 1, 0, 10, name="q", status_code=STATUS_ERROR),
         span(3, 1, 20, 50, name="q"),
     ]
-    stats = {s.operation: s for s in operation_stats(build_trace_view(spans))}
+    stats = {s.operation: s for s in trace_operation_stats(build_trace_view(spans))}
     q = stats["q"]
     assert (q.count, q.total_ns, q.min_ns, q.max_ns, q.avg_ns, q.errors) == (2, 40 * MS, 10 * MS, 30 * MS, 20 * MS, 1)
     assert stats["root"].self_ns == 60 * MS

@@ -1,10 +1,11 @@
-"""The span model shared by the decoder, the store and the views.
+"""Spans as the decoder builds them, the store keeps them and the views read them.
 
 Ids are lowercase hex strings (32 characters for a trace, 16 for a span), times are
 integer nanoseconds since the epoch, and attribute values are plain JSON values:
-str, int, float, bool, list (OTLP arrays) and dict (OTLP kvlists). OTLP ``bytes``
-values become ``{"bytes": "<base64>"}`` wrapped in :class:`BytesValue` before storage
-so that they stay distinguishable from a kvlist.
+str, int, float, bool, None (an empty value), list (OTLP arrays) and dict (OTLP
+kvlists). An OTLP ``bytes`` value becomes the one-entry dict ``{BYTES_MARKER: "<base64>"}``:
+the key starts with a NUL character, which no kvlist key that reaches the store can hold
+(NUL is replaced in stored text), so the two stay apart.
 """
 
 from __future__ import annotations

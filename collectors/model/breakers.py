@@ -1,0 +1,33 @@
+"""Read models of circuit breakers: the calls made through each, and its state changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerCalls:
+    """Calls made through one breaker by one caller in a window, and its latest state."""
+
+    name: str
+    caller: str
+    callee: str
+    call_count: int
+    failure_count: int
+    rejected_count: int
+    last_ns: int
+    last_state: str
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTransition:
+    """One ``circuit_breaker.state_change`` event and the span that carried it."""
+
+    name: str
+    caller: str
+    time_ns: int
+    from_state: str
+    to_state: str
+    failure_count: int | None
+    trace_id: str
+    span_id: str

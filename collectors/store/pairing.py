@@ -1,0 +1,106 @@
+"""Service-to-service calls found by pairing spans: a parent span and its child in another
+service (synchronous, or through a producer and a consumer span), and a consumer with the
+producer span it links to (asynchronous). No database here: the writer hands in the new
+spans and the stored spans of their traces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from collectors.model import KIND_CLIENT, STATUS_ERROR, Span
+from collectors.store.contracts import EDGE_BUCKET_NS
+from collectors.store.patterns.conventions import MODE_ASYNC
+from collectors.store.patterns.traffic import EdgeAccumulator, edge_mode
+from collectors.store.schema import spans
+
+
+@dataclass(slots=True)
+class StoredSpan:
+    """A stored span, as much of it as pairing needs (a :class:`Span` has every field)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    service: str
+    kind: int
+    status_code: int
+    start_ns: int
+    duration_ns: int
+
+
+STORED_SPAN_COLUMNS = (
+    spans.c.trace_id,
+    spans.c.span_id,
+    spans.c.parent_span_id,
+    spans.c.service,
+    spans.c.kind,
+    spans.c.status_code,
+    spans.c.start_ns,
+    spans.c.duration_ns,
+)
+"""The columns :func:`stored_span` reads."""
+
+
+def stored_span(r: sa.Row) -> StoredSpan:
+    """A StoredSpan from a row of STORED_SPAN_COLUMNS."""
+    return StoredSpan(
+        r.trace_id.hex(),
+        r.span_id.hex(),
+        r.parent_span_id.hex() if r.parent_span_id else "",
+        r.service,
+        r.kind,
+        r.status_code,
+        r.start_ns,
+        r.duration_ns,
+    )
+
+
+@dataclass(slots=True)
+class Calls:
+    """The calls a batch adds: per-minute edge totals and edge stats (with mode and histogram)."""
+
+    edges: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+    stats: EdgeAccumulator = field(default_factory=EdgeAccumulator)
+
+    def add(self, parent: str, child: str, mode: int, start_ns: int, duration_ns: int, failed: bool) -> None:
+        """Count one call from ``parent`` to ``child`` starting at ``start_ns``."""
+        a = self.edges.setdefault((parent, child, start_ns - start_ns % EDGE_BUCKET_NS), [0, 0, 0, 0])
+        a[0] += 1
+        a[1] += failed
+        a[2] += duration_ns
+        a[3] = max(a[3], duration_ns)
+        self.stats.add(parent, child, mode, start_ns, duration_ns, failed)
+
+    def add_async(self, producer: str, consumer: str, start_ns: int, duration_ns: int, failed: bool) -> None:
+        """A producer -> consumer call through a link; none between spans of one service."""
+        if producer != consumer:
+            self.add(producer, consumer, MODE_ASYNC, start_ns, duration_ns, failed)
+
+
+def pair_calls(new: list[Span], old: list[StoredSpan]) -> tuple[Calls, dict[tuple[str, str], StoredSpan | Span]]:
+    """Calls between parent and child spans of the new spans and the stored ones (``old``,
+    of the same traces), each counted once: when the later of the two arrives. Also
+    counts the peers client and producer spans name. Returns the calls and every span
+    by (trace id, span id)."""
+    by_id: dict[tuple[str, str], StoredSpan | Span] = {(x.trace_id, x.span_id): x for x in old}
+    new_by_id = {(x.trace_id, x.span_id): x for x in new}
+    by_id.update(new_by_id)
+    new_keys = new_by_id.keys()
+    calls = Calls()
+    calls.stats.add_peers(new)
+    for child in by_id.values():
+        if not child.parent_span_id:
+            continue
+        parent = by_id.get((child.trace_id, child.parent_span_id))
+        if parent is None or parent.service == child.service:
+            continue
+        if (child.trace_id, child.span_id) not in new_keys and (parent.trace_id, parent.span_id) not in new_keys:
+            continue  # counted when the later of the two arrived
+        client_side = parent.kind == KIND_CLIENT
+        duration = parent.duration_ns if client_side else child.duration_ns
+        failed = child.status_code == STATUS_ERROR or (client_side and parent.status_code == STATUS_ERROR)
+        calls.add(parent.service, child.service, edge_mode(parent.kind, child.kind), child.start_ns, duration, failed)
+    return calls, by_id

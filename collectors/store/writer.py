@@ -1,0 +1,260 @@
+"""The write path of the span store: one transaction per batch.
+
+:meth:`Writer.write_spans` stores a batch and, in the same transaction, brings the
+per-trace summaries, the service index, the tag index, the operation list, the per-edge
+aggregates and the pattern tables up to date. It returns after the commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from collectors.model import KIND_CONSUMER, KIND_PRODUCER, STATUS_ERROR, Span, SpanLink
+from collectors.store import rows as _rows
+from collectors.store import tag_index
+from collectors.store.bulk import adding, insert_ignoring_duplicates, lock_traces, select_in, upsert
+from collectors.store.catalog import Catalog
+from collectors.store.contracts import StoreError, WriteResult, first_line
+from collectors.store.database import Database
+from collectors.store.pairing import STORED_SPAN_COLUMNS, Calls, StoredSpan, pair_calls, stored_span
+from collectors.store.patterns.batch import PatternRows, pattern_rows, write_pattern_rows
+from collectors.store.patterns.traffic import write_edge_stats
+from collectors.store.schema import (
+    edges,
+    operations,
+    spans,
+    trace_services,
+    trace_summaries,
+    unpaired_consumers,
+)
+from collectors.store.summaries import SUMMARY_COLUMNS, SUMMARY_SETS, summary_rows, with_stored_services
+
+WRITE_ATTEMPTS = 3
+"""Tries of a batch's transaction when PostgreSQL aborts it to break a deadlock or a
+serialization conflict (the write path takes its locks in one order, so this is rare)."""
+_TRANSIENT = {"40P01", "40001"}
+
+
+class Writer:
+    """Writes batches of spans through the database's write transactions.
+
+    The ids of resources and attribute keys come from the shared :class:`Catalog`; the
+    operations already recorded are remembered by this writer, so a batch of known
+    operations costs no statement for them.
+    """
+
+    def __init__(self, database: Database, catalog: Catalog) -> None:
+        self._database = database
+        self._catalog = catalog
+        self._known_operations: set[tuple[str, str, int]] = set()
+
+    def write_spans(self, batch: Iterable[Span], received_ns: int | None = None) -> WriteResult:
+        """Store spans, idempotently on (trace_id, span_id), and return after the commit.
+
+        Spans already stored (an exporter's retry) are skipped and counted as
+        duplicates; summaries, indexes and edges count each span once. Raises
+        StoreError if the transaction cannot commit, in which case nothing of the
+        batch is stored.
+        """
+        received_ns = received_ns or time.time_ns()
+        unique: dict[tuple[str, str], Span] = {}
+        for span in batch:
+            unique.setdefault((span.trace_id, span.span_id), span)
+        if not unique:
+            return WriteResult(0, 0)
+        offered = len(unique)
+        try:
+            resource_ids, key_ids = self._catalog.resolve(list(unique.values()))
+            # Everything that needs no database (row encoding, index entries, aggregates)
+            # is done before taking the write lock, so several workers overlap it and the
+            # lock is held only for the statements.
+            rows = {k: _rows.span_values(s, resource_ids[id(s.resource)], key_ids) for k, s in unique.items()}
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                prepared = _prepare(list(unique.values()), [], received_ns)
+                try:
+                    with self._database.write() as conn:
+                        new_ops, inserted = self._write_in(conn, dict(unique), rows, prepared, received_ns)
+                    break
+                except sa.exc.DBAPIError as err:
+                    if attempt == WRITE_ATTEMPTS or getattr(err.orig, "sqlstate", None) not in _TRANSIENT:
+                        raise
+        except sa.exc.SQLAlchemyError as err:
+            raise StoreError(f"could not store the batch: {first_line(err)}") from err
+        self._known_operations.update(new_ops)
+        self._database.start_checkpoints()
+        return WriteResult(inserted, offered - inserted)
+
+    def _write_in(
+        self,
+        conn: Connection,
+        unique: dict[tuple[str, str], Span],
+        rows: dict[tuple[str, str], tuple],
+        prepared: _Prepared,
+        received_ns: int,
+    ) -> tuple[set[tuple[str, str, int]], int]:
+        """Write the batch's new spans and what they add; return the operations not known
+        before and how many spans were new."""
+        trace_keys = {bytes.fromhex(t) for t, _ in unique}
+        # A consumer's link pairs it with a producer span of another trace: hold that
+        # trace too, so the producer's batch and this one see each other's rows.
+        linked = {bytes.fromhex(lk.trace_id) for s in unique.values() if s.kind == KIND_CONSUMER for lk in s.links}
+        lock_traces(conn, list(trace_keys | linked))
+        # Services already recorded per stored trace: which traces exist, and what the
+        # summary upsert merges with.
+        existing = {
+            trace_id: _rows.loads(services)
+            for trace_id, services in select_in(
+                conn, trace_summaries, ("trace_id", "services"), "trace_id", list(trace_keys)
+            )
+        }
+        if existing:
+            # Some traces have spans stored already: drop spans already stored (a retry),
+            # and pair the new spans with the stored ones for edges.
+            old_spans = _stored_spans(conn, list(existing))
+            retried = {(x.trace_id, x.span_id) for x in old_spans} & unique.keys()
+            for key in retried:
+                del unique[key]
+            if not unique:
+                return set(), 0
+            if retried:
+                rows = {k: rows[k] for k in unique}
+                prepared = _prepare(list(unique.values()), old_spans, received_ns)
+            else:  # the same spans: only their edges pair differently with the stored ones
+                prepared.calls, prepared.by_id = pair_calls(list(unique.values()), old_spans)
+        new = list(unique.values())
+        insert_ignoring_duplicates(conn, spans, _rows.SPAN_COLUMNS, list(rows.values()))
+        summaries = prepared.summaries
+        if existing:
+            summaries = [with_stored_services(row, existing) for row in summaries]
+        upsert(conn, trace_summaries, SUMMARY_COLUMNS, ("trace_id",), SUMMARY_SETS, summaries)
+        insert_ignoring_duplicates(conn, trace_services, ("service", "start_ns", "trace_id"), prepared.services)
+        tag_index.write(conn, prepared.tags)
+        new_ops = {(s.service, s.name, s.kind) for s in new} - self._known_operations
+        if new_ops:
+            insert_ignoring_duplicates(conn, operations, ("service", "name", "kind"), sorted(new_ops))
+        producers = [s for s in new if s.kind == KIND_PRODUCER]
+        if producers:  # before this batch's own consumers are recorded as waiting
+            _pair_waiting_consumers(conn, producers, prepared.calls)
+        links = [(s, lk) for s in new if s.kind == KIND_CONSUMER for lk in s.links]
+        if links:
+            _pair_linked_consumers(conn, links, prepared)
+        upsert(
+            conn,
+            edges,
+            _EDGE_COLUMNS,
+            ("parent", "child", "bucket_ns"),
+            _EDGE_SETS,
+            [(*k, *v) for k, v in prepared.calls.edges.items()],
+        )
+        write_edge_stats(conn, prepared.calls.stats)
+        write_pattern_rows(self._database, conn, prepared.patterns)
+        return new_ops, len(unique)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """What a batch adds besides its span rows, computed without the database."""
+
+    summaries: list[tuple]
+    services: list[tuple[str, int, bytes]]
+    tags: list[tuple[int, bytes, bytes]]
+    calls: Calls
+    patterns: PatternRows
+    by_id: dict[tuple[str, str], StoredSpan | Span]
+
+
+_EDGE_COLUMNS = ("parent", "child", "bucket_ns", "call_count", "error_count", "duration_sum_ns", "duration_max_ns")
+_EDGE_SETS = adding(["call_count", "error_count", "duration_sum_ns"], ["duration_max_ns"])
+_UNPAIRED_COLUMNS = (
+    "producer_span_id",
+    "producer_trace_id",
+    "consumer_trace_id",
+    "consumer_span_id",
+    "service",
+    "start_ns",
+    "duration_ns",
+    "failed",
+)
+
+
+def _prepare(new: list[Span], old: list[StoredSpan], received_ns: int) -> _Prepared:
+    """Summaries, index entries, calls and pattern rows of the new spans of a batch;
+    ``old`` are the stored spans of the batch's traces, for calls across batches."""
+    summaries, services = summary_rows(new, received_ns)
+    calls, by_id = pair_calls(new, old)
+    return _Prepared(summaries, services, tag_index.rows_for(new), calls, pattern_rows(new), by_id)
+
+
+def _stored_spans(conn: Connection, trace_keys: list[bytes]) -> list[StoredSpan]:
+    rows = conn.execute(sa.select(*STORED_SPAN_COLUMNS).where(spans.c.trace_id.in_(trace_keys)))
+    return [stored_span(r) for r in rows]
+
+
+def _pair_linked_consumers(conn: Connection, links: list[tuple[Span, SpanLink]], prepared: _Prepared) -> None:
+    """Count producer -> consumer calls of new CONSUMER spans that link to their producer.
+
+    Messaging consumers usually start a trace of their own and link to the producing
+    span (OpenTelemetry's messaging conventions), so there is no parent to pair with.
+    A consumer whose producer has not arrived is recorded in ``unpaired_consumers``;
+    the producer's batch pairs it (:func:`_pair_waiting_consumers`).
+    """
+    found = dict(prepared.by_id)
+    wanted = {(lk.trace_id, lk.span_id) for _, lk in links} - set(found)
+    if wanted:
+        rows = conn.execute(
+            sa.select(*STORED_SPAN_COLUMNS).where(
+                spans.c.trace_id.in_({bytes.fromhex(t) for t, _ in wanted}),
+                spans.c.span_id.in_({bytes.fromhex(sp) for _, sp in wanted}),
+            )
+        )
+        found.update(((x.trace_id, x.span_id), x) for x in map(stored_span, rows))
+    waiting = []
+    for consumer, link in links:
+        producer = found.get((link.trace_id, link.span_id))
+        duration, failed = consumer.end_ns - consumer.start_ns, consumer.status_code == STATUS_ERROR
+        if producer is None:
+            waiting.append(
+                (
+                    bytes.fromhex(link.span_id),
+                    bytes.fromhex(link.trace_id),
+                    bytes.fromhex(consumer.trace_id),
+                    bytes.fromhex(consumer.span_id),
+                    consumer.service,
+                    consumer.start_ns,
+                    duration,
+                    int(failed),
+                )
+            )
+        elif producer.kind == KIND_PRODUCER:
+            prepared.calls.add_async(producer.service, consumer.service, consumer.start_ns, duration, failed)
+    insert_ignoring_duplicates(conn, unpaired_consumers, _UNPAIRED_COLUMNS, waiting)
+
+
+def _pair_waiting_consumers(conn: Connection, producers: list[Span], calls: Calls) -> None:
+    """Count the async calls of consumers stored before these producer spans arrived,
+    and forget them (each is paired once)."""
+    by_key = {(bytes.fromhex(p.span_id), bytes.fromhex(p.trace_id)): p for p in producers}
+    rows = select_in(conn, unpaired_consumers, _UNPAIRED_COLUMNS, "producer_span_id", [k[0] for k in by_key])
+    paired = []
+    for span_id, trace_id, consumer_trace, consumer_span, service, start_ns, duration, failed in rows:
+        producer = by_key.get((span_id, trace_id))
+        if producer is None:
+            continue
+        calls.add_async(producer.service, service, start_ns, duration, bool(failed))
+        paired.append((span_id, trace_id, consumer_trace, consumer_span))
+    if paired:
+        u = unpaired_consumers.c
+        conn.execute(
+            sa.delete(unpaired_consumers).where(
+                u.producer_span_id == sa.bindparam("s"),
+                u.producer_trace_id == sa.bindparam("t"),
+                u.consumer_trace_id == sa.bindparam("ct"),
+                u.consumer_span_id == sa.bindparam("cs"),
+            ),
+            [{"s": s, "t": t, "ct": ct, "cs": cs} for s, t, ct, cs in paired],
+        )
