@@ -36,11 +36,11 @@ class Settings:
     database_url: str = _setting("", "SQLAlchemy URL of the store; empty means an SQLite file in the data directory")
     max_body_mb: int = _setting(20, "largest accepted OTLP request body in MiB, after decompression")
     retention_hours: float = _setting(72.0, "delete traces received longer ago than this (0 keeps them)")
-    max_spans: int = _setting(10_000_000, "keep at most this many spans, deleting the oldest traces first (0: no cap)")
-    prune_interval_s: float = _setting(30.0, "seconds between background retention passes")
+    max_spans: int = _setting(10_000_000, "keep at most this many spans, deleting the oldest received traces first (0: no cap)")
+    prune_interval_s: float = _setting(30.0, "seconds between background retention passes (0: none)")
     auth_token: str = _setting("", "bearer token required for OTLP (HTTP and gRPC), the JSON API and the pages; empty: no auth")
     workers: int = _setting(1, "gunicorn worker processes for `spyglass serve`")
-    max_inflight: int = _setting(16, "concurrent ingest requests per process before answering 503")
+    max_inflight: int = _setting(16, "concurrent ingest requests per process; a request that finds no slot within 2 s gets 503")
     max_attributes: int = _setting(
         256, "attributes kept per span, event, link or resource; the rest are dropped and counted"
     )
@@ -106,7 +106,8 @@ class Settings:
 
 
 def help_texts() -> dict[str, str]:
-    """Environment variable name to help text, for ``--help`` and the README test."""
+    """Environment variable name to help text, for the test that the README documents every
+    setting (``spyglass serve --help`` builds its options from the same field metadata)."""
     return {ENV_PREFIX + f.name.upper(): f.metadata["help"] for f in fields(Settings)}
 
 

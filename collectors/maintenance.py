@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 class Pruner:
     """A daemon thread that runs :meth:`SpanStore.prune` every ``interval_s`` seconds.
 
-    Deletes in small transactions, so a pass never holds the write lock for long. (The
-    store's own background thread keeps SQLite's write-ahead log in bounds.)
+    Deletes in small transactions, so a pass never holds the write lock for long.
+    Checkpoints are not its business: :func:`maintain` opens the store without its
+    checkpoint thread and runs :meth:`SpanStore.checkpoint_forever` on its main thread.
     """
 
     def __init__(self, store: SpanStore, *, retention_hours: float, max_spans: int, interval_s: float) -> None:
