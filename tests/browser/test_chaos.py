@@ -50,7 +50,9 @@ def test_payment_declined_from_the_page_to_its_compensated_trace(page, demo: Dem
     page.screenshot(path=str(OUTPUT / "chaos-result.png"), full_page=True)
     with page.expect_navigation(url=lambda url: "/traces/" in url):
         page.locator("#first-failing a").click()
-    body = page.locator("main")
-    body.get_by_text("compensation create_order").first.wait_for()
-    assert "saga order" in body.inner_text()
+    page.locator(".wf-name", has_text="saga order compensation create_order").first.wait_for()
+    page.locator(".wf-name", has_text="saga order").first.click()
+    panel = page.locator(".span-panel")
+    panel.wait_for()
+    assert "saga.outcome" in panel.inner_text() and "compensated" in panel.inner_text()
     page.screenshot(path=str(OUTPUT / "chaos-trace.png"), full_page=True)
