@@ -1,5 +1,5 @@
 """Measure the chaos lab: each scenario's run time (start to verdict) with the demo's
-default settings, and the server time of /chaos and of a result page.
+default settings, and the response time (over loopback) of /chaos and of a result page.
 
 Starts Spyglass and every demo service on free loopback ports (no background traffic),
 runs each scenario once through the JSON API with the control token, then requests the
