@@ -10,10 +10,10 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from htmx_flask import make_response as htmx_response
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, Conflict
 
 from app import demo_control
-from app.experiment_runner import ExperimentRunner
+from app.experiment_runner import ExperimentRunner, ExperimentRunningError
 from app.htmx import is_htmx, render_page_or_fragment
 from app.post_guard import client_address, guard
 from app.registry_client import RegistryUnavailableError
@@ -120,10 +120,30 @@ def run() -> Any:
     return redirect(target, code=303)
 
 
+@bp.post("/chaos/tour")
+def tour() -> Any:
+    """Run every scenario in turn; go to the list of experiments, which follows them."""
+    guard().check()
+    try:
+        runner().start_tour(list(SCENARIOS.values()), client_address())
+    except ExperimentRunningError as err:
+        raise Conflict(f"{err}; wait for it to finish") from err
+    target = url_for("chaos.experiments")
+    if is_htmx():
+        return htmx_response("", 200, redirect=target)
+    return redirect(target, code=303)
+
+
 @bp.get("/chaos/experiments")
 def experiments() -> str:
-    """Past experiments, newest first."""
-    return render_template("chaos/experiments.html", experiments=store().list_experiments(200))
+    """Past experiments, newest first; the list refreshes itself while one runs."""
+    found = store().list_experiments(200)
+    return render_page_or_fragment(
+        "chaos/experiments.html",
+        "chaos/_live_list.html",
+        experiments=found,
+        running=any(e.status == "running" for e in found),
+    )
 
 
 @bp.get("/chaos/experiments/<experiment_id>")

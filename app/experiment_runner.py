@@ -12,6 +12,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from app.analysis import chaos as judge
@@ -70,6 +71,30 @@ class ExperimentRunner:
         thread = self._thread
         if thread is not None:
             thread.join(timeout_s)
+
+    def start_tour(self, scenarios: Sequence[Scenario], address: str) -> Experiment:
+        """Run every scenario in turn, each its own experiment; the first starts now (so
+        ExperimentRunningError comes at once), the rest after each other. A tour stops
+        early if someone else's experiment takes the lab in between. Returns the first."""
+        first = self.start(scenarios[0], address)
+        with self._lock:
+            run = self._thread
+
+        def rest() -> None:
+            current = run
+            for scenario in scenarios[1:]:
+                if current is not None:
+                    current.join()
+                try:
+                    self.start(scenario, address)
+                except ExperimentRunningError:
+                    log.warning("the tour stopped before %s: another experiment is running", scenario.name)
+                    return
+                with self._lock:
+                    current = self._thread
+
+        threading.Thread(target=rest, name="chaos-tour", daemon=True).start()
+        return first
 
     def record_manual(self, address: str, changes: list[dict[str, Any]]) -> Experiment:
         """Store a manual change of fault settings as a finished experiment."""

@@ -313,3 +313,22 @@ def test_the_command_line_exits_2_with_one_line_for_bad_input(demo: Demo, args: 
 def test_the_command_line_without_a_control_token_exits_2(demo: Demo, tmp_path: Path):
     ran = spyglass_chaos("run", "happy-order", "--ui-url", demo.ui_url, "--data-dir", str(tmp_path))
     assert ran.returncode == 2 and "no control token" in ran.stderr
+
+
+def test_the_tour_runs_every_scenario_in_turn_and_each_holds(demo: Demo):
+    before = {e["id"] for e in requests.get(f"{demo.ui_url}/api/v1/experiments", timeout=10).json()["experiments"]}
+    started = browser_post(demo, "/chaos/tour", {"csrf_token": csrf_of(demo)})
+    assert started.status_code == 303 and started.headers["Location"].endswith("/chaos/experiments")
+    assert "data-live" in requests.get(f"{demo.ui_url}/chaos/experiments", timeout=10).text
+
+    def finished() -> list[dict[str, Any]]:
+        listed = requests.get(f"{demo.ui_url}/api/v1/experiments", timeout=10).json()["experiments"]
+        new = [e for e in listed if e["id"] not in before]
+        done = len(new) == len(SCENARIOS) and all(e["status"] == "done" for e in new)
+        return new if done else []
+
+    new = wait_until(finished, timeout=150, interval=0.5)
+    assert sorted(e["scenario"] for e in new) == sorted(SCENARIOS)
+    assert [e["scenario"] for e in sorted(new, key=lambda e: e["started_ns"])] == SCENARIOS
+    assert all(e["verdict"] == "passed" for e in new), [(e["scenario"], e["checks"]) for e in new]
+    assert "data-live" not in requests.get(f"{demo.ui_url}/chaos/experiments", timeout=10).text
