@@ -54,7 +54,7 @@ class SpanStore:
         catalog = Catalog(database)
         self._writer = Writer(database, catalog)
         self._traces = TraceReader(database, catalog)
-        self._traffic = TrafficReader(database, catalog, self._traces)
+        self._traffic = TrafficReader(database, self._traces)
         self._breakers = BreakerReader(database)
         self._sagas = SagaReader(database)
         self._experiments = ExperimentLog(database)
@@ -147,7 +147,8 @@ class SpanStore:
         return self._traffic.find_edge_stats(start_ns, end_ns)
 
     def find_edge_traces(self, parent: str, child: str, start_ns: int, end_ns: int) -> list[TraceSummary]:
-        """Traces, most recent first, in which ``parent`` called ``child`` in the window."""
+        """Traces in which ``parent`` called ``child`` in the window (kept at ingest, a few
+        per minute), newest minute first."""
         return self._traffic.find_edge_traces(parent, child, start_ns, end_ns)
 
     def find_operation_traffic(self, start_ns: int, end_ns: int, service: str | None = None) -> list[OperationTraffic]:

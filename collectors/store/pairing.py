@@ -65,19 +65,24 @@ class Calls:
     edges: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
     stats: EdgeAccumulator = field(default_factory=EdgeAccumulator)
 
-    def add(self, parent: str, child: str, mode: int, start_ns: int, duration_ns: int, failed: bool) -> None:
-        """Count one call from ``parent`` to ``child`` starting at ``start_ns``."""
+    def add(
+        self, parent: str, child: str, mode: int, start_ns: int, duration_ns: int, failed: bool, trace_id: str
+    ) -> None:
+        """Count one call from ``parent`` to ``child`` starting at ``start_ns`` in trace ``trace_id``."""
         a = self.edges.setdefault((parent, child, start_ns - start_ns % EDGE_BUCKET_NS), [0, 0, 0, 0])
         a[0] += 1
         a[1] += failed
         a[2] += duration_ns
         a[3] = max(a[3], duration_ns)
-        self.stats.add(parent, child, mode, start_ns, duration_ns, failed)
+        self.stats.add(parent, child, mode, start_ns, duration_ns, failed, trace_id)
 
-    def add_async(self, producer: str, consumer: str, start_ns: int, duration_ns: int, failed: bool) -> None:
-        """A producer -> consumer call through a link; none between spans of one service."""
+    def add_async(
+        self, producer: str, consumer: str, start_ns: int, duration_ns: int, failed: bool, trace_id: str
+    ) -> None:
+        """A producer -> consumer call through a link (``trace_id``: the consumer's trace);
+        none between spans of one service."""
         if producer != consumer:
-            self.add(producer, consumer, MODE_ASYNC, start_ns, duration_ns, failed)
+            self.add(producer, consumer, MODE_ASYNC, start_ns, duration_ns, failed, trace_id)
 
 
 def pair_calls(new: list[Span], old: list[StoredSpan]) -> tuple[Calls, dict[tuple[str, str], StoredSpan | Span]]:
@@ -102,5 +107,13 @@ def pair_calls(new: list[Span], old: list[StoredSpan]) -> tuple[Calls, dict[tupl
         client_side = parent.kind == KIND_CLIENT
         duration = parent.duration_ns if client_side else child.duration_ns
         failed = child.status_code == STATUS_ERROR or (client_side and parent.status_code == STATUS_ERROR)
-        calls.add(parent.service, child.service, edge_mode(parent.kind, child.kind), child.start_ns, duration, failed)
+        calls.add(
+            parent.service,
+            child.service,
+            edge_mode(parent.kind, child.kind),
+            child.start_ns,
+            duration,
+            failed,
+            child.trace_id,
+        )
     return calls, by_id

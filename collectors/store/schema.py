@@ -154,6 +154,8 @@ edge_stats = sa.Table(
     sa.Column("duration_sum_ns", sa.BigInteger, nullable=False),
     sa.Column("duration_max_ns", sa.BigInteger, nullable=False),
     *_histogram_columns(),
+    # Up to EXEMPLARS trace ids of calls in the minute, each followed by a space.
+    sa.Column("exemplars", sa.Text, nullable=False, server_default=""),
     sa.Index("ix_edge_stats_bucket_ns", "bucket_ns"),
     sqlite_with_rowid=False,
 )

@@ -231,7 +231,9 @@ def _pair_linked_consumers(conn: Connection, links: list[tuple[Span, SpanLink]],
                 )
             )
         elif producer.kind == KIND_PRODUCER:
-            prepared.calls.add_async(producer.service, consumer.service, consumer.start_ns, duration, failed)
+            prepared.calls.add_async(
+                producer.service, consumer.service, consumer.start_ns, duration, failed, consumer.trace_id
+            )
     insert_ignoring_duplicates(conn, unpaired_consumers, _UNPAIRED_COLUMNS, waiting)
 
 
@@ -245,7 +247,7 @@ def _pair_waiting_consumers(conn: Connection, producers: list[Span], calls: Call
         producer = by_key.get((span_id, trace_id))
         if producer is None:
             continue
-        calls.add_async(producer.service, service, start_ns, duration, bool(failed))
+        calls.add_async(producer.service, service, start_ns, duration, bool(failed), consumer_trace.hex())
         paired.append((span_id, trace_id, consumer_trace, consumer_span))
     if paired:
         u = unpaired_consumers.c

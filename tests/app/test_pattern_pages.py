@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -279,3 +280,32 @@ def test_registry_unreachable_is_said_plainly(settings, store):
     soup = get_html(client, "/registry/instances")
     assert "unreachable" in soup.select_one(".registry-down").get_text()
     assert get_json(client, "/api/v1/registry")["registry_error"].startswith("the registry at")
+
+
+@pytest.mark.parametrize("producer_first", [True, False])
+def test_an_async_edge_page_lists_the_consumer_traces(client, store, producer_first):
+    from collectors.model import KIND_CONSUMER, KIND_PRODUCER, Resource, Span, SpanLink
+
+    now = time.time_ns()
+    producer = Span(
+        "a1" * 16, "b1" * 8, "", "publish OrderPlaced", KIND_PRODUCER, now, now + 1_000_000, Resource("orders")
+    )
+    consumers = [
+        Span(
+            f"c{i}" * 16,
+            "d1" * 8,
+            "",
+            "process OrderPlaced",
+            KIND_CONSUMER,
+            now + 2_000_000,
+            now + 5_000_000,
+            Resource("notifications"),
+            links=(SpanLink(producer.trace_id, producer.span_id),),
+        )
+        for i in range(2)
+    ]
+    for batch in ([producer], consumers) if producer_first else (consumers, [producer]):
+        store.write_spans(batch)
+    soup = get_html(client, "/services/edge?parent=orders&child=notifications")
+    listed = {a["href"] for a in soup.select("ul.edge-traces a")}
+    assert listed == {f"/traces/{c.trace_id}" for c in consumers}

@@ -7,7 +7,6 @@ rows. The reads feed the service graph, the service and edge pages and the regis
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -52,13 +51,11 @@ from collectors.store.schema import (
     edge_stats,
     instance_stats,
     operation_stats,
-    spans,
     trace_services,
     trace_summaries,
 )
 
 if TYPE_CHECKING:
-    from collectors.store.catalog import Catalog
     from collectors.store.database import Database
     from collectors.store.queries import TraceReader
 
@@ -67,17 +64,30 @@ if TYPE_CHECKING:
 
 
 class EdgeAccumulator:
-    """Collects edge-stats rows for one batch; flushed with :func:`write_edge_stats`."""
+    """Collects edge-stats rows for one batch; flushed with :func:`write_edge_stats`.
+
+    Besides the counts, each row keeps up to EXEMPLARS trace ids of its calls (as Tempo's
+    service graph keeps exemplars), so that the edge page lists traces without pairing
+    spans again: a call made through a span link has no parent a query could follow.
+    """
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str, int, int], list[int]] = {}
+        self.exemplars: dict[tuple[str, str, int, int], list[str]] = {}
 
-    def add(self, parent: str, child: str, mode: int, start_ns: int, duration_ns: int, failed: bool) -> None:
-        """Count one call."""
+    def add(
+        self, parent: str, child: str, mode: int, start_ns: int, duration_ns: int, failed: bool, trace_id: str
+    ) -> None:
+        """Count one call, made in trace ``trace_id`` (the callee's span's trace)."""
         key = (parent, child, mode, start_ns - start_ns % BUCKET_NS)
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = [0] * (4 + HISTOGRAM_BUCKETS)
+            self.exemplars[key] = [trace_id]
+        else:
+            kept = self.exemplars[key]
+            if len(kept) < EXEMPLARS and trace_id not in kept:
+                kept.append(trace_id)
         row[0] += 1
         row[1] += bool(failed)
         row[2] += duration_ns
@@ -91,7 +101,7 @@ class EdgeAccumulator:
                 continue
             peer = peer_of(s.attributes, s.kind)
             if peer is not None:
-                self.add(s.service, peer[0], peer[1], s.start_ns, s.duration_ns, s.is_error)
+                self.add(s.service, peer[0], peer[1], s.start_ns, s.duration_ns, s.is_error, s.trace_id)
 
 
 def edge_mode(parent_kind: int, child_kind: int) -> int:
@@ -126,8 +136,19 @@ _EDGE_STATS_COLUMNS = (
     "duration_sum_ns",
     "duration_max_ns",
     *HISTOGRAM_COLUMNS,
+    "exemplars",
 )
-_EDGE_STATS_SETS = adding(["call_count", "error_count", "duration_sum_ns", *HISTOGRAM_COLUMNS], ["duration_max_ns"])
+EXEMPLARS = 5
+"""Trace ids kept per edge, mode and minute."""
+_EXEMPLAR_TEXT = EXEMPLARS * 33  # 32 hex digits and a space each
+_EDGE_STATS_SETS = (
+    *adding(["call_count", "error_count", "duration_sum_ns", *HISTOGRAM_COLUMNS], ["duration_max_ns"]),
+    (
+        "exemplars",
+        f"CASE WHEN length(OLD.exemplars) >= {_EXEMPLAR_TEXT} THEN OLD.exemplars"
+        f" ELSE substr(OLD.exemplars || NEW.exemplars, 1, {_EXEMPLAR_TEXT}) END",
+    ),
+)
 _OPERATION_STATS_COLUMNS = (
     "service",
     "name",
@@ -153,7 +174,7 @@ def write_edge_stats(conn: Connection, acc: EdgeAccumulator) -> None:
         _EDGE_STATS_COLUMNS,
         ("parent", "child", "mode", "bucket_ns"),
         _EDGE_STATS_SETS,
-        [(*k, *v) for k, v in acc.rows.items()],
+        [(*k, *v, "".join(f"{t} " for t in acc.exemplars[k])) for k, v in acc.rows.items()],
     )
 
 
@@ -208,9 +229,8 @@ def write_entry_stats(
 class TrafficReader:
     """Reads of the edge, operation and instance stats, summed over a window."""
 
-    def __init__(self, database: Database, catalog: Catalog, traces: TraceReader) -> None:
+    def __init__(self, database: Database, traces: TraceReader) -> None:
         self._database = database
-        self._catalog = catalog
         self._traces = traces
 
     def find_edge_stats(self, start_ns: int, end_ns: int) -> list[EdgeStats]:
@@ -323,66 +343,24 @@ class TrafficReader:
         return self._traces.get_summaries(ids)
 
     def find_edge_traces(
-        self, parent: str, child: str, start_ns: int, end_ns: int, limit: int = 20, scan: int = 400
+        self, parent: str, child: str, start_ns: int, end_ns: int, limit: int = 20
     ) -> list[TraceSummary]:
-        """Traces, most recent first, in which a span of ``parent`` called ``child`` (a span of
-        ``child`` with a parent span in ``parent``, or a client/producer span of ``parent``
-        naming ``child`` as its peer). Looks at most at ``scan`` candidate traces."""
-        a, b = trace_services.alias("a"), trace_services.alias("b")
-        cand = (
-            sa.select(a.c.trace_id)
-            .where(a.c.service == parent, a.c.start_ns >= start_ns, a.c.start_ns <= end_ns)
-            .order_by(a.c.start_ns.desc())
-            .limit(scan)
+        """Traces in which ``parent`` called ``child`` in the window (in any mode): the
+        exemplars kept at ingest, newest minute first, at most ``limit``; traces since
+        deleted by retention are left out."""
+        c = edge_stats.c
+        stmt = (
+            sa.select(c.exemplars)
+            .where(c.parent == parent, c.child == child, c.exemplars != "", *in_window(c.bucket_ns, start_ns, end_ns))
+            .order_by(c.bucket_ns.desc())
         )
+        found: dict[str, None] = {}
         with self._database.connect() as conn:
-            candidates = list(dict.fromkeys(conn.execute(cand).scalars()))
-            if not candidates:
-                return []
-            if parent != child:
-                both = set(
-                    conn.execute(
-                        sa.select(b.c.trace_id).where(b.c.service == child, b.c.trace_id.in_(candidates))
-                    ).scalars()
-                )
-            else:
-                both = set(candidates)
-            rows = conn.execute(
-                sa.select(
-                    spans.c.trace_id,
-                    spans.c.span_id,
-                    spans.c.parent_span_id,
-                    spans.c.service,
-                    spans.c.kind,
-                    spans.c.attributes,
-                ).where(spans.c.trace_id.in_(candidates))
-            ).all()
-            attributes = dict(
-                zip(rows, self._catalog.decode_attributes(conn, [r.attributes for r in rows]), strict=True)
-            )
-        by_trace: dict[bytes, list[Any]] = defaultdict(list)
-        for r in rows:
-            by_trace[r.trace_id].append(r)
-        found = []
-        for key in candidates:
-            group = by_trace.get(key, [])
-            service_of = {r.span_id: r.service for r in group}
-            hit = key in both and any(
-                r.service == child and r.parent_span_id is not None and service_of.get(r.parent_span_id) == parent
-                for r in group
-            )
-            if not hit:
-                for r in group:
-                    if r.service == parent and r.kind in (KIND_CLIENT, KIND_PRODUCER) and r.attributes:
-                        peer = peer_of(attributes[r], r.kind)
-                        if peer is not None and peer[0] == child:
-                            hit = True
-                            break
-            if hit:
-                found.append(key.hex())
-                if len(found) == limit:
+            for text in conn.execute(stmt).scalars():
+                found.update(dict.fromkeys(text.split()))
+                if len(found) >= limit:
                     break
-        return self._traces.get_summaries(found)
+        return self._traces.get_summaries(list(found)[:limit])
 
 
 def _hist_sums(table: sa.Table) -> list[Any]:
