@@ -24,13 +24,11 @@ from urllib.parse import urlsplit
 from flask import current_app, request
 from werkzeug.exceptions import BadRequest, Forbidden
 
-from demo_services.protocol import CONTROL_TOKEN_HEADER
+from demo_services.protocol import CONTROL_TOKEN_FILE, CONTROL_TOKEN_HEADER
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 KEY_FILE = "dashboard.key"
-CONTROL_TOKEN_FILE = "control-token"
-"""The demo's control token, in ``<data dir>/demo/`` (written by the demo launcher)."""
 CONTROL_TOKEN_VARIABLE = "SPYGLASS_DEMO_CONTROL_TOKEN"
 
 

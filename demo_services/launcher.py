@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import requests
 
-from demo_services.protocol import CONTROL_TOKEN_HEADER
+from demo_services.protocol import CONTROL_TOKEN_FILE, CONTROL_TOKEN_HEADER
 from demo_services.traffic import TrafficGenerator
 
 API_TOKEN = "demo-token"
@@ -56,7 +56,7 @@ What to try:
        -d '{{"user_id": 1, "items": [{{"product_id": 1, "quantity": 1}}]}}' {gateway}/api/orders
   the same order with "card": "4000000000000002" -> payment declined, the saga compensates
   make payment fail and watch its breaker open (error_rate 0 heals it):
-  curl -H 'X-Spyglass-Control-Token: {control}' -H 'Content-Type: application/json' \\
+  curl -H "X-Spyglass-Control-Token: $(cat {control})" -H 'Content-Type: application/json' \\
        -d '{{"error_rate": 1}}' {payment}/control
   {ui}/chaos: set faults and run the named scenarios (spyglass chaos list / run NAME --wait)
   {ui}/traces, {ui}/services, {ui}/breakers, {ui}/sagas: watch the patterns react
@@ -159,6 +159,11 @@ class Demo:
         return f"http://{self.ui_addr}"
 
     @property
+    def control_token_path(self) -> Path:
+        """The file that keeps the control token (mode 0600), for scripts."""
+        return self.services_dir / CONTROL_TOKEN_FILE
+
+    @property
     def gateway_url(self) -> str:
         """Return the gateway's base URL."""
         return self.url("gateway")
@@ -187,6 +192,7 @@ class Demo:
         """
         began = time.monotonic()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._keep_control_token()
         self._create_children()
         self._say(f"Starting Spyglass and {len(SERVICES)} services in {self.data_dir} ...")
         try:
@@ -274,6 +280,15 @@ class Demo:
                 text = ["(no output)"]
             parts.append(f"--- {name} ---\n" + "\n".join(text))
         return "\n".join(parts)
+
+    def _keep_control_token(self) -> None:
+        """Write the control token to its file, readable by its owner only: scripts read it
+        there, so it is never printed."""
+        path = self.control_token_path
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.control_token)
 
     def _create_children(self) -> None:
         root = str(Path(__file__).resolve().parent.parent)
@@ -430,7 +445,7 @@ def run_demo(
                 token=demo.api_token,
                 gateway=demo.gateway_url,
                 ui=demo.ui_url,
-                control=demo.control_token,
+                control=demo.control_token_path,
                 payment=demo.url("payment"),
             ),
             flush=True,

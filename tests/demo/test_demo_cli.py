@@ -103,6 +103,20 @@ def test_demo_forwards_spyglass_options_and_says_where_to_go_without_a_display(t
             return data if "gateway" in data else []
 
         wait_until(services, timeout=30, interval=0.3, message=f"the gateway's spans\n{output()}")
+
+        # The control token is kept in its file (owner only), never printed; with auth on,
+        # `spyglass chaos` needs the bearer token as well.
+        token_file = tmp_path / "data" / "demo" / "control-token"
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        assert token_file.read_text() not in output() and str(token_file) in output()
+        chaos = [sys.executable, "-m", "app.cli", "chaos", "run", "payment-declined", "--wait", "--ui-url", ui]
+        chaos += ["--data-dir", str(tmp_path / "data")]
+        refused = subprocess.run(chaos, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and "bearer token is required" in refused.stderr
+        ran = subprocess.run(
+            chaos, cwd=ROOT, env={**env, "SPYGLASS_AUTH_TOKEN": TOKEN}, capture_output=True, text=True, timeout=120
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
     finally:
         _stop(proc)
         log.close()
