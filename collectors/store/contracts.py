@@ -9,9 +9,6 @@ from dataclasses import dataclass, field
 
 from collectors.model import TraceSummary
 
-EDGE_BUCKET_NS = 60 * 1_000_000_000
-"""Edge aggregates are kept per minute, so a dependency window is exact to the minute."""
-
 MAX_QUERY_LIMIT = 1500
 """Hard upper bound on traces returned by one search, whatever the caller asks."""
 

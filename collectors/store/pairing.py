@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from collectors.model import KIND_CLIENT, STATUS_ERROR, Span
-from collectors.store.contracts import EDGE_BUCKET_NS
 from collectors.store.patterns.conventions import MODE_ASYNC
 from collectors.store.patterns.traffic import EdgeAccumulator, edge_mode
 from collectors.store.schema import spans
@@ -60,20 +59,14 @@ def stored_span(r: sa.Row) -> StoredSpan:
 
 @dataclass(slots=True)
 class Calls:
-    """The calls a batch adds: per-minute edge totals and edge stats (with mode and histogram)."""
+    """The calls a batch adds, as edge-stats rows (per minute, with mode and histogram)."""
 
-    edges: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
     stats: EdgeAccumulator = field(default_factory=EdgeAccumulator)
 
     def add(
         self, parent: str, child: str, mode: int, start_ns: int, duration_ns: int, failed: bool, trace_id: str
     ) -> None:
         """Count one call from ``parent`` to ``child`` starting at ``start_ns`` in trace ``trace_id``."""
-        a = self.edges.setdefault((parent, child, start_ns - start_ns % EDGE_BUCKET_NS), [0, 0, 0, 0])
-        a[0] += 1
-        a[1] += failed
-        a[2] += duration_ns
-        a[3] = max(a[3], duration_ns)
         self.stats.add(parent, child, mode, start_ns, duration_ns, failed, trace_id)
 
     def add_async(

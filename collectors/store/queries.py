@@ -20,7 +20,6 @@ from collectors.store import rows as _rows
 from collectors.store import tag_index
 from collectors.store.catalog import Catalog
 from collectors.store.contracts import (
-    EDGE_BUCKET_NS,
     MAX_QUERY_LIMIT,
     MAX_SORT_SCAN,
     SORT_ORDERS,
@@ -28,8 +27,9 @@ from collectors.store.contracts import (
     TraceQuery,
 )
 from collectors.store.database import Database
+from collectors.store.patterns.conventions import PAIRED_MODES, in_window
 from collectors.store.schema import (
-    edges,
+    edge_stats,
     operations,
     resources,
     spans,
@@ -218,8 +218,9 @@ class TraceReader:
         return keep
 
     def dependencies(self, start_ns: int, end_ns: int) -> list[Edge]:
-        """Service-to-service edges with calls starting in [start_ns, end_ns], by minute."""
-        c = edges.c
+        """Service-to-service edges (calls paired from spans, synchronous or through links)
+        with calls in the minutes overlapping [start_ns, end_ns], by parent and child."""
+        c = edge_stats.c
         stmt = (
             sa.select(
                 c.parent,
@@ -229,7 +230,7 @@ class TraceReader:
                 sa.func.sum(c.duration_sum_ns),
                 sa.func.max(c.duration_max_ns),
             )
-            .where(c.bucket_ns >= start_ns - start_ns % EDGE_BUCKET_NS, c.bucket_ns <= end_ns)
+            .where(c.mode.in_(PAIRED_MODES), *in_window(c.bucket_ns, start_ns, end_ns))
             .group_by(c.parent, c.child)
             .order_by(c.parent, c.child)
         )

@@ -7,11 +7,10 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from collectors.store import tag_index
-from collectors.store.contracts import EDGE_BUCKET_NS, PruneResult
+from collectors.store.contracts import PruneResult
 from collectors.store.database import Database
 from collectors.store.patterns.batch import drop_stale_rows
 from collectors.store.schema import (
-    edges,
     spans,
     trace_services,
     trace_summaries,
@@ -63,16 +62,15 @@ class Retention:
         return PruneResult(removed_traces, removed_spans)
 
     def _drop_stale_index_rows(self) -> None:
-        """Delete index and edge rows older than the oldest trace still stored."""
+        """Delete index and aggregate rows older than the oldest trace still stored."""
         with self._database.connect() as conn:
             oldest = conn.execute(sa.select(sa.func.min(trace_summaries.c.start_ns))).scalar()
         with self._database.write() as conn:
             tag_index.drop_before(conn, oldest)
             drop_stale_rows(conn, oldest)
             if oldest is None:
-                for table in (trace_services, edges, unpaired_consumers):
+                for table in (trace_services, unpaired_consumers):
                     conn.execute(sa.delete(table))
                 return
             conn.execute(sa.delete(trace_services).where(trace_services.c.start_ns < oldest))
             conn.execute(sa.delete(unpaired_consumers).where(unpaired_consumers.c.start_ns < oldest))
-            conn.execute(sa.delete(edges).where(edges.c.bucket_ns < oldest - oldest % EDGE_BUCKET_NS))

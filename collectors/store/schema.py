@@ -118,19 +118,6 @@ operations = sa.Table(
     sqlite_with_rowid=False,
 )
 
-edges = sa.Table(
-    "edges",
-    metadata,
-    sa.Column("parent", sa.Text, primary_key=True),
-    sa.Column("child", sa.Text, primary_key=True),
-    sa.Column("bucket_ns", sa.BigInteger, primary_key=True),
-    sa.Column("call_count", sa.BigInteger, nullable=False),
-    sa.Column("error_count", sa.BigInteger, nullable=False),
-    sa.Column("duration_sum_ns", sa.BigInteger, nullable=False),
-    sa.Column("duration_max_ns", sa.BigInteger, nullable=False),
-    sqlite_with_rowid=False,
-)
-
 # -- pattern views (service graph RED, circuit breakers, sagas, instances) -------------------
 
 HISTOGRAM_COLUMNS = tuple(f"h{i:02d}" for i in range(HISTOGRAM_BUCKETS))

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from collectors.model import KIND_CONSUMER, KIND_PRODUCER, STATUS_ERROR, Span, SpanLink
 from collectors.store import rows as _rows
 from collectors.store import tag_index
-from collectors.store.bulk import adding, insert_ignoring_duplicates, lock_traces, select_in, upsert
+from collectors.store.bulk import insert_ignoring_duplicates, lock_traces, select_in, upsert
 from collectors.store.catalog import Catalog
 from collectors.store.contracts import StoreError, WriteResult, first_line
 from collectors.store.database import Database
@@ -25,7 +25,6 @@ from collectors.store.pairing import STORED_SPAN_COLUMNS, Calls, StoredSpan, pai
 from collectors.store.patterns.batch import PatternRows, pattern_rows, write_pattern_rows
 from collectors.store.patterns.traffic import write_edge_stats
 from collectors.store.schema import (
-    edges,
     operations,
     spans,
     trace_services,
@@ -143,14 +142,6 @@ class Writer:
         links = [(s, lk) for s in new if s.kind == KIND_CONSUMER for lk in s.links]
         if links:
             _pair_linked_consumers(conn, links, prepared)
-        upsert(
-            conn,
-            edges,
-            _EDGE_COLUMNS,
-            ("parent", "child", "bucket_ns"),
-            _EDGE_SETS,
-            [(*k, *v) for k, v in prepared.calls.edges.items()],
-        )
         write_edge_stats(conn, prepared.calls.stats)
         write_pattern_rows(self._database, conn, prepared.patterns)
         return new_ops, len(unique)
@@ -168,8 +159,6 @@ class _Prepared:
     by_id: dict[tuple[str, str], StoredSpan | Span]
 
 
-_EDGE_COLUMNS = ("parent", "child", "bucket_ns", "call_count", "error_count", "duration_sum_ns", "duration_max_ns")
-_EDGE_SETS = adding(["call_count", "error_count", "duration_sum_ns"], ["duration_max_ns"])
 _UNPAIRED_COLUMNS = (
     "producer_span_id",
     "producer_trace_id",

@@ -88,3 +88,39 @@ def test_a_store_written_by_an_older_release_is_upgraded_and_still_reads(databas
             assert [t.trace_id for t in store.find_traces(query).traces] == ["ab" * 16], query
     finally:
         store.close()
+
+
+def test_edges_are_carried_into_edge_stats_and_dependencies_keep_their_figures(database_url: str):
+    """Revision 0009 drops ``edges``: minutes only it held become synchronous edge stats,
+    minutes both held are not counted twice."""
+    engine = sa.create_engine(database_url)
+    upgrade(engine, "0008")
+    minute = 60_000_000_000
+    with engine.begin() as conn:
+        insert_edge = sa.text(
+            "INSERT INTO edges (parent, child, bucket_ns, call_count, error_count, duration_sum_ns, duration_max_ns) "
+            "VALUES (:p, :c, :b, :n, :e, :d, :m)"
+        )
+        conn.execute(insert_edge, {"p": "web", "c": "db-api", "b": 5 * minute, "n": 7, "e": 2, "d": 70, "m": 30})
+        conn.execute(insert_edge, {"p": "orders", "c": "mail", "b": 5 * minute, "n": 3, "e": 1, "d": 30, "m": 12})
+        conn.execute(
+            sa.text(
+                "INSERT INTO edge_stats (parent, child, mode, bucket_ns, call_count, error_count, duration_sum_ns, "
+                "duration_max_ns) VALUES ('orders', 'mail', 1, :b, 3, 1, 30, 12)"
+            ),
+            {"b": 5 * minute},
+        )
+    engine.dispose()
+    store = SpanStore.from_url(database_url)
+    try:
+        assert current_revision(store.engine) == head_revision()
+        found = {(e.parent, e.child): e for e in store.dependencies(0, 10 * minute)}
+        web, orders = found[("web", "db-api")], found[("orders", "mail")]
+        assert (web.call_count, web.error_count, web.duration_sum_ns, web.duration_max_ns) == (7, 2, 70, 30)
+        assert (orders.call_count, orders.error_count, orders.duration_max_ns) == (3, 1, 12)
+        modes = {(e.parent, e.mode) for e in store.find_edge_stats(0, 10 * minute)}
+        assert modes == {("web", "sync"), ("orders", "async")}
+        with store.engine.connect() as conn:
+            assert "edges" not in sa.inspect(conn).get_table_names()
+    finally:
+        store.close()

@@ -40,6 +40,8 @@ MODE_ASYNC = 1
 MODE_PEER_DB = 2
 MODE_PEER_QUEUE = 3
 MODE_PEER_SERVICE = 4
+PAIRED_MODES = (MODE_SYNC, MODE_ASYNC)
+"""Modes of calls paired from two spans (the dependencies); the others are peers a span names."""
 MODE_NAMES = {
     MODE_SYNC: "sync",
     MODE_ASYNC: "async",
