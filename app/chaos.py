@@ -15,6 +15,7 @@ from werkzeug.exceptions import BadRequest, Conflict
 from app import demo_control
 from app.experiment_runner import ExperimentRunner, ExperimentRunningError
 from app.htmx import is_htmx, render_page_or_fragment
+from app.params import parse_name
 from app.post_guard import client_address, guard
 from app.registry_client import RegistryUnavailableError
 from app.scenarios import SCENARIOS
@@ -149,7 +150,7 @@ def experiments() -> str:
 @bp.get("/chaos/experiments/<experiment_id>")
 def experiment(experiment_id: str) -> str:
     """One experiment's verdict, checks, traces, saga outcomes and breaker transitions."""
-    found = store().get_experiment(experiment_id[:64])
+    found = store().get_experiment(parse_name("experiment id", experiment_id[:64]) or "")
     if found is None:
         abort(404, f"no experiment {experiment_id[:64]!r}")
     return render_page_or_fragment(

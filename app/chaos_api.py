@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, url_for
 from werkzeug.exceptions import NotFound
 
+from app.params import parse_name
 from app.post_guard import guard, json_body
 from app.scenarios import SCENARIOS
 from app.views import scenario_named, start_run
@@ -73,7 +74,7 @@ def experiments() -> Any:
 @bp.get("/experiments/<experiment_id>")
 def experiment(experiment_id: str) -> Any:
     """One experiment: status, verdict, checks and trace ids."""
-    found = store().get_experiment(experiment_id[:64])
+    found = store().get_experiment(parse_name("experiment id", experiment_id[:64]) or "")
     if found is None:
         raise NotFound(f"no experiment {experiment_id[:64]!r}")
     return jsonify(experiment_json(found))
