@@ -2,7 +2,8 @@
 
 ``POST /orders`` runs the order saga: create order -> reserve payment -> reserve
 inventory -> schedule shipping -> commit (capture, commit, confirm). A failed step makes
-the orchestrator compensate the completed steps in reverse order. Placing or cancelling
+the orchestrator compensate the completed steps in reverse order (unless the
+``skip_compensation`` control switch is on: then the saga ends failed, uncompensated). Placing or cancelling
 an order writes the event to the outbox in the same transaction; the relay delivers it
 to notifications.
 """
@@ -76,6 +77,7 @@ def create_service(settings: ServiceSettings) -> Service:
         _order_steps(client, log, outbox, engine),
         tracer=_tracer,
         failure_types=(OrderStepError,),
+        skip_compensation=lambda: service.chaos.skip_compensation,
     )
 
     def deliver(message: Message) -> None:

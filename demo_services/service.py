@@ -3,7 +3,8 @@ registration with the registry, and the process's ``main()`` loop.
 
 A service module only declares its routes and calls ``run_service``; failure injection
 (error rate, latency, hang, stop) is applied here, before any of its routes run; the
-``bypass_breakers`` switch is read by the service's :class:`ServiceClient`.
+``bypass_breakers`` switch is read by the service's :class:`ServiceClient`, and the
+``skip_compensation`` switch by the orders saga's orchestrator (to show a broken saga).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class Chaos:
     decline: bool = False
     stopped: bool = False
     bypass_breakers: bool = False
+    skip_compensation: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def update(self, changes: Mapping[str, Any]) -> None:
@@ -124,7 +126,16 @@ class Chaos:
         return {key: getattr(self, key) for key in _CHAOS_KEYS}
 
 
-_CHAOS_KEYS = ("error_rate", "latency_ms", "hang", "out_of_stock", "decline", "stopped", "bypass_breakers")
+_CHAOS_KEYS = (
+    "error_rate",
+    "latency_ms",
+    "hang",
+    "out_of_stock",
+    "decline",
+    "stopped",
+    "bypass_breakers",
+    "skip_compensation",
+)
 
 
 @dataclass

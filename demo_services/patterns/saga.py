@@ -29,6 +29,7 @@ PHASE_COMPENSATION = "compensation"
 COMPLETED = "completed"
 COMPENSATED = "compensated"
 FAILED = "failed"
+COMPENSATION_SKIPPED = "saga.compensation.skipped"
 
 StepFunc = Callable[[dict[str, Any]], None]
 
@@ -68,6 +69,9 @@ class SagaOrchestrator:
     up to ``compensation_attempts`` times with exponential backoff starting at
     ``compensation_wait_s``. Outcome: ``completed`` when every action succeeded,
     ``compensated`` when every needed compensation succeeded, ``failed`` otherwise.
+    While ``skip_compensation()`` is true (a switch for showing a broken saga), a failed
+    saga runs no compensation at all: its root span gets a ``saga.compensation.skipped``
+    event naming the steps left undone, and it ends ``failed``.
     Exceptions of other types propagate (they are bugs, not business failures).
     """
 
@@ -81,6 +85,7 @@ class SagaOrchestrator:
         compensation_attempts: int = 3,
         compensation_wait_s: float = 0.05,
         sleep: Callable[[float], None] | None = None,
+        skip_compensation: Callable[[], bool] | None = None,
     ) -> None:
         self.name = name
         self.steps = list(steps)
@@ -89,6 +94,7 @@ class SagaOrchestrator:
         self._attempts = compensation_attempts
         self._wait_s = compensation_wait_s
         self._sleep = sleep
+        self._skip_compensation = skip_compensation
 
     def run(self, context: dict[str, Any], saga_id: str | None = None) -> SagaResult:
         """Run the saga once and return its result; ``context['saga_id']`` is set."""
@@ -106,8 +112,12 @@ class SagaOrchestrator:
                     break
                 result.completed.append(step.name)
             if result.failed_step is not None:
-                self._compensate(result, context, saga_id)
-                result.outcome = FAILED if result.compensation_failures else COMPENSATED
+                if self._skip_compensation is not None and self._skip_compensation():
+                    root.add_event(COMPENSATION_SKIPPED, {SAGA_STEP: list(reversed(result.completed))})
+                    result.outcome = FAILED
+                else:
+                    self._compensate(result, context, saga_id)
+                    result.outcome = FAILED if result.compensation_failures else COMPENSATED
                 root.set_status(Status(StatusCode.ERROR, f"step {result.failed_step} failed: {result.error}"))
             root.set_attribute(SAGA_OUTCOME, result.outcome)
         return result

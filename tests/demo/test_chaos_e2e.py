@@ -107,6 +107,7 @@ def test_each_scenario_runs_and_its_hypothesis_holds(demo: Demo, script: request
             "decline": False,
             "stopped": False,
             "bypass_breakers": False,
+            "skip_compensation": False,
         }
     # Its traces are found by the baggage copied into every span.
     search = requests.get(
@@ -127,6 +128,31 @@ def test_payment_declined_shows_the_compensations_in_reverse(demo: Demo, script:
     page = requests.get(result["url"], timeout=10).text
     first = result["findings"]["first_failing_trace"]
     assert first in result["trace_ids"] and f"/traces/{first}" in page
+
+
+def test_a_saga_that_skips_its_compensations_fails_payment_declined(demo: Demo, script: requests.Session):
+    # Orders' saga is broken on purpose: it leaves its completed steps undone. The scenario
+    # restores only the faults it set itself, so the switch holds for the whole run.
+    demo.control("orders", skip_compensation=True)
+    try:
+        broken = run_scenario(demo, script, "payment-declined")
+        assert settings_of(demo, "orders")["skip_compensation"] is True
+    finally:
+        demo.control("orders", skip_compensation=False)
+    checks = {c["name"]: c for c in broken["checks"]}
+    assert broken["verdict"] == "failed", broken["checks"]
+    assert not checks["every saga ended compensated"]["passed"]
+    assert checks["every saga ended compensated"]["detail"] == "0 of 2 sagas compensated"
+    assert not checks["each compensated exactly its completed steps, in reverse"]["passed"]
+    assert "but compensated []" in checks["each compensated exactly its completed steps, in reverse"]["detail"]
+    assert checks["every saga failed at reserve_payment"]["passed"]
+    sagas = broken["findings"]["sagas"]
+    assert sagas and all(s["outcome"] == "failed" and s["compensated"] == [] for s in sagas)
+    page = requests.get(broken["url"], timeout=10)
+    assert page.status_code == 200 and "the hypothesis did not hold" in page.text
+
+    repaired = run_scenario(demo, script, "payment-declined")
+    assert repaired["verdict"] == "passed", [c for c in repaired["checks"] if not c["passed"]]
 
 
 def test_a_second_experiment_while_one_runs_is_refused(demo: Demo, script: requests.Session):
@@ -167,6 +193,7 @@ def test_the_page_changes_an_instances_faults_and_resets_them_all(demo: Demo):
         "decline": False,
         "stopped": False,
         "bypass_breakers": False,
+        "skip_compensation": False,
     }
     assert 'value="25"' in changed.text and "checked" in changed.text
     reset = browser_post(demo, "/chaos/reset", {"csrf_token": token})

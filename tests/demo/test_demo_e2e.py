@@ -378,6 +378,7 @@ def test_control_endpoint_needs_the_launcher_token(demo: Demo) -> None:
         "decline": False,
         "stopped": False,
         "bypass_breakers": False,
+        "skip_compensation": False,
     }
     bad = requests.post(url, json={"error_rate": 2}, timeout=5, headers={CONTROL_TOKEN_HEADER: demo.control_token})
     assert bad.status_code == 400

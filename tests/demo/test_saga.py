@@ -128,6 +128,27 @@ def test_saga_records_failed_outcome_when_compensation_keeps_failing(spans: Span
     assert root.attributes["saga.outcome"] == FAILED
 
 
+def test_a_saga_told_to_skip_compensation_ends_failed_and_says_so(spans: Spans) -> None:
+    calls: list[str] = []
+    skip = [True]
+    saga = SagaOrchestrator("order", _build(3, 2, {}, calls), tracer=spans.tracer, skip_compensation=lambda: skip[0])
+
+    result = saga.run({})
+
+    assert result.outcome == FAILED and result.compensated == []
+    assert calls == ["do0", "do1", "do2"]
+    root = next(s for s in spans.finished() if s.parent is None)
+    assert root.attributes["saga.outcome"] == FAILED
+    skipped = [e for e in root.events if e.name == "saga.compensation.skipped"]
+    assert len(skipped) == 1 and list(skipped[0].attributes["saga.step"]) == ["s1", "s0"]
+    assert not [s for s in spans.finished() if s.attributes.get("saga.phase") == "compensation"]
+    # With the switch off again, the next run compensates as usual.
+    skip[0] = False
+    calls.clear()
+    assert saga.run({}).outcome == COMPENSATED
+    assert calls == ["do0", "do1", "do2", "undo1", "undo0"]
+
+
 def test_saga_lets_unexpected_errors_propagate(spans: Spans) -> None:
     def broken(ctx: dict[str, Any]) -> None:
         raise KeyError("bug")
