@@ -6,6 +6,7 @@ the target instance's /control only after the registry lists it on loopback.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
@@ -13,6 +14,7 @@ from htmx_flask import make_response as htmx_response
 from werkzeug.exceptions import BadRequest, Conflict
 
 from app import demo_control
+from app.analysis import phases as red_phases
 from app.experiment_runner import ExperimentRunner, ExperimentRunningError
 from app.htmx import is_htmx, render_page_or_fragment
 from app.params import parse_name
@@ -25,6 +27,8 @@ from collectors.store import SpanStore
 bp = Blueprint("chaos", __name__)
 _CHECKBOXES = demo_control.FLAGS
 RECENT = 10
+PHASE_S = 30
+"""Seconds of traffic shown before a run started and after its faults were restored."""
 
 
 def store() -> SpanStore:
@@ -153,12 +157,34 @@ def experiment(experiment_id: str) -> str:
     found = store().get_experiment(parse_name("experiment id", experiment_id[:64]) or "")
     if found is None:
         abort(404, f"no experiment {experiment_id[:64]!r}")
+    windows, red = _red_by_phase(found)
     return render_page_or_fragment(
         "chaos/experiment.html",
         "chaos/_experiment.html",
         e=found,
         scenario=SCENARIOS.get(found.scenario),
+        red=red,
+        phase_s=PHASE_S,
+        collecting=bool(windows) and not windows[-1].complete,
     )
+
+
+def _red_by_phase(found: Any) -> tuple[list[red_phases.Phase], dict[str, list[red_phases.PhaseRed]]]:
+    """Each affected service's RED before, during and after a finished run: the services
+    whose faults it changed, and the gateway, where a scenario's requests enter."""
+    if found.finished_ns is None:
+        return [], {}
+    services = {str(c["service"]) for c in found.changes if isinstance(c.get("service"), str)}
+    if found.scenario != "manual":
+        services.add("gateway")
+    if not services:
+        return [], {}
+    restored = found.findings.get("restored_ns")
+    restored_ns = restored if isinstance(restored, int) else found.finished_ns
+    windows = red_phases.phases(found.started_ns, restored_ns, time.time_ns(), PHASE_S * red_phases.NS)
+    ordered = sorted(services)
+    calls = store().entry_calls(ordered, windows[0].start_ns, windows[-1].end_ns)
+    return windows, red_phases.red_by_phase(calls, ordered, windows)
 
 
 def _target(instance_id: str) -> demo_control.Target:

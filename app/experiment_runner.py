@@ -133,6 +133,7 @@ class ExperimentRunner:
             failure = f"{type(err).__name__}: {err}"
         finally:
             problems = lab.restore()
+            restored_ns = time.time_ns()
         traces = self._collect(experiment, lab.sent)
         end_ns = time.time_ns()
         transitions = {
@@ -152,6 +153,7 @@ class ExperimentRunner:
         checks.append(Check("every fault was restored", not problems, detail))
         findings = {
             "sent": lab.sent,
+            "restored_ns": restored_ns,
             "sagas": [r.public() for r in judge.sagas(traces)],
             "transitions": {n: [list(t) for t in ts] for n, ts in transitions.items()},
             "first_failing_trace": judge.first_failing_trace(traces),

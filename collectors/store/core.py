@@ -140,6 +140,13 @@ class SpanStore:
         """Service-to-service edges with calls starting in [start_ns, end_ns], by minute."""
         return self._traces.dependencies(start_ns, end_ns)
 
+    def entry_calls(
+        self, services: list[str], start_ns: int, end_ns: int, limit: int = 20_000
+    ) -> list[tuple[str, int, int, bool]]:
+        """(service, start_ns, duration_ns, failed) of the SERVER spans of ``services`` that
+        started in [start_ns, end_ns), oldest first, at most ``limit``."""
+        return self._traces.entry_calls(services, start_ns, end_ns, limit)
+
     # -- traffic ---------------------------------------------------------------------------
 
     def find_edge_stats(self, start_ns: int, end_ns: int) -> list[EdgeStats]:

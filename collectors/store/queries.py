@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from collectors.model import (
+    KIND_SERVER,
     STATUS_ERROR,
     STATUS_OK,
     Edge,
@@ -236,6 +237,21 @@ class TraceReader:
         )
         with self._database.connect() as conn:
             return [Edge(p, ch, int(n), int(e), int(d), int(m)) for p, ch, n, e, d, m in conn.execute(stmt)]
+
+    def entry_calls(
+        self, services: list[str], start_ns: int, end_ns: int, limit: int
+    ) -> list[tuple[str, int, int, bool]]:
+        """(service, start_ns, duration_ns, failed) of the SERVER spans of ``services`` that
+        started in [start_ns, end_ns), oldest first, at most ``limit``."""
+        c = spans.c
+        stmt = (
+            sa.select(c.service, c.start_ns, c.duration_ns, c.status_code)
+            .where(c.service.in_(services), c.kind == KIND_SERVER, c.start_ns >= start_ns, c.start_ns < end_ns)
+            .order_by(c.start_ns)
+            .limit(limit)
+        )
+        with self._database.connect() as conn:
+            return [(str(sv), int(st), int(d), code == STATUS_ERROR) for sv, st, d, code in conn.execute(stmt)]
 
     def count_spans(self) -> int:
         """Number of spans stored (from the summaries, without scanning spans)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from app import create_app
@@ -9,6 +11,7 @@ from app.analysis import chaos as judge
 from app.settings import Settings
 from collectors.model import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, STATUS_OK, Resource, Span
 from collectors.store import SpanStore
+from collectors.store.experiments import DONE, Experiment
 from demo_services.protocol import CONTROL_TOKEN_HEADER
 from tests.helpers import free_port
 
@@ -125,3 +128,88 @@ def test_an_event_processed_twice_or_before_the_consumer_was_back_fails_its_chec
     assert early == [True, False, True, True]
     lost = {"m1": once["m1"]}
     assert [c.passed for c in judge.check_outbox_waited(produced, lost, back_ns=40)] == [True, False, False, False]
+
+
+SECOND = 1_000_000_000
+MS = 1_000_000
+
+
+def _entry(service: str, n: int, start: int, duration: int, *, failed: bool = False, kind: int = KIND_SERVER) -> Span:
+    return Span(
+        trace_id=f"{n:032x}",
+        span_id=f"{n:016x}",
+        parent_span_id="",
+        name="GET /x",
+        kind=kind,
+        start_ns=start,
+        end_ns=start + duration,
+        resource=Resource(service),
+        attributes={},
+        status_code=STATUS_ERROR if failed else STATUS_OK,
+    )
+
+
+def _experiment_restored_at(store: SpanStore, started: int, restored: int) -> str:
+    changes = [{"instance_id": "payment", "service": "payment", "decline": True}]
+    experiment = Experiment(
+        "e-red",
+        "payment-declined",
+        DONE,
+        "h",
+        "passed",
+        "127.0.0.1",
+        started,
+        restored + SECOND,
+        changes,
+        findings={"restored_ns": restored},
+    )
+    store.start_experiment(experiment, exclusive=False)
+    return experiment.id
+
+
+def _cells(page: str, service: str, metric: str) -> list[str]:
+    table = page[page.index(f'data-service="{service}"') :]
+    row = table[table.index(f'class="metric-{metric}"') :]
+    cells = []
+    for phase in ("before", "during", "after"):
+        start = row.index(f'class="phase-{phase}">') + len(f'class="phase-{phase}">')
+        cells.append(row[start : row.index("</td>", start)])
+    return cells
+
+
+def test_the_result_page_shows_each_affected_services_red_before_during_and_after(client, store: SpanStore):
+    started = time.time_ns() - 100 * SECOND
+    restored = started + 4 * SECOND
+    spans = [_entry("gateway", 1 + i, started - 30 * SECOND + i * SECOND, 10 * MS) for i in range(3)]
+    spans += [
+        _entry("gateway", 100 + i, started + i * 400 * MS, (i + 1) * 100 * MS, failed=i % 2 == 0) for i in range(8)
+    ]
+    spans += [_entry("gateway", 200 + i, restored + i * SECOND, 20 * MS) for i in range(6)]
+    spans.append(_entry("gateway", 300, started - 40 * SECOND, 10 * MS))  # before "before": not counted
+    spans.append(_entry("gateway", 301, started + SECOND, 5 * SECOND, kind=KIND_CLIENT))  # not an entry span
+    spans.append(_entry("payment", 400, started + SECOND, 30 * MS, failed=True))
+    store.write_spans(spans)
+    experiment_id = _experiment_restored_at(store, started, restored)
+
+    page = client.get(f"/chaos/experiments/{experiment_id}").text
+
+    assert "Before, during and after" in page and "still collecting" not in page
+    assert _cells(page, "gateway", "rate") == ["0.10/s", "2.00/s", "0.20/s"]
+    assert _cells(page, "gateway", "error_pct") == ["0 %", "50 %", "0 %"]
+    assert _cells(page, "gateway", "p50_ms") == ["10.0 ms", "400.0 ms", "20.0 ms"]
+    assert _cells(page, "gateway", "p99_ms") == ["10.0 ms", "800.0 ms", "20.0 ms"]
+    assert _cells(page, "payment", "error_pct") == ["0 %", "100 %", "0 %"]
+    assert _cells(page, "payment", "rate") == ["0.00/s", "0.25/s", "0.00/s"]
+    assert page.count("<svg") == 8 and "<script" not in page.split("<main", 1)[-1]
+    assert "data-live" not in page
+
+
+def test_after_a_recent_run_the_after_phase_is_still_collecting_and_the_page_refreshes(client, store: SpanStore):
+    restored = time.time_ns() - 5 * SECOND
+    store.write_spans([_entry("gateway", 1, restored - SECOND, 10 * MS), _entry("gateway", 2, restored + SECOND, MS)])
+    experiment_id = _experiment_restored_at(store, restored - 2 * SECOND, restored)
+
+    page = client.get(f"/chaos/experiments/{experiment_id}").text
+
+    assert _cells(page, "gateway", "rate") == ["0.00/s", "0.50/s", "still collecting"]
+    assert "data-live" in page and 'hx-trigger="every 2s"' in page

@@ -1,0 +1,96 @@
+"""An experiment's three phases (before, during, after) and each service's RED in each.
+
+Before is the ``span_ns`` before the run started, during is the run up to the moment its
+faults were restored, after is the ``span_ns`` after that moment. Figures come from the
+service's entry (SERVER) spans that started in the phase: request rate, error percentage
+and the p50/p99 latency (nearest rank over the exact durations).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+NS = 1_000_000_000
+PHASES = ("before", "during", "after")
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """One window of an experiment; ``complete`` is false while it has not ended yet."""
+
+    name: str
+    start_ns: int
+    end_ns: int
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseRed:
+    """A service's figures in one phase."""
+
+    phase: str
+    complete: bool
+    count: int
+    rate_per_s: float
+    error_pct: float
+    p50_ms: float
+    p99_ms: float
+
+
+def phases(started_ns: int, restored_ns: int, now_ns: int, span_ns: int) -> list[Phase]:
+    """Before, during and after of a run that started at ``started_ns`` and restored its
+    faults at ``restored_ns``, as seen at ``now_ns``."""
+    restored_ns = max(restored_ns, started_ns)
+    return [
+        Phase("before", started_ns - span_ns, started_ns, True),
+        Phase("during", started_ns, restored_ns, True),
+        Phase("after", restored_ns, restored_ns + span_ns, now_ns >= restored_ns + span_ns),
+    ]
+
+
+def nearest_rank(sorted_values: Sequence[int], q: float) -> int:
+    """The q-th percentile (0-100) of ascending values by nearest rank; 0 when empty."""
+    if not sorted_values:
+        return 0
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def red_by_phase(
+    calls: Iterable[tuple[str, int, int, bool]], services: Sequence[str], windows: Sequence[Phase]
+) -> dict[str, list[PhaseRed]]:
+    """For each service, its figures in each window, from (service, start_ns, duration_ns,
+    failed) entry calls."""
+    grouped: dict[tuple[str, str], list[tuple[int, bool]]] = {}
+    for service, start_ns, duration_ns, failed in calls:
+        for window in windows:
+            if window.start_ns <= start_ns < window.end_ns:
+                grouped.setdefault((service, window.name), []).append((duration_ns, failed))
+    result: dict[str, list[PhaseRed]] = {}
+    for service in services:
+        rows = []
+        for window in windows:
+            found = grouped.get((service, window.name), [])
+            durations = sorted(d for d, _f in found)
+            errors = sum(1 for _d, f in found if f)
+            seconds = max(window.end_ns - window.start_ns, 1) / NS
+            rows.append(
+                PhaseRed(
+                    phase=window.name,
+                    complete=window.complete,
+                    count=len(found),
+                    rate_per_s=len(found) / seconds,
+                    error_pct=100.0 * errors / len(found) if found else 0.0,
+                    p50_ms=nearest_rank(durations, 50) / 1e6,
+                    p99_ms=nearest_rank(durations, 99) / 1e6,
+                )
+            )
+        result[service] = rows
+    return result
+
+
+def bar_scale(values: Iterable[float]) -> float:
+    """The largest of ``values`` (at least a tiny positive number), for drawing bars."""
+    return max([*values, 1e-9])
