@@ -90,7 +90,3 @@ def red_by_phase(
         result[service] = rows
     return result
 
-
-def bar_scale(values: Iterable[float]) -> float:
-    """The largest of ``values`` (at least a tiny positive number), for drawing bars."""
-    return max([*values, 1e-9])

@@ -128,6 +128,10 @@ def test_payment_declined_shows_the_compensations_in_reverse(demo: Demo, script:
     page = requests.get(result["url"], timeout=10).text
     first = result["findings"]["first_failing_trace"]
     assert first in result["trace_ids"] and f"/traces/{first}" in page
+    # Payment (whose faults changed) and the gateway, before / during / after; just done,
+    # so "after" is still collecting and the page refreshes itself.
+    assert 'data-service="payment"' in page and 'data-service="gateway"' in page
+    assert "still collecting" in page and "data-live" in page
 
 
 def test_a_saga_that_skips_its_compensations_fails_payment_declined(demo: Demo, script: requests.Session):
