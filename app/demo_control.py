@@ -22,8 +22,6 @@ from demo_services.protocol import CONTROL_TOKEN_HEADER
 
 CONTROL_TIMEOUT_S = 2.0
 MAX_LATENCY_MS = 60_000
-SETTINGS = ("error_rate", "latency_ms", "hang", "out_of_stock", "decline", "stopped", "bypass_breakers")
-FLAGS = ("hang", "out_of_stock", "decline", "stopped", "bypass_breakers")
 CLEAR = {
     "error_rate": 0.0,
     "latency_ms": 0,
@@ -33,6 +31,9 @@ CLEAR = {
     "stopped": False,
     "bypass_breakers": False,
 }
+"""Every setting the dashboard changes, at its cleared value."""
+SETTINGS = tuple(CLEAR)
+FLAGS = tuple(key for key, value in CLEAR.items() if isinstance(value, bool))
 WITH_BREAKERS = ("gateway", "orders")
 """The services whose calls go through circuit breakers (which can be bypassed)."""
 BUSINESS_FAULTS = {"inventory": "out_of_stock", "payment": "decline"}

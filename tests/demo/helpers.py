@@ -14,6 +14,19 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from demo_services.launcher import Demo
 
+NO_FAULTS = {
+    "error_rate": 0.0,
+    "latency_ms": 0,
+    "hang": False,
+    "out_of_stock": False,
+    "decline": False,
+    "stopped": False,
+    "bypass_breakers": False,
+    "skip_compensation": False,
+}
+"""A demo service's /control settings with no fault injected, written out (not taken from
+the service), so a test of them can fail."""
+
 TEST_ENV = {
     "SPYGLASS_DEMO_BREAKER_FAILURES": "3",
     "SPYGLASS_DEMO_BREAKER_RESET_S": "1.5",

@@ -19,7 +19,7 @@ import requests
 
 from demo_services.launcher import Demo
 from demo_services.protocol import CONTROL_TOKEN_HEADER
-from tests.demo.helpers import TEST_ENV
+from tests.demo.helpers import NO_FAULTS, TEST_ENV
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.demo, pytest.mark.timeout(300)]
@@ -99,16 +99,7 @@ def test_each_scenario_runs_and_its_hypothesis_holds(demo: Demo, script: request
     assert result["trace_ids"], "the experiment found no trace of its own"
     # Every fault it set was cleared again.
     for child in ("gateway", "orders", "payment", "inventory-1", "inventory-2", "notifications"):
-        assert settings_of(demo, child) == {
-            "error_rate": 0.0,
-            "latency_ms": 0,
-            "hang": False,
-            "out_of_stock": False,
-            "decline": False,
-            "stopped": False,
-            "bypass_breakers": False,
-            "skip_compensation": False,
-        }
+        assert settings_of(demo, child) == NO_FAULTS
     # Its traces are found by the baggage copied into every span.
     search = requests.get(
         f"{demo.ui_url}/api/traces",
@@ -189,16 +180,7 @@ def test_the_page_changes_an_instances_faults_and_resets_them_all(demo: Demo):
         **{"HX-Request": "true"},
     )
     assert changed.status_code == 200, changed.text
-    assert settings_of(demo, "inventory-2") == {
-        "error_rate": 0.25,
-        "latency_ms": 40,
-        "hang": False,
-        "out_of_stock": True,
-        "decline": False,
-        "stopped": False,
-        "bypass_breakers": False,
-        "skip_compensation": False,
-    }
+    assert settings_of(demo, "inventory-2") == {**NO_FAULTS, "error_rate": 0.25, "latency_ms": 40, "out_of_stock": True}
     assert 'value="25"' in changed.text and "checked" in changed.text
     reset = browser_post(demo, "/chaos/reset", {"csrf_token": token})
     assert reset.status_code == 303

@@ -14,6 +14,7 @@ from demo_services.launcher import TRAFFIC_TOKEN, Demo
 from demo_services.order_log import OrderEvent, build_read_model
 from demo_services.protocol import CONTROL_TOKEN_HEADER
 from tests.demo.helpers import (
+    NO_FAULTS,
     TEST_ENV,
     Jaeger,
     describe,
@@ -370,16 +371,7 @@ def test_control_endpoint_needs_the_launcher_token(demo: Demo) -> None:
     assert requests.get(url, timeout=5).status_code == 403
     assert requests.get(url, headers={CONTROL_TOKEN_HEADER: "wrong"}, timeout=5).status_code == 403
     current = requests.get(url, headers={CONTROL_TOKEN_HEADER: demo.control_token}, timeout=5)
-    assert current.json() == {
-        "error_rate": 0.0,
-        "latency_ms": 0,
-        "hang": False,
-        "out_of_stock": False,
-        "decline": False,
-        "stopped": False,
-        "bypass_breakers": False,
-        "skip_compensation": False,
-    }
+    assert current.json() == NO_FAULTS
     bad = requests.post(url, json={"error_rate": 2}, timeout=5, headers={CONTROL_TOKEN_HEADER: demo.control_token})
     assert bad.status_code == 400
 
