@@ -59,7 +59,7 @@ def create_app(
         auth_token=settings.auth_token,
     )
 
-    from app import api, api_v1, breakers, chaos, chaos_api, overview, registry, sagas, services, traces
+    from app import api, api_v1, breakers, chaos, chaos_api, compare, overview, registry, sagas, services, traces
     from app.experiment_runner import ExperimentRunner
     from app.post_guard import load_guard
     from demo_services.launcher import API_TOKEN
@@ -74,6 +74,7 @@ def create_app(
     # In URL order, so the URL map reads top to bottom.
     app.register_blueprint(overview.bp)  # / and /health
     app.register_blueprint(traces.bp)  # /traces
+    app.register_blueprint(compare.bp)  # /traces/compare
     app.register_blueprint(services.bp)  # /services
     app.register_blueprint(breakers.bp)  # /breakers
     app.register_blueprint(sagas.bp)  # /sagas

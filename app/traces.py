@@ -1,4 +1,4 @@
-"""The trace explorer: search (/traces), one trace (/traces/<id>), compare, downloads.
+"""The trace explorer: search (/traces), one trace (/traces/<id>), downloads.
 
 Every view builds its context once and renders the page, or only the fragment htmx
 asked for. Bad query values come back as a message naming the field, with status 400.
@@ -16,7 +16,6 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, NotFound
 
 from app import jaeger, otlp_json
-from app.analysis.compare import compare_traces
 from app.analysis.search import duration_fractions, scatter
 from app.analysis.tree import TraceView, build_trace_view, trace_operation_stats
 from app.analysis.values import (
@@ -215,27 +214,6 @@ def operations() -> str:
         operations=_operation_names(_store(), service),
         selected=request.args.get("operation", ""),
     )
-
-
-@bp.get("/traces/compare")
-def compare() -> Any:
-    """Structural diff of traces ``a`` and ``b``; a form when either is missing.
-
-    The search results submit their ticked rows as ``trace`` (twice): the same two traces.
-    """
-    raw_a, raw_b = request.args.get("a", "").strip(), request.args.get("b", "").strip()
-    picked = [t.strip() for t in request.args.getlist("trace") if t.strip()]
-    if picked and not (raw_a or raw_b):
-        if len(picked) != 2:
-            message = f"Tick two traces in the search results to compare them ({len(picked)} ticked)."
-            return render_template("traces/compare.html", a=picked[0], b="", diff=None, message=message), 400
-        raw_a, raw_b = picked
-    diff = None
-    if raw_a and raw_b:
-        a_id, b_id = parse_trace_id(raw_a), parse_trace_id(raw_b)
-        a, b = _load(a_id), _load(b_id)
-        diff = compare_traces(a, b)
-    return render_template("traces/compare.html", a=raw_a, b=raw_b, diff=diff)
 
 
 @bp.get("/traces/<trace_id>")
