@@ -25,6 +25,7 @@ MAX_LATENCY_MS = 60_000
 CLEAR = {
     "error_rate": 0.0,
     "latency_ms": 0,
+    "jitter_ms": 0,
     "hang": False,
     "out_of_stock": False,
     "decline": False,
@@ -122,7 +123,8 @@ def find_target(registry_url: str, instance_id: str) -> Target:
 
 
 def parse_changes(form: Mapping[str, Any]) -> dict[str, Any]:
-    """Settings from a form: ``error_rate`` in percent (0-100), ``latency_ms`` 0-60000,
+    """Settings from a form: ``error_rate`` in percent (0-100), ``latency_ms`` and
+    ``jitter_ms`` (each request's latency is latency_ms plus or minus up to jitter_ms) 0-60000,
     switches as on/true/1 or off/false/0. Only the keys present are returned. Raises
     ValueError naming the bad value."""
     changes: dict[str, Any] = {}
@@ -134,11 +136,9 @@ def parse_changes(form: Mapping[str, Any]) -> dict[str, Any]:
         if not 0 <= rate <= 100:
             raise ValueError(f"error_rate must be between 0 and 100 %, got {rate:g}")
         changes["error_rate"] = rate / 100
-    if "latency_ms" in form:
-        latency = _number(form["latency_ms"], "latency_ms")
-        if not 0 <= latency <= MAX_LATENCY_MS or latency != int(latency):
-            raise ValueError(f"latency_ms must be a whole number from 0 to {MAX_LATENCY_MS}, got {latency:g}")
-        changes["latency_ms"] = int(latency)
+    for key in ("latency_ms", "jitter_ms"):
+        if key in form:
+            changes[key] = _milliseconds(form[key], key)
     for key in FLAGS:
         if key in form:
             changes[key] = _flag(form[key], key)
@@ -194,6 +194,13 @@ def _number(raw: Any, name: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"{name} must be a finite number")
     return value
+
+
+def _milliseconds(raw: Any, name: str) -> int:
+    value = _number(raw, name)
+    if not 0 <= value <= MAX_LATENCY_MS or value != int(value):
+        raise ValueError(f"{name} must be a whole number from 0 to {MAX_LATENCY_MS}, got {value:g}")
+    return int(value)
 
 
 def _flag(raw: Any, name: str) -> bool:

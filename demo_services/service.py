@@ -2,7 +2,7 @@
 registration with the registry, and the process's ``main()`` loop.
 
 A service module only declares its routes and calls ``run_service``; failure injection
-(error rate, latency, hang, stop) is applied here, before any of its routes run; the
+(error rate, latency with jitter, hang, out of service) is applied here, before any of its routes run; the
 ``bypass_breakers`` switch is read by the service's :class:`ServiceClient`, and the
 ``skip_compensation`` switch by the orders saga's orchestrator (to show a broken saga).
 """
@@ -95,6 +95,7 @@ class Chaos:
 
     error_rate: float = 0.0
     latency_ms: int = 0
+    jitter_ms: int = 0
     hang: bool = False
     out_of_stock: bool = False
     decline: bool = False
@@ -129,6 +130,7 @@ class Chaos:
 _CHAOS_KEYS = (
     "error_rate",
     "latency_ms",
+    "jitter_ms",
     "hang",
     "out_of_stock",
     "decline",
@@ -192,8 +194,8 @@ def make_service(
         deadline = time.monotonic() + HANG_LIMIT_S
         while chaos.hang and time.monotonic() < deadline:
             time.sleep(0.05)
-        if chaos.latency_ms:
-            time.sleep(chaos.latency_ms / 1000)
+        if chaos.latency_ms or chaos.jitter_ms:
+            time.sleep(added_delay_s(chaos.latency_ms, chaos.jitter_ms))
         if chaos.error_rate and random.random() < chaos.error_rate:
             return _json_error(500, f"injected error in {name}")
         return None
@@ -220,6 +222,12 @@ def make_service(
         return jsonify(chaos.public())
 
     return service
+
+
+def added_delay_s(latency_ms: int, jitter_ms: int) -> float:
+    """One request's injected delay: ``latency_ms`` plus or minus up to ``jitter_ms``
+    (uniformly), never below zero; in seconds."""
+    return max(0.0, latency_ms + random.uniform(-jitter_ms, jitter_ms)) / 1000
 
 
 def create_engine(path: Path) -> sa.Engine:

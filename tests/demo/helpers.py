@@ -17,6 +17,7 @@ from demo_services.launcher import Demo
 NO_FAULTS = {
     "error_rate": 0.0,
     "latency_ms": 0,
+    "jitter_ms": 0,
     "hang": False,
     "out_of_stock": False,
     "decline": False,

@@ -193,11 +193,50 @@ def test_the_page_changes_an_instances_faults_and_resets_them_all(demo: Demo):
     assert all(e["address"] == "127.0.0.1" for e in manual)
 
 
+def test_latency_with_jitter_delays_each_request_by_latency_plus_or_minus_jitter(demo: Demo):
+    latency, jitter = 0.120, 0.100
+    token = csrf_of(demo)
+    changed = browser_post(
+        demo,
+        "/chaos/control",
+        {"csrf_token": token, "instance_id": "inventory-2", "latency_ms": "120", "jitter_ms": "100"},
+        **{"HX-Request": "true"},
+    )
+    assert changed.status_code == 200, changed.text
+    assert settings_of(demo, "inventory-2") == {**NO_FAULTS, "latency_ms": 120, "jitter_ms": 100}
+    shown = requests.get(f"{demo.ui_url}/chaos", timeout=10).text
+    row = shown[shown.index('data-instance="inventory-2"') :]
+    row = row[: row.index("</tr>")]
+    assert 'name="latency_ms"' in row and 'value="120"' in row
+    assert 'name="jitter_ms"' in row and 'value="100"' in row
+    took = []
+    try:
+        for _ in range(24):
+            began = time.perf_counter()
+            answer = requests.get(f"{demo.url('inventory-2')}/products", timeout=10)
+            took.append(time.perf_counter() - began)
+            assert answer.status_code == 200
+    finally:
+        reset = browser_post(demo, "/chaos/reset", {"csrf_token": token})
+    assert reset.status_code == 303
+    assert settings_of(demo, "inventory-2") == NO_FAULTS
+    # Each delay is drawn from latency +- jitter: never below its floor, and spread across
+    # the range (with a fixed latency, no request would take less than 120 ms). A slow
+    # machine can only add time, so the upper bound has a second of slack.
+    assert min(took) >= latency - jitter, took
+    assert max(took) <= latency + jitter + 1.0, took
+    assert any(t < latency for t in took), took
+    assert any(t > latency + jitter / 4 for t in took), took
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
         ({"error_rate": "150"}, "between 0 and 100"),
         ({"latency_ms": "-1"}, "latency_ms must be a whole number"),
+        ({"jitter_ms": "-5"}, "jitter_ms must be a whole number"),
+        ({"jitter_ms": "2.5"}, "jitter_ms must be a whole number"),
+        ({"jitter_ms": "lots"}, "jitter_ms must be a number"),
         ({"latency_ms": "ten"}, "latency_ms must be a number"),
         ({"hang": "maybe"}, "hang must be true or false"),
         ({"colour": "red"}, "unknown setting"),
