@@ -1,27 +1,29 @@
-"""The landing page: services that have reported, and the most recent traces."""
+"""The landing page: each service's health, what the patterns just did, the latest traces
+and what to try in the chaos lab."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app
 
 from app.htmx import render_page_or_fragment
+from app.scenarios import SCENARIOS
+from app.views import overview
+from app.window import parse_window
 from collectors.store import SpanStore
 
 bp = Blueprint("overview", __name__)
 
-RECENT_TRACES = 25
-
 
 @bp.get("/")
 def index() -> str:
-    """Services and recent traces; the list refreshes itself through htmx."""
-    store: SpanStore = current_app.extensions["spyglass.store"]
+    """The overview; its figures refresh themselves through htmx."""
+    window = parse_window()
     return render_page_or_fragment(
         "overview/index.html",
-        "overview/_recent.html",
-        services=store.list_services(),
-        traces=store.recent_traces(RECENT_TRACES),
-        span_count=store.count_spans(),
+        "overview/_live.html",
+        win=window,
+        scenarios=list(SCENARIOS.values()),
+        **overview(current_app.extensions["spyglass.store"], window),
     )
 
 

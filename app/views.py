@@ -14,6 +14,7 @@ from werkzeug.exceptions import Conflict, NotFound
 
 from app.analysis.breakers import BreakerView, edge_badges, summarize_breakers
 from app.analysis.graph import ServiceGraph, build_service_graph
+from app.analysis.overview import Moments, recent_compensations, service_health, troubled_breakers
 from app.analysis.registry import Topology, compare_topology
 from app.analysis.sagas import check_saga, failed_action, saga_timeline
 from app.analysis.stats import merge, red, sparkline
@@ -28,6 +29,10 @@ from collectors.store import SpanStore
 
 TRACE_LINKS = 8
 """Slowest and failing traces linked from a node's details."""
+RECENT_TRACES = 25
+"""Latest traces on the overview."""
+MOMENTS = 6
+"""Compensated sagas and fail-overs listed on the overview, each."""
 
 
 def breaker_views(store: SpanStore, window: Window) -> list[BreakerView]:
@@ -37,6 +42,27 @@ def breaker_views(store: SpanStore, window: Window) -> list[BreakerView]:
     names = {c.name for c in calls} | {t.name for t in transitions}
     before = store.find_last_transitions_before(names, window.start_ns)
     return summarize_breakers(calls, transitions, before, window.start_ns, window.end_ns)
+
+
+def overview(store: SpanStore, window: Window) -> dict[str, Any]:
+    """The landing page's figures: service health, pattern moments, latest traces."""
+    ops = store.find_operation_traffic(window.start_ns, window.end_ns)
+    sagas = [
+        *store.find_sagas(outcome="compensated", limit=MOMENTS).sagas,
+        *store.find_sagas(outcome="failed", limit=MOMENTS).sagas,
+    ]
+    steps = store.find_saga_steps([s.saga_id for s in sagas])
+    moments = Moments(
+        breakers=troubled_breakers(breaker_views(store, window)),
+        compensations=recent_compensations(sagas, steps, window.start_ns, MOMENTS),
+        failovers=store.find_failovers(window.start_ns, window.end_ns, MOMENTS),
+    )
+    return {
+        "health": service_health(store.list_services(), ops, window.length_ns),
+        "moments": moments,
+        "traces": store.recent_traces(RECENT_TRACES),
+        "span_count": store.count_spans(),
+    }
 
 
 def service_graph(store: SpanStore, window: Window) -> ServiceGraph:

@@ -1,8 +1,9 @@
-"""Server time of the service graph, breaker and saga pages over a large store.
+"""Server time of the overview, service graph, breaker and saga pages over a large store.
 
 Loads ``--spans`` synthetic spans (traces of ten spans each: calls across five services,
-a database call, a call through a circuit breaker, a saga with three steps) spread over
-the last hour, then times each page through the WSGI app and prints the figures.
+a database call, a call through a circuit breaker, a saga with three steps, now and then
+a fail-over) spread over the last hour, then times each page through the WSGI app and
+prints the figures.
 
     python bench/views.py --spans 1000000
     python bench/views.py --spans 20000 --db /tmp/bench.db
@@ -27,7 +28,7 @@ from collectors.model import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, STATUS_UNSE
 from collectors.store import SpanStore  # noqa: E402
 
 SPANS_PER_TRACE = 10
-PAGES = ("/services?window=1h", "/breakers?window=1h", "/sagas", "/api/v1/graph?window=1h")
+PAGES = ("/", "/services?window=1h", "/breakers?window=1h", "/sagas", "/api/v1/graph?window=1h")
 MS = 1_000_000
 
 
@@ -54,6 +55,10 @@ def make_trace(rng: random.Random, n: int, start_ns: int, res: dict[str, Resourc
                 },
             ),
         )
+    failover: tuple[SpanEvent, ...] = ()
+    if n % 1000 == 999:
+        where = {"discovery.instance.id": "inventory-2", "error": "refused"}
+        failover = (SpanEvent(start_ns + 18 * MS, "discovery.failover", where),)
     t = start_ns
     rows = [
         (ids[0], "", "gateway", "GET /api/orders", KIND_SERVER, t, d(40), STATUS_UNSET, {}, ()),
@@ -107,7 +112,7 @@ def make_trace(rng: random.Random, n: int, start_ns: int, res: dict[str, Resourc
             events,
         ),
         (ids[6], ids[5], "payment", "POST /charge", KIND_SERVER, t + 7 * MS, d(8), err, {}, ()),
-        (ids[7], ids[2], "orders", "POST inventory", KIND_CLIENT, t + 18 * MS, d(5), STATUS_UNSET, {}, ()),
+        (ids[7], ids[2], "orders", "POST inventory", KIND_CLIENT, t + 18 * MS, d(5), STATUS_UNSET, {}, failover),
         (ids[8], ids[7], "inventory", "POST /reserve", KIND_SERVER, t + 19 * MS, d(4), STATUS_UNSET, {}, ()),
         (
             ids[9],

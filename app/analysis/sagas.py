@@ -75,6 +75,22 @@ def failed_action(steps: Sequence[SagaStepSpan]) -> SagaStepSpan | None:
     return next((s for s in sorted(steps, key=lambda s: s.start_ns) if s.phase == ACTION and s.is_error), None)
 
 
+def saga_reason(saga: SagaInstance | None, steps: Sequence[SagaStepSpan]) -> str:
+    """Why a saga did not complete, in a line: the failed action's status message (or that
+    its step failed), and a compensation that failed too; empty when nothing failed."""
+    failed = failed_action(steps)
+    parts = []
+    if failed is not None:
+        parts.append(failed.status_message or f"step {failed.step} failed")
+    broken = next((s for s in sorted(steps, key=lambda s: s.start_ns) if s.phase == COMPENSATION and s.is_error), None)
+    if broken is not None:
+        detail = f": {broken.status_message}" if broken.status_message else ""
+        parts.append(f"compensating {broken.step} failed{detail}")
+    if not parts and saga is not None and saga.outcome in ("compensated", "failed"):
+        parts.append(f"the saga ended {saga.outcome} with no failed step span")
+    return "; ".join(parts)
+
+
 def check_saga(saga: SagaInstance | None, steps: Sequence[SagaStepSpan]) -> SagaCheck:
     """Check the compensation rules of an orchestrated saga.
 

@@ -2,11 +2,12 @@
 
 One module per noun: :mod:`.spans` (spans, resources, trace summaries, edges, decoded
 batches), :mod:`.traffic` (histograms, edge, operation and instance stats),
-:mod:`.breakers` and :mod:`.sagas` (the read models of the pattern views). Import from
-here; the split is for reading.
+:mod:`.breakers`, :mod:`.sagas` and :mod:`.discovery` (the read models of the pattern
+views). Import from here; the split is for reading.
 """
 
 from collectors.model.breakers import BreakerCalls, BreakerTransition
+from collectors.model.discovery import Failover
 from collectors.model.sagas import RUNNING, SAGA_OUTCOMES, SagaInstance, SagaList, SagaStepSpan
 from collectors.model.spans import (
     BYTES_MARKER,
@@ -63,6 +64,7 @@ __all__ = [
     "DecodedBatch",
     "Edge",
     "EdgeStats",
+    "Failover",
     "Histogram",
     "InstanceActivity",
     "OperationTraffic",

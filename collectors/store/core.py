@@ -19,6 +19,7 @@ from collectors.model import (
     BreakerTransition,
     Edge,
     EdgeStats,
+    Failover,
     InstanceActivity,
     OperationTraffic,
     SagaInstance,
@@ -33,6 +34,7 @@ from collectors.store.contracts import PruneResult, TraceList, TraceQuery, Write
 from collectors.store.database import Database
 from collectors.store.experiments import Experiment, ExperimentLog
 from collectors.store.patterns.breakers import BreakerReader
+from collectors.store.patterns.discovery import FailoverReader
 from collectors.store.patterns.sagas import SagaReader
 from collectors.store.patterns.traffic import TrafficReader
 from collectors.store.queries import TraceReader
@@ -57,6 +59,7 @@ class SpanStore:
         self._traffic = TrafficReader(database, self._traces)
         self._breakers = BreakerReader(database)
         self._sagas = SagaReader(database)
+        self._failovers = FailoverReader(database)
         self._experiments = ExperimentLog(database)
         self._retention = Retention(database, self._traces.count_spans)
 
@@ -176,7 +179,7 @@ class SpanStore:
         """Instances that served requests in the window, by service and instance id."""
         return self._traffic.find_instance_activity(start_ns, end_ns)
 
-    # -- breakers and sagas ----------------------------------------------------------------
+    # -- breakers, fail-overs and sagas ----------------------------------------------------
 
     def find_breaker_calls(self, start_ns: int, end_ns: int) -> list[BreakerCalls]:
         """Per (breaker, caller): calls, failures, rejections and latest state in the window."""
@@ -191,6 +194,11 @@ class SpanStore:
     def find_last_transitions_before(self, names: Iterable[str], before_ns: int) -> dict[str, BreakerTransition]:
         """For each breaker name, its latest state change before ``before_ns`` (absent: none)."""
         return self._breakers.find_last_transitions_before(names, before_ns)
+
+    def find_failovers(self, start_ns: int, end_ns: int, limit: int = 20) -> list[Failover]:
+        """Fail-overs (``discovery.failover`` events) in [start_ns, end_ns], newest first,
+        at most ``limit``."""
+        return self._failovers.find_failovers(start_ns, end_ns, limit)
 
     def find_sagas(
         self, *, outcome: str | None = None, name: str | None = None, limit: int = 50, before_ns: int | None = None

@@ -239,6 +239,19 @@ saga_steps = sa.Table(
     sa.Index("ix_saga_steps_saga_id", "saga_id"),
 )
 
+failovers = sa.Table(
+    "failovers",
+    metadata,
+    sa.Column("trace_id", sa.LargeBinary(16), primary_key=True),
+    sa.Column("span_id", sa.LargeBinary(8), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("service", sa.Text, nullable=False),
+    sa.Column("instance_id", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("time_ns", sa.BigInteger, nullable=False),
+    sa.Index("ix_failovers_time_ns", "time_ns"),
+)
+
 # -- chaos experiments (collectors/store/experiments.py reads and writes them) -----------------
 
 experiments = sa.Table(

@@ -120,3 +120,12 @@ def saga(
                     pass
         root.set_attribute("saga.outcome", "completed" if fail_at is None else "compensated")
         return format(root.get_span_context().trace_id, "032x")
+
+
+def failover(factory: Factory, service: str = "orders", instance: str = "inventory-1", error: str = "refused") -> str:
+    """A call from ``service`` that gave up on ``instance`` and went on to the next one, as
+    the discovery client records it. Returns the span id of the call."""
+    caller = tracer(factory, service)
+    with caller.start_as_current_span("POST inventory", kind=SpanKind.CLIENT) as call:
+        call.add_event("discovery.failover", {"discovery.instance.id": instance, "error": error})
+        return format(call.get_span_context().span_id, "016x")

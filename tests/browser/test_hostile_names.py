@@ -166,7 +166,7 @@ def _visit(page, url: str) -> None:
 def test_overview_search_and_trace_pages_show_the_names_as_text(watched, hostile) -> None:
     ui = hostile["server"].ui
     _visit(watched, ui + "/")
-    assert MARKUP in watched.locator("ul.services").inner_text()
+    assert MARKUP in watched.locator("table.health").inner_text()
     _visit(watched, ui + "/traces?service=" + quote(MARKUP, safe="") + "&range=24h")
     link = watched.locator("a.trace-link").first
     assert TRAVERSAL in link.inner_text()

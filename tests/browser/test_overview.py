@@ -13,7 +13,7 @@ def test_overview_lists_a_service_sent_by_the_sdk_and_escapes_its_name(page, liv
         pass
     provider.force_flush()
     page.goto(live_server + "/")
-    services = page.locator("ul.services li")
+    services = page.locator("table.health tr.service a")
     services.first.wait_for()
     assert services.first.inner_text() == "<script>alert(1)</script>-svc"
     assert "<b>checkout</b>" in page.locator("table.traces").inner_text()
@@ -30,7 +30,7 @@ def test_overview_refreshes_itself_when_new_traces_arrive(page, live_server, tra
     with provider.get_tracer("t").start_as_current_span("arrives-later"):
         pass
     provider.force_flush()
-    assert page.locator("ul.services li", has_text="late-service").count() == 0
+    assert page.locator("table.health tr.service", has_text="late-service").count() == 0
     page.clock.run_for(5_000)
-    page.locator("ul.services li", has_text="late-service").wait_for(timeout=10_000)
-    assert page.locator("ul.services li", has_text="late-service").count() == 1
+    page.locator("table.health tr.service", has_text="late-service").wait_for(timeout=10_000)
+    assert page.locator("table.health tr.service", has_text="late-service").count() == 1

@@ -117,16 +117,44 @@ def test_saga_row_is_the_same_whether_the_root_arrives_first_or_last(store):
     assert store.find_sagas(outcome="running").sagas == []
 
 
+def failover_event(at: int, instance: object, error: object = "refused") -> SpanEvent:
+    return SpanEvent(NOW + at, "discovery.failover", {"discovery.instance.id": instance, "error": error})
+
+
+def test_failovers_are_kept_once_each_newest_first_and_bounded(store):
+    batch = [
+        span("a" * 16, kind=KIND_CLIENT, events=(failover_event(1, "inventory-1"), SpanEvent(NOW + 2, "other"))),
+        span("b" * 16, kind=KIND_CLIENT, events=(failover_event(3, "inventory-2", "x" * 900), failover_event(4, 7))),
+        span("c" * 16, kind=KIND_CLIENT, events=(failover_event(5, ["not", "text"], None),)),
+    ]
+    store.write_spans(batch)
+    store.write_spans(batch)
+    start, end = window(store)
+    found = store.find_failovers(start, end)
+    assert [(f.instance_id, f.time_ns - NOW, f.span_id) for f in found] == [
+        ("", 5, "c" * 16),
+        ("7", 4, "b" * 16),
+        ("inventory-2", 3, "b" * 16),
+        ("inventory-1", 1, "a" * 16),
+    ]
+    assert {f.service for f in found} == {"orders"} and {f.trace_id for f in found} == {TID}
+    assert len(found[2].reason) == 500 and found[0].reason == "" and found[3].reason == "refused"
+    assert [f.instance_id for f in store.find_failovers(start, end, limit=2)] == ["", "7"]
+    assert store.find_failovers(NOW + 2, NOW + 3) == [found[2]]
+
+
 def test_pruning_every_trace_empties_the_pattern_tables(store):
     store.write_spans(
         [
             span("a" * 16, attrs={"saga.id": "s", "saga.name": "n"}),
             span("b" * 16, "a" * 16, kind=KIND_CLIENT, attrs={"circuit_breaker.name": "x"}),
+            span("c" * 16, "a" * 16, kind=KIND_CLIENT, events=(failover_event(1, "i-1"),)),
         ]
     )
     store.prune(older_than_ns=time.time_ns() + 1)
     start, end = window(store)
     assert store.find_breaker_calls(start, end) == []
+    assert store.find_failovers(start, end) == []
     assert store.find_operation_traffic(start, end) == []
     assert store.get_saga("s") is None
 

@@ -16,12 +16,14 @@ from collectors.model import KIND_CONSUMER, KIND_SERVER, Span
 from collectors.store.database import Database
 from collectors.store.patterns.breakers import collect_breaker_call, collect_transitions, write_breaker_calls
 from collectors.store.patterns.conventions import BUCKET_NS, CB_NAME, SAGA_ID, bucket_of
+from collectors.store.patterns.discovery import collect_failovers
 from collectors.store.patterns.sagas import collect_saga, write_sagas
 from collectors.store.patterns.traffic import collect_entry, write_entry_stats
 from collectors.store.schema import (
     breaker_calls,
     breaker_transitions,
     edge_stats,
+    failovers,
     instance_stats,
     operation_stats,
     saga_steps,
@@ -37,12 +39,13 @@ class PatternRows:
     instances: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
     calls: dict[tuple[str, str, int], list[Any]] = field(default_factory=dict)
     transitions: list[dict[str, Any]] = field(default_factory=list)
+    failovers: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     sagas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def pattern_rows(new: Iterable[Span]) -> PatternRows:
-    """Operation and instance stats, breaker rows and saga rows of new spans (no database)."""
+    """Operation and instance stats, breaker, fail-over and saga rows of new spans (no database)."""
     out = PatternRows()
     ops, inst, calls = out.operations, out.instances, out.calls
     for s in new:
@@ -54,6 +57,7 @@ def pattern_rows(new: Iterable[Span]) -> PatternRows:
             collect_breaker_call(s, bucket, calls)
         if s.events:
             collect_transitions(s, out.transitions)
+            collect_failovers(s, out.failovers)
         if SAGA_ID in attrs:
             collect_saga(s, out.steps, out.sagas)
     return out
@@ -66,6 +70,8 @@ def write_pattern_rows(database: Database, conn: Connection, rows: PatternRows) 
         write_breaker_calls(database, conn, rows.calls)
     if rows.transitions:
         conn.execute(database.insert(breaker_transitions).on_conflict_do_nothing(), rows.transitions)
+    if rows.failovers:
+        conn.execute(database.insert(failovers).on_conflict_do_nothing(), rows.failovers)
     if rows.steps:
         conn.execute(database.insert(saga_steps).on_conflict_do_nothing(), rows.steps)
     if rows.sagas:
@@ -80,6 +86,7 @@ def drop_stale_rows(conn: Connection, oldest_ns: int | None) -> None:
         (instance_stats, instance_stats.c.bucket_ns),
         (breaker_calls, breaker_calls.c.bucket_ns),
         (breaker_transitions, breaker_transitions.c.time_ns),
+        (failovers, failovers.c.time_ns),
         (sagas, sagas.c.end_ns),
         (saga_steps, saga_steps.c.end_ns),
     ]
