@@ -1,6 +1,9 @@
 """What a scenario drives: orders and requests through the gateway carrying the
 experiment's baggage, and fault settings it changes and always restores.
 
+A lab logs in at the gateway as ``LAB_USER`` when it connects (that login is set-up: it
+carries no baggage and does not count against the limits).
+
 Traffic is bounded: a lab refuses to send more than ``MAX_REQUESTS`` requests or to run
 longer than ``MAX_SECONDS``.
 """
@@ -17,11 +20,13 @@ import requests
 
 from app import demo_control
 from app.demo_control import Target
+from demo_services.protocol import AccessToken, LoginError, log_in
 
 EXPERIMENT_BAGGAGE = "chaos.experiment_id"
 MAX_REQUESTS = 200
 MAX_SECONDS = 90.0
 REQUEST_TIMEOUT_S = 15.0
+LAB_USER = "ada"
 ORDER = {"user_id": 1, "items": [{"product_id": 2, "quantity": 1}, {"product_id": 5, "quantity": 1}]}
 
 
@@ -45,8 +50,8 @@ class Lab:
     experiment_id: str
     registry_url: str
     control_token: str
-    api_token: str
     gateway_url: str = ""
+    token: AccessToken | None = None
     sent: int = 0
     changes: list[dict[str, Any]] = field(default_factory=list)
     _changed: dict[str, Target] = field(default_factory=dict)
@@ -54,12 +59,14 @@ class Lab:
     _began: float = field(default_factory=time.monotonic)
 
     def connect(self) -> None:
-        """Find the gateway through the registry; raise TargetError when there is none."""
+        """Find the gateway through the registry and log in; raise TargetError when there
+        is no gateway, LoginError when it hands out no token."""
         targets = demo_control.list_targets(self.registry_url, self.control_token)
         gateways = [t for t in targets if t.service == "gateway"]
         if not gateways:
             raise demo_control.TargetError("the registry lists no gateway on loopback")
         self.gateway_url = gateways[0].url
+        self.token = log_in(self.gateway_url, LAB_USER, timeout_s=REQUEST_TIMEOUT_S)
 
     def instances(self, service: str) -> list[Target]:
         """The registered loopback instances of ``service``."""
@@ -90,7 +97,12 @@ class Lab:
             if time.monotonic() - self._began > MAX_SECONDS:
                 raise LabLimitError(f"a scenario may run at most {MAX_SECONDS:.0f} s")
             self.sent += 1
-        headers = {"Authorization": f"Bearer {self.api_token}", "baggage": f"{EXPERIMENT_BAGGAGE}={self.experiment_id}"}
+        if self.token is None or self.token.due():
+            try:
+                self.token = log_in(self.gateway_url, LAB_USER, timeout_s=REQUEST_TIMEOUT_S)
+            except LoginError as err:
+                return Answer(0, {"error": str(err)})
+        headers = {"Authorization": self.token.header, "baggage": f"{EXPERIMENT_BAGGAGE}={self.experiment_id}"}
         try:
             response = requests.request(
                 method, self.gateway_url + path, json=json, headers=headers, timeout=REQUEST_TIMEOUT_S

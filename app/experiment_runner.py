@@ -38,11 +38,10 @@ NS = 1_000_000_000
 class ExperimentRunner:
     """Starts scenario runs for one dashboard process, never two at once."""
 
-    def __init__(self, store: SpanStore, registry_url: str, control_token: str, api_token: str) -> None:
+    def __init__(self, store: SpanStore, registry_url: str, control_token: str) -> None:
         self._store = store
         self._registry_url = registry_url
         self._control_token = control_token
-        self._api_token = api_token
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -123,7 +122,7 @@ class ExperimentRunner:
         self._store.finish_experiment(result)
 
     def _judge(self, scenario: Scenario, experiment: Experiment) -> Experiment:
-        lab = Lab(experiment.id, self._registry_url, self._control_token, self._api_token)
+        lab = Lab(experiment.id, self._registry_url, self._control_token)
         notes: dict[str, Any] = {}
         failure = None
         try:

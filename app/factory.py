@@ -62,13 +62,10 @@ def create_app(
     from app import api, api_v1, breakers, chaos, chaos_api, compare, overview, registry, sagas, services, traces
     from app.experiment_runner import ExperimentRunner
     from app.post_guard import load_guard
-    from demo_services.launcher import API_TOKEN
 
     guard = load_guard(settings.data_dir)
     app.extensions["spyglass.post_guard"] = guard
-    app.extensions["spyglass.chaos_runner"] = ExperimentRunner(
-        store, settings.registry_url, guard.control_token, API_TOKEN
-    )
+    app.extensions["spyglass.chaos_runner"] = ExperimentRunner(store, settings.registry_url, guard.control_token)
     from collectors import receiver
 
     # In URL order, so the URL map reads top to bottom.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from demo_services.launcher import Demo  # noqa: E402
+from demo_services.launcher import TRAFFIC_USER, Demo  # noqa: E402
 from demo_services.traffic import TrafficGenerator  # noqa: E402
 
 STARTUP_BUDGET_S = 15.0
@@ -62,7 +62,7 @@ def main() -> int:
         demo = Demo(data_dir=data_dir, out=io.StringIO())
         startup_s = demo.start()
         try:
-            traffic = TrafficGenerator(demo.gateway_url, demo.api_token, rate=0)
+            traffic = TrafficGenerator(demo.gateway_url, TRAFFIC_USER, rate=0)
             for _ in range(WARM_UP_REQUESTS):
                 traffic.send_one()
             names = {pid: name for name, pid in demo.pids().items()}

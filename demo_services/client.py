@@ -99,8 +99,10 @@ class ServiceClient:
         *,
         json: Any = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> requests.Response:
-        """Call ``service`` and return its (2xx-4xx) response; raise ``UpstreamError``."""
+        """Call ``service`` (with extra ``headers``) and return its (2xx-4xx) response;
+        raise ``UpstreamError``."""
         with _tracer.start_as_current_span(
             f"{method} {service}",
             kind=SpanKind.CLIENT,
@@ -110,8 +112,8 @@ class ServiceClient:
         ) as span:
 
             def send(instance: Instance) -> requests.Response:
-                headers: dict[str, str] = {}
-                inject_headers(headers)
+                sent = dict(headers or {})
+                inject_headers(sent)
                 span.set_attribute(URL_FULL, f"{instance.url}{path}")
                 span.set_attribute(INSTANCE_ID, instance.instance_id)
                 span.set_attribute(SERVER_PORT, int(instance.url.rsplit(":", 1)[1]))
@@ -120,7 +122,7 @@ class ServiceClient:
                     f"{instance.url}{path}",
                     json=json,
                     params=params,
-                    headers=headers,
+                    headers=sent,
                     timeout=self._timeout_s,
                 )
                 if response.status_code == 503 and response.headers.get(OUT_OF_SERVICE_HEADER):

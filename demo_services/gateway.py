@@ -1,7 +1,10 @@
 """API gateway: the demo's single entry point.
 
-Bearer-token authentication (401 with a JSON error), per-client rate limits through
-flask-limiter (429 with Retry-After), routing of ``/api/<resource>/...`` to instances
+Authentication with signed JWTs that users issues (``POST /api/login`` is routed there
+without a token; every other ``/api/`` request needs a valid one, else 401 with a JSON
+``reason`` and a ``WWW-Authenticate: Bearer`` challenge); the caller's identity goes on
+to services in ``X-User-Id`` and onto the gateway's span as ``enduser.id``. Per-user
+rate limits through flask-limiter (429 with Retry-After), routing of ``/api/<resource>/...`` to instances
 found through the registry, and API composition at ``/api/order-details/<id>``, which
 fetches the order and then its user and products in parallel. A product listing that
 cannot be fetched is served from the last good copy (the breaker's fallback).
@@ -10,7 +13,6 @@ cannot be fetched is served from the last good copy (the breaker's fallback).
 from __future__ import annotations
 
 import contextvars
-import hmac
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,8 +20,10 @@ from typing import Any
 from flask import Response, g, jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
+from opentelemetry import trace
 
 from demo_services.client import ServiceClient, UpstreamError
+from demo_services.protocol import ENDUSER_ID, LOGIN_PATH, USER_ID_HEADER
 from demo_services.service import (
     Service,
     ServiceSettings,
@@ -27,6 +31,7 @@ from demo_services.service import (
     main_for,
     make_service,
 )
+from demo_services.tokens import MISSING, TokenRefused, signing_key, verify
 
 ROUTES = {"users": "users", "orders": "orders", "products": "inventory", "payments": "payment"}
 DEPENDS_ON = ["users", "orders", "inventory", "payment"]
@@ -35,7 +40,8 @@ _HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "content-en
 
 def create_service(settings: ServiceSettings) -> Service:
     """Build the gateway."""
-    service = make_service("gateway", settings, depends_on=DEPENDS_ON, database=False)
+    token_key = signing_key(settings.jwt_key, "gateway")
+    service = make_service("gateway", settings, depends_on=DEPENDS_ON, database=False, trust_user_header=False)
     app = service.app
     assert service.discovery is not None
     client = ServiceClient(
@@ -46,12 +52,11 @@ def create_service(settings: ServiceSettings) -> Service:
         reset_after_s=settings.breaker_reset_s,
         bypass=lambda: service.chaos.bypass_breakers,
     )
-    tokens = [t.strip() for t in settings.api_tokens.split(",") if t.strip()]
     cache: dict[str, tuple[int, bytes]] = {}
     cache_lock = threading.Lock()
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="compose")
     limiter = Limiter(
-        key_func=lambda: g.get("client_token", request.remote_addr or "anonymous"),
+        key_func=lambda: g.get("user_id", request.remote_addr or "anonymous"),
         default_limits=[settings.rate_limit],
         headers_enabled=True,
         storage_uri="memory://",
@@ -59,18 +64,17 @@ def create_service(settings: ServiceSettings) -> Service:
 
     @app.before_request
     def _authenticate() -> Response | None:
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith("/api/") or request.path == LOGIN_PATH:
             return None
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, known) for known in tokens):
-            response = error_response(401, "missing or invalid bearer token")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="spyglass-demo"'
-            return response
-        g.client_token = token
+        try:
+            identity = verify(request.headers.get("Authorization"), token_key)
+        except TokenRefused as refused:
+            return _unauthorized(refused)
+        g.user_id = identity.user_id
+        trace.get_current_span().set_attribute(ENDUSER_ID, identity.user_id)
         return None
 
-    # The limiter's hook goes after authentication, so the limit is per client token.
+    # The limiter's hook goes after authentication, so the limit is per user.
     limiter.init_app(app)
     limiter.exempt(app.view_functions["health"])
     limiter.exempt(app.view_functions["control"])
@@ -79,6 +83,14 @@ def create_service(settings: ServiceSettings) -> Service:
     def _too_many(err: RateLimitExceeded) -> Response:
         response = error_response(429, f"rate limit exceeded: {err.description}")
         return response
+
+    @app.post(LOGIN_PATH)
+    def login() -> Response:
+        try:
+            upstream = client.request("users", "POST", "/login", json=request.get_json(silent=True))
+        except UpstreamError as err:
+            return error_response(err.status, f"users unavailable: {err}")
+        return _relay(upstream)
 
     @app.route("/api/<resource>", methods=["GET", "POST"], defaults={"rest": ""})
     @app.route("/api/<resource>/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
@@ -94,6 +106,7 @@ def create_service(settings: ServiceSettings) -> Service:
                 path,
                 json=request.get_json(silent=True) if request.data else None,
                 params=dict(request.args) or None,
+                headers=_identity(),
             )
         except UpstreamError as err:
             if request.method == "GET":
@@ -107,11 +120,7 @@ def create_service(settings: ServiceSettings) -> Service:
         if request.method == "GET" and upstream.status_code == 200:
             with cache_lock:
                 cache[request.full_path] = (200, upstream.content)
-        response = Response(upstream.content, status=upstream.status_code)
-        for key, value in upstream.headers.items():
-            if key.lower() not in _HOP_HEADERS:
-                response.headers[key] = value
-        return response
+        return _relay(upstream)
 
     @app.get("/api/order-details/<order_id>")
     def order_details(order_id: str) -> Response:
@@ -150,9 +159,34 @@ def create_service(settings: ServiceSettings) -> Service:
     return service
 
 
+def _unauthorized(refused: TokenRefused) -> Response:
+    """401 with the reason in JSON and an RFC 6750 challenge."""
+    response = jsonify(error=str(refused), reason=refused.reason)
+    response.status_code = 401
+    challenge = 'Bearer realm="spyglass-demo"'
+    if refused.reason != MISSING:
+        challenge += f', error="invalid_token", error_description="{refused.reason}"'
+    response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+def _identity() -> dict[str, str]:
+    """The headers that pass the caller's identity on."""
+    return {USER_ID_HEADER: g.user_id}
+
+
+def _relay(upstream: Any) -> Response:
+    """The upstream answer as the gateway's, without hop-by-hop headers."""
+    response = Response(upstream.content, status=upstream.status_code)
+    for key, value in upstream.headers.items():
+        if key.lower() not in _HOP_HEADERS:
+            response.headers[key] = value
+    return response
+
+
 def _get_json(client: ServiceClient, service: str, path: str) -> Any:
-    """GET ``path`` from ``service``; None on 404, UpstreamError on failure."""
-    response = client.request(service, "GET", path)
+    """GET ``path`` from ``service`` as the caller; None on 404, UpstreamError on failure."""
+    response = client.request(service, "GET", path, headers=_identity())
     if response.status_code == 404:
         return None
     if response.status_code != 200:

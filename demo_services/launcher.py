@@ -27,12 +27,21 @@ from typing import IO, Any
 
 import requests
 
-from demo_services.protocol import CONTROL_TOKEN_FILE, CONTROL_TOKEN_HEADER
+from demo_services.protocol import (
+    CONTROL_TOKEN_FILE,
+    CONTROL_TOKEN_HEADER,
+    DEMO_PASSWORD,
+    JWT_KEY_VARIABLE,
+    LOGIN_PATH,
+    AccessToken,
+    log_in,
+)
 from demo_services.traffic import TrafficGenerator
 
-API_TOKEN = "demo-token"
 AUTH_TOKEN_VARIABLE = "SPYGLASS_AUTH_TOKEN"
-TRAFFIC_TOKEN = "traffic-token"
+TOKEN_HOLDERS = ("gateway", "users")
+"""The children that get the token key: users signs with it, the gateway verifies."""
+TRAFFIC_USER = "barbara"
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 RESTART_BACKOFF_S = 0.5
@@ -51,8 +60,11 @@ SERVICES: list[tuple[str, str, int, str]] = [
 ]
 WHAT_TO_TRY = """\
 What to try:
-  curl -H 'Authorization: Bearer {token}' {gateway}/api/products
-  curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
+  log in (users ada, alan, grace, edsger, barbara; password {password}) and keep the token:
+  TOKEN=$(curl -s -H 'Content-Type: application/json' -d '{{"username": "ada", "password": "{password}"}}' \\
+          {gateway}{login} | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+  curl -H "Authorization: Bearer $TOKEN" {gateway}/api/products
+  curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
        -d '{{"user_id": 1, "items": [{{"product_id": 1, "quantity": 1}}]}}' {gateway}/api/orders
   the same order with "card": "4000000000000002" -> payment declined, the saga compensates
   make payment fail and watch its breaker open (error_rate 0 heals it):
@@ -140,7 +152,9 @@ class Demo:
             for i, (name, _module, offset, _instance) in enumerate(SERVICES)
         }
         self.control_token = secrets.token_hex(16)
-        self.api_token = API_TOKEN
+        # Signs and verifies access tokens for this run only; kept in memory and in the
+        # environment of the gateway and users, never printed or written to a file.
+        self.token_key = secrets.token_hex(32)
         self._traffic_enabled = traffic
         self._rate = rate
         self._extra_env = dict(env or {})
@@ -172,6 +186,10 @@ class Demo:
     def registry_url(self) -> str:
         """Return the registry's base URL."""
         return self.url("registry")
+
+    def log_in(self, username: str = "ada") -> AccessToken:
+        """Log ``username`` in at the gateway (password ``DEMO_PASSWORD``); return the token."""
+        return log_in(self.gateway_url, username)
 
     def url(self, name: str) -> str:
         """Return the base URL of the service child ``name`` (e.g. ``inventory-2``)."""
@@ -207,7 +225,7 @@ class Demo:
         self._monitor = threading.Thread(target=self._watch, name="demo-monitor", daemon=True)
         self._monitor.start()
         if self._traffic_enabled:
-            self._traffic = TrafficGenerator(self.gateway_url, TRAFFIC_TOKEN, self._rate)
+            self._traffic = TrafficGenerator(self.gateway_url, TRAFFIC_USER, self._rate)
             self._traffic.start()
             self._say(f"Traffic generator on: about {self._rate:g} request(s) per second.")
         return elapsed
@@ -299,6 +317,7 @@ class Demo:
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": python_path,
         }
+        base_env.pop(JWT_KEY_VARIABLE, None)
         if AUTH_TOKEN_VARIABLE in self._settings_env:
             base_env[AUTH_TOKEN_VARIABLE] = self._settings_env[AUTH_TOKEN_VARIABLE]
         if self._spyglass_command:
@@ -334,8 +353,9 @@ class Demo:
                 "SPYGLASS_DEMO_REGISTRY_URL": self.registry_url,
                 "SPYGLASS_DEMO_DATA_DIR": str(self.services_dir),
                 "SPYGLASS_DEMO_CONTROL_TOKEN": self.control_token,
-                "SPYGLASS_DEMO_API_TOKENS": f"{API_TOKEN},{TRAFFIC_TOKEN}",
             }
+            if name in TOKEN_HOLDERS:
+                env[JWT_KEY_VARIABLE] = self.token_key
             self._children[name] = _Child(
                 name,
                 [sys.executable, "-m", module],
@@ -439,10 +459,11 @@ def run_demo(
         except DemoStartupError as err:
             print(f"spyglass demo: {err}", file=sys.stderr)
             return 130 if stop.is_set() else 1
-        print(f"\nDashboard: {demo.ui_url}\nGateway:   {demo.gateway_url} (bearer token {demo.api_token})\n")
+        print(f"\nDashboard: {demo.ui_url}\nGateway:   {demo.gateway_url} (log in at {LOGIN_PATH})\n")
         print(
             WHAT_TO_TRY.format(
-                token=demo.api_token,
+                password=DEMO_PASSWORD,
+                login=LOGIN_PATH,
                 gateway=demo.gateway_url,
                 ui=demo.ui_url,
                 control=demo.control_token_path,

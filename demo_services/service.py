@@ -30,17 +30,19 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 from flask import Flask, Response, abort, jsonify, request
+from opentelemetry import trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from demo_services.client import InstanceOutOfService
 from demo_services.patterns.discovery import DiscoveryClient, Instance
-from demo_services.protocol import CONTROL_TOKEN_HEADER, OUT_OF_SERVICE_HEADER
+from demo_services.protocol import CONTROL_TOKEN_HEADER, ENDUSER_ID, OUT_OF_SERVICE_HEADER, USER_ID_HEADER
 from demo_services.telemetry import configure_tracing
 
 LOOPBACK = ("127.0.0.1", "::1")
 SERVER_HEADER = "spyglass-demo"
 HANG_LIMIT_S = 60.0
+MAX_USER_ID = 64
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class ServiceSettings:
     registry_url: str = "http://127.0.0.1:9001"
     data_dir: str = "./data/demo"
     control_token: str = ""
-    api_tokens: str = "demo-token"
+    jwt_key: str = field(default="", repr=False)
     rate_limit: str = "20/second"
     call_timeout_s: float = 2.0
     breaker_failures: int = 5
@@ -161,8 +163,14 @@ def make_service(
     depends_on: list[str] | None = None,
     database: bool = True,
     traced: bool = True,
+    trust_user_header: bool = True,
 ) -> Service:
-    """Build the Flask app with /health and /control, a database file and discovery."""
+    """Build the Flask app with /health and /control, a database file and discovery.
+
+    A service behind the gateway trusts its ``X-User-Id`` header (the gateway sets it from
+    a verified token) and records it as ``enduser.id`` on its server span; the gateway,
+    where outside requests enter, passes ``trust_user_header=False``.
+    """
     app = Flask(name)
     chaos = Chaos()
     engine = None
@@ -180,6 +188,14 @@ def make_service(
         # Instrument before any other hook: a hook that answers early (an injected error,
         # a refused token) skips the hooks after it, and its request must still be traced.
         FlaskInstrumentor().instrument_app(app, excluded_urls="health,control")
+
+    if trust_user_header:
+
+        @app.before_request
+        def _record_caller() -> None:
+            user_id = request.headers.get(USER_ID_HEADER)
+            if user_id:
+                trace.get_current_span().set_attribute(ENDUSER_ID, user_id[:MAX_USER_ID])
 
     @app.before_request
     def _inject_failures() -> Response | None:

@@ -7,6 +7,8 @@ import threading
 
 import requests
 
+from demo_services.protocol import AccessToken, LoginError, log_in
+
 DECLINED_CARD = "4000000000000002"
 GOOD_CARD = "4242424242424242"
 
@@ -15,16 +17,18 @@ class TrafficGenerator:
     """Send about ``rate`` requests per second to the gateway from a daemon thread.
 
     Mix: product listings, orders (one in twenty with a card that is declined, so
-    compensations show up), order-details compositions and user look-ups. Failures are
-    expected (that is what the demo injects) and only counted.
+    compensations show up), order-details compositions and user look-ups. It logs in as
+    ``username`` first, and again before its token expires or when the gateway refuses
+    it. Failures are expected (that is what the demo injects) and only counted.
     """
 
-    def __init__(self, gateway_url: str, token: str, rate: float, rng: random.Random | None = None) -> None:
+    def __init__(self, gateway_url: str, username: str, rate: float, rng: random.Random | None = None) -> None:
         self._url = gateway_url
+        self._username = username
         self._rate = rate
         self._rng = rng or random.Random()
         self._session = requests.Session()
-        self._session.headers["Authorization"] = f"Bearer {token}"
+        self._token: AccessToken | None = None
         self._stop = threading.Event()
         self._orders: list[str] = []
         self.sent = 0
@@ -42,6 +46,13 @@ class TrafficGenerator:
         """Send one request of the mix and return its status code (0 if it failed)."""
         roll = self._rng.random()
         try:
+            if self._token is None or self._token.due():
+                self._token = log_in(self._url, self._username)
+                self._session.headers["Authorization"] = self._token.header
+        except LoginError:
+            self.failed += 1
+            return 0
+        try:
             if roll < 0.4:
                 response = self._session.get(f"{self._url}/api/products", timeout=10)
             elif roll < 0.7:
@@ -58,6 +69,8 @@ class TrafficGenerator:
             self.failed += 1
             return 0
         self.sent += 1
+        if response.status_code == 401:
+            self._token = None
         return response.status_code
 
     def _random_order(self) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from demo_services.protocol import log_in
 from tests.helpers import ROOT, free_port, wait_until
 
 TOKEN = "forwarded-secret"
@@ -93,8 +94,9 @@ def test_demo_forwards_spyglass_options_and_says_where_to_go_without_a_display(t
         )
         assert too_big.status_code == 413, too_big.text
         # The services export with the forwarded token: their spans are stored.
+        login = log_in(f"http://127.0.0.1:{base_port}", "grace")
         order = requests.get(
-            f"http://127.0.0.1:{base_port}/api/products", headers={"Authorization": "Bearer demo-token"}, timeout=10
+            f"http://127.0.0.1:{base_port}/api/products", headers={"Authorization": login.header}, timeout=10
         )
         assert order.status_code == 200, order.text
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from demo_services.launcher import TRAFFIC_TOKEN, Demo
+from demo_services.launcher import Demo
 from demo_services.order_log import OrderEvent, build_read_model
 from demo_services.protocol import CONTROL_TOKEN_HEADER
 from tests.demo.helpers import (
@@ -62,9 +62,9 @@ def jaeger(demo: Demo) -> Jaeger:
 
 @pytest.fixture
 def api(demo: Demo) -> requests.Session:
-    """An HTTP session to the gateway with the demo's bearer token."""
+    """An HTTP session to the gateway, logged in as alan (user 2)."""
     session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {demo.api_token}"
+    session.headers["Authorization"] = demo.log_in("alan").header
     return session
 
 
@@ -377,7 +377,8 @@ def test_control_endpoint_needs_the_launcher_token(demo: Demo) -> None:
 
 
 def test_exceeding_the_rate_limit_gives_429_with_retry_after(demo: Demo) -> None:
-    headers = {"Authorization": f"Bearer {TRAFFIC_TOKEN}"}
+    # Another user than the other tests' session: the limit is per user.
+    headers = {"Authorization": demo.log_in("edsger").header}
 
     url = f"{demo.gateway_url}/api/users/1"
     # A burst from several threads exceeds 25/second even on a slow machine.

@@ -1,0 +1,169 @@
+"""The gateway on the real demo: JWT logins and refusals, the identity passed on, REST
+translated to gRPC, and a composition that degrades instead of failing."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import requests
+
+from demo_services.launcher import Demo
+from demo_services.protocol import DEMO_PASSWORD, LOGIN_PATH, log_in
+from tests.demo.helpers import TEST_ENV, Jaeger, describe, parent_id, service_of, tag
+from tests.helpers import group_members, wait_until
+
+pytestmark = [pytest.mark.demo, pytest.mark.timeout(240)]
+AUDIENCE = "spyglass-demo-gateway"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """Start Spyglass and every demo service once for the module; stop them all after."""
+    with Demo(data_dir=tmp_path_factory.mktemp("gateway"), env=TEST_ENV, out=io.StringIO()) as running:
+        yield running
+        groups = list(running.pids().values())
+    assert {group: group_members(group) for group in groups} == dict.fromkeys(groups, [])
+
+
+@pytest.fixture(scope="module")
+def jaeger(demo: Demo) -> Jaeger:
+    """Read traces from the demo's Spyglass."""
+    return Jaeger(demo.ui_url)
+
+
+def token(key: str, **claims: Any) -> str:
+    """A token for user 3 signed with ``key``, valid for a minute unless ``claims`` say otherwise."""
+    now = int(time.time())
+    body = {"sub": "3", "aud": AUDIENCE, "iat": now, "exp": now + 60, **claims}
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm="HS256")
+
+
+def status_code(span: dict[str, Any]) -> Any:
+    """The HTTP status code of a span, under the stable or the older attribute name."""
+    value = tag(span, "http.response.status_code")
+    return value if value is not None else tag(span, "http.status_code")
+
+
+def get_products(demo: Demo, authorization: str | None) -> requests.Response:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    return requests.get(f"{demo.gateway_url}/api/products", headers=headers, timeout=10)
+
+
+def test_login_issues_a_signed_token_for_the_user(demo: Demo) -> None:
+    before = int(time.time())
+    answer = requests.post(
+        f"{demo.gateway_url}{LOGIN_PATH}", json={"username": "grace", "password": DEMO_PASSWORD}, timeout=10
+    )
+
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 900
+    claims = jwt.decode(body["access_token"], demo.token_key, algorithms=["HS256"], audience=AUDIENCE)
+    assert claims["sub"] == "3"
+    assert before <= claims["iat"] <= int(time.time())
+    assert claims["exp"] == claims["iat"] + 900
+    assert jwt.get_unverified_header(body["access_token"])["alg"] == "HS256"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "grace", "password": "wrong"},
+        {"username": "nobody", "password": DEMO_PASSWORD},
+    ],
+)
+def test_login_with_wrong_credentials_is_refused(demo: Demo, body: dict[str, str]) -> None:
+    answer = requests.post(f"{demo.gateway_url}{LOGIN_PATH}", json=body, timeout=10)
+
+    assert answer.status_code == 401
+    assert answer.json() == {"error": "wrong username or password"}
+
+
+def test_login_without_credentials_is_a_400(demo: Demo) -> None:
+    answer = requests.post(f"{demo.gateway_url}{LOGIN_PATH}", data="not json", timeout=10)
+
+    assert answer.status_code == 400
+    assert "username and password" in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda key: None, "missing"),
+        (lambda key: "Basic YWRhOnNweWdsYXNz", "missing"),
+        (lambda key: f"Bearer {token('another key of at least thirty-two bytes')}", "bad signature"),
+        (lambda key: f"Bearer {token(key, iat=int(time.time()) - 120, exp=int(time.time()) - 60)}", "expired"),
+        (lambda key: f"Bearer {token(key, aud='someone-else')}", "wrong audience"),
+        (lambda key: f"Bearer {token(key, aud=None)}", "wrong audience"),
+        (lambda key: f"Bearer {token(key, sub=None)}", "malformed"),
+        (lambda key: "Bearer not.a.token", "malformed"),
+    ],
+    ids=["no header", "not bearer", "forged", "expired", "other audience", "no audience", "no subject", "garbage"],
+)
+def test_a_token_that_does_not_verify_gets_401_with_the_reason(demo: Demo, make: Any, reason: str) -> None:
+    answer = get_products(demo, make(demo.token_key))
+
+    assert answer.status_code == 401
+    assert answer.json()["reason"] == reason
+    assert answer.json()["error"]
+    challenge = answer.headers["WWW-Authenticate"]
+    assert challenge.startswith('Bearer realm="spyglass-demo"')
+    assert ('error="invalid_token"' in challenge) == (reason != "missing")
+
+
+def test_a_forged_token_never_reaches_a_service(demo: Demo, jaeger: Jaeger) -> None:
+    # Baggage the services copy onto every span marks this request's trace.
+    probe = secrets.token_hex(8)
+    forged = token("another key of at least thirty-two bytes", sub="4")
+    answer = requests.get(
+        f"{demo.gateway_url}/api/products",
+        headers={"Authorization": f"Bearer {forged}", "baggage": f"chaos.experiment_id={probe}"},
+        timeout=10,
+    )
+    assert answer.status_code == 401
+
+    def stored() -> list[dict[str, Any]] | None:
+        return jaeger.find("gateway", tags={"chaos.experiment_id": probe}) or None
+
+    [trace] = wait_until(stored, interval=0.2, message=describe(demo, "the refused request's trace"))
+    assert [service_of(trace, s) for s in trace["spans"]] == ["gateway"]
+    [span] = trace["spans"]
+    assert status_code(span) == 401
+    assert tag(span, "enduser.id") is None
+
+
+def test_a_valid_token_reaches_the_service_with_the_callers_identity(demo: Demo, jaeger: Jaeger) -> None:
+    access = log_in(demo.gateway_url, "edsger")
+    response = get_products(demo, access.header)
+    assert response.status_code == 200, response.text
+
+    def stored() -> dict[str, Any] | None:
+        for candidate in jaeger.find("inventory", tags={"enduser.id": "4"}):
+            full = jaeger.trace(candidate["traceID"])
+            if full is not None and {"gateway", "inventory"} <= {service_of(full, s) for s in full["spans"]}:
+                return full
+        return None
+
+    trace = wait_until(stored, interval=0.2, message=describe(demo, "a trace with enduser.id=4 in inventory"))
+    servers = {service_of(trace, s): s for s in trace["spans"] if tag(s, "span.kind") == "server"}
+    assert tag(servers["gateway"], "enduser.id") == "4"
+    assert tag(servers["inventory"], "enduser.id") == "4"
+    assert parent_id(servers["gateway"]) is None
+
+
+def test_only_users_and_the_gateway_hold_the_token_key_and_no_output_shows_it(demo: Demo) -> None:
+    holders = {
+        name
+        for name, pid in demo.pids().items()
+        if demo.token_key.encode() in Path(f"/proc/{pid}/environ").read_bytes()
+    }
+
+    assert holders == {"users", "gateway"}
+    assert demo.token_key not in demo.logs(lines=100_000)
