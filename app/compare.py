@@ -1,19 +1,22 @@
-"""Trace comparison (/traces/compare): two traces picked by id or ticked in the search results.
+"""Trace comparison (/traces/compare): A, the baseline, against B.
 
-Its own blueprint, registered with the others in app/factory.py; the diff itself is
-pure (app.analysis.compare).
+Traces come by id (``a`` and ``b``), as the two rows ticked in the search results
+(``trace`` twice: the earlier one becomes A), or as ``previous=<id>``: that trace as B
+against the latest earlier trace of its root service and operation (a redirect to the
+``a``/``b`` address, so the comparison can be shared). Its own blueprint, registered
+with the others in app/factory.py; the diff itself is pure (app.analysis.compare).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from werkzeug.exceptions import NotFound
 
-from app.analysis.compare import compare_traces
+from app.analysis.compare import LEVEL_TEXT, compare_traces
 from app.params import parse_trace_id
-from collectors.model import Span
+from collectors.model import SpanOutline, TraceSummary
 from collectors.store import SpanStore
 
 bp = Blueprint("compare", __name__)
@@ -21,28 +24,78 @@ bp = Blueprint("compare", __name__)
 
 @bp.get("/traces/compare")
 def page() -> Any:
-    """Structural diff of traces ``a`` and ``b``; a form when either is missing.
-
-    The search results submit their ticked rows as ``trace`` (twice): the same two traces.
-    """
+    """The merged tree of traces ``a`` and ``b``; the form alone when either is missing."""
+    store = _store()
+    previous_of = request.args.get("previous", "").strip()
+    if previous_of:
+        b_id = parse_trace_id(previous_of)
+        if not store.get_summaries([b_id]):
+            raise NotFound(f"No trace {b_id} in the store")
+        earlier = store.previous_trace(b_id)
+        if earlier is None:
+            message = (
+                f"No earlier trace of this trace's root operation is stored: nothing to compare {b_id} with. "
+                "Tick two traces in the search results instead."
+            )
+            return _render(a="", b=b_id, message=message), 404
+        return redirect(url_for("compare.page", a=earlier.trace_id, b=b_id))
     raw_a, raw_b = request.args.get("a", "").strip(), request.args.get("b", "").strip()
     picked = [t.strip() for t in request.args.getlist("trace") if t.strip()]
     if picked and not (raw_a or raw_b):
         if len(picked) != 2:
             message = f"Tick two traces in the search results to compare them ({len(picked)} ticked)."
-            return render_template("traces/compare.html", a=picked[0], b="", diff=None, message=message), 400
-        raw_a, raw_b = picked
-    diff = None
-    if raw_a and raw_b:
-        a_id, b_id = parse_trace_id(raw_a), parse_trace_id(raw_b)
-        diff = compare_traces(load_trace(a_id), load_trace(b_id))
-    return render_template("traces/compare.html", a=raw_a, b=raw_b, diff=diff)
+            return _render(a=picked[0], b="", message=message), 400
+        ids = [parse_trace_id(t) for t in picked]
+        starts = {s.trace_id: s.start_ns for s in store.get_summaries(ids)}
+        raw_a, raw_b = sorted(ids, key=lambda t: starts.get(t, 0))
+    if not (raw_a and raw_b):
+        return _render(a=raw_a, b=raw_b)
+    a_id, b_id = parse_trace_id(raw_a), parse_trace_id(raw_b)
+    a_spans, b_spans = load_trace(a_id), load_trace(b_id)
+    summaries = {s.trace_id: s for s in store.get_summaries([a_id, b_id])}
+    return _render(
+        a=a_id,
+        b=b_id,
+        diff=compare_traces(a_spans, b_spans),
+        a_summary=summaries.get(a_id),
+        b_summary=summaries.get(b_id),
+        a_url=url_for("traces.detail", trace_id=a_id),
+        b_url=url_for("traces.detail", trace_id=b_id),
+    )
 
 
-def load_trace(trace_id: str) -> list[Span]:
-    """The trace's spans, or 404 naming it."""
-    store: SpanStore = current_app.extensions["spyglass.store"]
-    spans = store.get_trace(trace_id)
+def load_trace(trace_id: str) -> list[SpanOutline]:
+    """The outline of the trace's spans, or 404 naming it."""
+    spans = _store().get_trace_outline(trace_id)
     if not spans:
         raise NotFound(f"No trace {trace_id} in the store")
     return spans
+
+
+def _render(
+    *,
+    a: str,
+    b: str,
+    diff: Any = None,
+    message: str = "",
+    a_summary: TraceSummary | None = None,
+    b_summary: TraceSummary | None = None,
+    a_url: str = "",
+    b_url: str = "",
+) -> str:
+    return render_template(
+        "traces/compare.html",
+        a=a,
+        b=b,
+        diff=diff,
+        message=message,
+        a_summary=a_summary,
+        b_summary=b_summary,
+        a_url=a_url,
+        b_url=b_url,
+        levels=LEVEL_TEXT,
+    )
+
+
+def _store() -> SpanStore:
+    return current_app.extensions["spyglass.store"]

@@ -1,8 +1,14 @@
 """Structural diff of two traces: spans matched by service, operation and position.
 
-A span's key is the path of (service, operation, ordinal) steps from its root, where
-the ordinal counts earlier siblings with the same service and operation. Two spans in
-different traces match when their keys are equal. Pure: no Flask, no SQL.
+A span's key is its parent's key plus (service, operation, ordinal), where the ordinal
+counts earlier siblings with the same service and operation (siblings in start order).
+Two spans in different traces match when their keys are equal. Keys are interned as
+small integers shared by both traces, so matching is linear in the number of spans.
+
+The merged tree lists every key once, A's order first and B-only spans after their A
+siblings; each row carries both durations, the change from A to B in ns and as a ratio,
+its level on a diverging scale (-3 much faster .. +3 much slower) and the text that says
+the same thing without colour. Pure: no Flask, no SQL.
 """
 
 from __future__ import annotations
@@ -10,29 +16,62 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from app.analysis.tree import build_trace_view
-from collectors.model import Span
+from collectors.model import Span, SpanOutline
+
+AnySpan = Span | SpanOutline
+"""Whole spans or their outlines: the diff reads ids, service, name, times and status."""
 
 ONLY_A = "only-a"
 ONLY_B = "only-b"
 BOTH = "both"
+WHERE_TEXT = {BOTH: "in both", ONLY_A: "missing in B", ONLY_B: "added in B"}
 
-Key = tuple[tuple[str, str, int], ...]
+BIGGEST = 15
+"""How many of the largest changes the summary lists."""
+NOTABLE_NS = 100_000
+"""Changes under 0.1 ms stay neutral whatever their ratio (timer noise on tiny spans)."""
+LEVEL_RATIOS = (0.05, 0.25, 1.0)
+"""|ratio| at or above each bound raises the level by one: 5 %, 25 %, 100 %."""
+LEVEL_TEXT = {
+    -3: "much faster",
+    -2: "faster",
+    -1: "slightly faster",
+    0: "about the same",
+    1: "slightly slower",
+    2: "slower",
+    3: "much slower",
+}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DiffRow:
-    """One node of the merged tree: present in A, in B or in both."""
+    """One node of the merged tree: present in A, in B or in both.
 
-    key: Key
+    Read-only by convention; not ``frozen``, which would make building the 10,000 rows
+    of two large traces several times slower (as for collectors.model.Span).
+
+    Bars (``a_bar``, ``b_bar``) are (offset, width) in percent of the longer trace,
+    measured from each trace's own start; None where the span is absent.
+    """
+
+    index: int
+    key: int
+    parent_index: int | None
     depth: int
     service: str
     operation: str
+    ordinal: int
     where: str
     a_ns: int | None
     b_ns: int | None
     a_error: bool
     b_error: bool
+    a_span_id: str
+    b_span_id: str
+    a_bar: tuple[float, float] | None
+    b_bar: tuple[float, float] | None
+    level: int
+    has_children: bool
 
     @property
     def delta_ns(self) -> int | None:
@@ -44,73 +83,249 @@ class DiffRow:
     @property
     def delta_ratio(self) -> float | None:
         """Relative change from A to B, when both are present and A is non-zero."""
-        if self.delta_ns is None or not self.a_ns:
+        delta = self.delta_ns
+        if delta is None or not self.a_ns:
             return None
-        return self.delta_ns / self.a_ns
+        return delta / self.a_ns
+
+    @property
+    def change_ns(self) -> int:
+        """What the span adds to B's time: the delta, all of B's span when added, minus
+        all of A's when missing (how the biggest changes are ranked, by absolute value)."""
+        if self.a_ns is None:
+            return self.b_ns or 0
+        if self.b_ns is None:
+            return -self.a_ns
+        return self.b_ns - self.a_ns
+
+    @property
+    def ms_text(self) -> str:
+        """The change in milliseconds with its sign, e.g. ``+45.2 ms``."""
+        return signed_ms(self.change_ns)
+
+    @property
+    def percent_text(self) -> str:
+        """The relative change, e.g. ``+505 %``; empty when it has no meaning."""
+        ratio = self.delta_ratio
+        return "" if ratio is None else signed_percent(ratio)
+
+    @property
+    def a_bar_style(self) -> str:
+        """A's bar as CSS ``left``/``width`` (empty when absent)."""
+        return _bar_style(self.a_bar)
+
+    @property
+    def b_bar_style(self) -> str:
+        """B's bar as CSS ``left``/``width`` (empty when absent)."""
+        return _bar_style(self.b_bar)
+
+    @property
+    def level_text(self) -> str:
+        """The level in words (what the colour says)."""
+        if self.where == ONLY_A:
+            return "missing in B"
+        if self.where == ONLY_B:
+            return "added in B"
+        return LEVEL_TEXT[self.level]
 
 
 @dataclass(frozen=True, slots=True)
 class TraceDiff:
-    """The merged rows and how many spans fell in each group."""
+    """The merged rows, how many spans fell in each group, and the biggest changes."""
 
     rows: list[DiffRow]
     only_a: int
     only_b: int
     both: int
+    a_duration_ns: int
+    b_duration_ns: int
+    biggest: list[DiffRow]
+
+    @property
+    def duration_delta_ns(self) -> int:
+        """B's duration minus A's (first span start to last span end)."""
+        return self.b_duration_ns - self.a_duration_ns
+
+    @property
+    def level(self) -> int:
+        """The whole trace's change on the diverging scale."""
+        delta = self.duration_delta_ns
+        return change_level(delta, delta / self.a_duration_ns if self.a_duration_ns else None)
+
+    @property
+    def duration_text(self) -> str:
+        """The whole trace's change, e.g. ``+120 ms (+24 %)``."""
+        text = signed_ms(self.duration_delta_ns)
+        if self.a_duration_ns:
+            text += f" ({signed_percent(self.duration_delta_ns / self.a_duration_ns)})"
+        return text
 
 
-def span_keys(spans: list[Span]) -> list[tuple[Key, Span]]:
-    """Each span with its structural key, in waterfall order."""
-    view = build_trace_view(spans, adjust_skew=False)
-    keys: dict[str, Key] = {}
-    ordinals: dict[tuple[Key, str, str], int] = defaultdict(int)
-    out = []
-    for row in view.rows:
-        parent_key: Key = keys.get(row.parent_id, ()) if row.parent_id else ()
-        step = (row.span.service, row.span.name)
-        n = ordinals[(parent_key, *step)]
-        ordinals[(parent_key, *step)] = n + 1
-        key = (*parent_key, (*step, n))
-        keys[row.span.span_id] = key
-        out.append((key, row.span))
+def signed_ms(delta_ns: int) -> str:
+    """Milliseconds with an explicit sign and two significant decimals below 10 ms."""
+    ms = abs(delta_ns) / 1_000_000
+    if ms == 0:
+        return "±0 ms"
+    digits = 2 if ms < 10 else 1 if ms < 100 else 0
+    sign = "+" if delta_ns > 0 else "−"
+    return f"{sign}{ms:,.{digits}f} ms"
+
+
+def signed_percent(ratio: float) -> str:
+    """A ratio as a signed whole percentage (``+505 %``, ``−8 %``, ``±0 %``)."""
+    pct = round(ratio * 100)
+    if pct == 0:
+        return "±0 %"
+    return f"{'+' if pct > 0 else '−'}{abs(pct):,} %"
+
+
+def change_level(delta_ns: int | None, ratio: float | None) -> int:
+    """The change on a diverging scale from -3 (much faster) to +3 (much slower).
+
+    Neutral for no change, an absent side or a change under NOTABLE_NS; otherwise one
+    step per bound of LEVEL_RATIOS that |ratio| reaches (a change from zero counts as
+    the largest).
+    """
+    if delta_ns is None or abs(delta_ns) < NOTABLE_NS:
+        return 0
+    size = abs(ratio) if ratio is not None else float("inf")
+    level = sum(1 for bound in LEVEL_RATIOS if size >= bound)
+    return level if delta_ns > 0 else -level
+
+
+def span_keys(spans: list[AnySpan], intern: dict[tuple[int, str, str, int], int]) -> dict[int, AnySpan]:
+    """Each span under its structural key (interned in ``intern``, 0 being above the roots).
+
+    Parents are visited before children, siblings in start order; spans whose parent is
+    missing (or in a cycle) are treated as roots.
+    """
+    by_id = {s.span_id: s for s in spans}
+    children: dict[str, list[AnySpan]] = defaultdict(list)
+    roots: list[AnySpan] = []
+    for s in spans:
+        if s.parent_span_id and s.parent_span_id in by_id and s.parent_span_id != s.span_id:
+            children[s.parent_span_id].append(s)
+        else:
+            roots.append(s)
+    out: dict[int, AnySpan] = {}
+    seen: set[str] = set()
+    pending = sorted(spans, key=_start_order, reverse=True)
+    tops = sorted(roots, key=_start_order)
+    ordinals: dict[tuple[int, str, str], int] = defaultdict(int)
+    while tops:
+        stack: list[tuple[int, AnySpan]] = []
+        for s in reversed(tops):
+            stack.append((0, s))
+        # Ordinals of roots are counted in start order, so number them before the walk.
+        numbered: dict[str, int] = {}
+        for s in tops:
+            step = (0, s.service, s.name)
+            numbered[s.span_id] = ordinals[step]
+            ordinals[step] += 1
+        while stack:
+            parent_key, s = stack.pop()
+            if s.span_id in seen:
+                continue
+            seen.add(s.span_id)
+            ordinal = numbered.pop(s.span_id)
+            key = intern.setdefault((parent_key, s.service, s.name, ordinal), len(intern) + 1)
+            out[key] = s
+            kids = sorted((k for k in children.get(s.span_id, ()) if k.span_id not in seen), key=_start_order)
+            counts: dict[tuple[str, str], int] = defaultdict(int)
+            for k in kids:
+                numbered[k.span_id] = counts[(k.service, k.name)]
+                counts[(k.service, k.name)] += 1
+            stack.extend((key, k) for k in reversed(kids))
+        # Spans in a parent cycle were never reached from a root: the earliest becomes one.
+        while pending and pending[-1].span_id in seen:
+            pending.pop()
+        tops = [pending.pop()] if pending else []
     return out
 
 
-def compare_traces(a: list[Span], b: list[Span]) -> TraceDiff:
+def compare_traces(a: list[AnySpan], b: list[AnySpan]) -> TraceDiff:
     """Merge the two span trees; A's order first, B-only spans after their A siblings."""
-    a_keys = span_keys(a)
-    b_keys = span_keys(b)
-    a_by = {k: s for k, s in a_keys}
-    b_by = {k: s for k, s in b_keys}
-    children: dict[Key, list[Key]] = defaultdict(list)
-    seen: set[Key] = set()
-    for key, _ in [*a_keys, *b_keys]:
-        if key not in seen:
-            seen.add(key)
-            children[key[:-1]].append(key)
+    intern: dict[tuple[int, str, str, int], int] = {}
+    a_by = span_keys(a, intern)
+    b_by = span_keys(b, intern)
+    steps = {key: step for step, key in intern.items()}
+    children: dict[int, list[int]] = defaultdict(list)
+    for key in [*a_by, *(k for k in b_by if k not in a_by)]:
+        children[steps[key][0]].append(key)
+    a_start, a_end = _bounds(a)
+    b_start, b_end = _bounds(b)
+    scale = max(1, a_end - a_start, b_end - b_start)
     rows: list[DiffRow] = []
-    stack = list(reversed(children[()]))
+    stack: list[tuple[int, int | None, int]] = [(k, None, 0) for k in reversed(children[0])]
     while stack:
-        key = stack.pop()
+        key, parent_index, depth = stack.pop()
         sa, sb = a_by.get(key), b_by.get(key)
-        service, operation, _ = key[-1]
+        _, service, operation, ordinal = steps[key]
+        a_ns = sa.duration_ns if sa else None
+        b_ns = sb.duration_ns if sb else None
+        delta = b_ns - a_ns if a_ns is not None and b_ns is not None else None
+        index = len(rows)
         rows.append(
             DiffRow(
+                index=index,
                 key=key,
-                depth=len(key) - 1,
+                parent_index=parent_index,
+                depth=depth,
                 service=service,
                 operation=operation,
+                ordinal=ordinal,
                 where=BOTH if sa and sb else ONLY_A if sa else ONLY_B,
-                a_ns=sa.duration_ns if sa else None,
-                b_ns=sb.duration_ns if sb else None,
+                a_ns=a_ns,
+                b_ns=b_ns,
                 a_error=bool(sa and sa.is_error),
                 b_error=bool(sb and sb.is_error),
+                a_span_id=sa.span_id if sa else "",
+                b_span_id=sb.span_id if sb else "",
+                a_bar=_bar(sa, a_start, scale),
+                b_bar=_bar(sb, b_start, scale),
+                level=change_level(delta, delta / a_ns if delta is not None and a_ns else None),
+                has_children=key in children,
             )
         )
-        stack.extend(reversed(children.get(key, ())))
+        stack.extend((k, index, depth + 1) for k in reversed(children.get(key, ())))
+    counts = {BOTH: 0, ONLY_A: 0, ONLY_B: 0}
+    for r in rows:
+        counts[r.where] += 1
     return TraceDiff(
         rows=rows,
-        only_a=sum(1 for r in rows if r.where == ONLY_A),
-        only_b=sum(1 for r in rows if r.where == ONLY_B),
-        both=sum(1 for r in rows if r.where == BOTH),
+        only_a=counts[ONLY_A],
+        only_b=counts[ONLY_B],
+        both=counts[BOTH],
+        a_duration_ns=a_end - a_start,
+        b_duration_ns=b_end - b_start,
+        biggest=biggest_changes(rows),
     )
+
+
+def biggest_changes(rows: list[DiffRow], limit: int = BIGGEST) -> list[DiffRow]:
+    """The rows that changed B's time the most (absolute ms), largest first; ties keep tree order."""
+    changed = [r for r in rows if r.change_ns]
+    changed.sort(key=lambda r: -abs(r.change_ns))
+    return changed[:limit]
+
+
+def _start_order(s: AnySpan) -> tuple[int, str]:
+    return (s.start_ns, s.span_id)
+
+
+def _bounds(spans: list[AnySpan]) -> tuple[int, int]:
+    if not spans:
+        return 0, 0
+    return min(s.start_ns for s in spans), max(s.end_ns for s in spans)
+
+
+def _bar(s: AnySpan | None, start_ns: int, scale: int) -> tuple[float, float] | None:
+    if s is None:
+        return None
+    offset = min(1.0, max(0.0, (s.start_ns - start_ns) / scale))
+    width = min(1.0 - offset, max(0.0, s.duration_ns / scale))
+    return round(offset * 100, 2), round(width * 100, 2)
+
+
+def _bar_style(bar: tuple[float, float] | None) -> str:
+    return f"left:{bar[0]}%;width:{bar[1]}%" if bar else ""

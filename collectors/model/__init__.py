@@ -28,6 +28,7 @@ from collectors.model.spans import (
     Span,
     SpanEvent,
     SpanLink,
+    SpanOutline,
     TraceSummary,
 )
 from collectors.model.traffic import (
@@ -77,6 +78,7 @@ __all__ = [
     "Span",
     "SpanEvent",
     "SpanLink",
+    "SpanOutline",
     "TraceSummary",
     "histogram_index",
 ]

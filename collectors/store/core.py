@@ -27,6 +27,7 @@ from collectors.model import (
     SagaStepSpan,
     ServiceMinute,
     Span,
+    SpanOutline,
     TraceSummary,
 )
 from collectors.store.catalog import Catalog
@@ -114,9 +115,18 @@ class SpanStore:
         """All stored spans of a trace, ordered by start time; [] for an unknown id."""
         return self._traces.get_trace(trace_id)
 
+    def get_trace_outline(self, trace_id: str) -> list[SpanOutline]:
+        """A trace's spans without attributes, events or links (ids, service, name,
+        times, status), ordered by start time; [] for an unknown id."""
+        return self._traces.get_trace_outline(trace_id)
+
     def get_summaries(self, trace_ids: list[str]) -> list[TraceSummary]:
         """Summaries of the given traces, in the order asked; unknown ids are left out."""
         return self._traces.get_summaries(trace_ids)
+
+    def previous_trace(self, trace_id: str) -> TraceSummary | None:
+        """The latest earlier trace with the same root service and operation, or None."""
+        return self._traces.previous_trace(trace_id)
 
     def find_traces(self, query: TraceQuery) -> TraceList:
         """Traces matching the query in ``query.sort`` order, at most ``query.limit`` (capped

@@ -15,6 +15,7 @@ from collectors.model import (
     Edge,
     Resource,
     Span,
+    SpanOutline,
     TraceSummary,
 )
 from collectors.store import rows as _rows
@@ -66,6 +67,30 @@ class TraceReader:
         out.sort(key=lambda s: (s.start_ns, s.span_id))
         return out
 
+    def get_trace_outline(self, trace_id: str) -> list[SpanOutline]:
+        """Every stored span of a trace without attributes, events or links, ordered by
+        start time; [] for an unknown id."""
+        c = spans.c
+        stmt = sa.select(
+            c.span_id, c.parent_span_id, c.service, c.name, c.start_ns, c.duration_ns, c.status_code
+        ).where(c.trace_id == bytes.fromhex(trace_id))
+        with self._database.connect() as conn:
+            rows = conn.execute(stmt).all()
+        out = [
+            SpanOutline(
+                r.span_id.hex(),
+                r.parent_span_id.hex() if r.parent_span_id else "",
+                r.service,
+                r.name,
+                r.start_ns,
+                r.start_ns + r.duration_ns,
+                r.status_code,
+            )
+            for r in rows
+        ]
+        out.sort(key=lambda s: (s.start_ns, s.span_id))
+        return out
+
     def get_summaries(self, trace_ids: list[str]) -> list[TraceSummary]:
         """Summaries of the given traces, in the order asked; unknown ids are left out."""
         keys = [bytes.fromhex(t) for t in trace_ids]
@@ -75,6 +100,26 @@ class TraceReader:
                 for r in conn.execute(sa.select(trace_summaries).where(trace_summaries.c.trace_id.in_(keys)))
             }
         return [found[k] for k in keys if k in found]
+
+    def previous_trace(self, trace_id: str) -> TraceSummary | None:
+        """The latest trace that started before this one with the same root service and
+        operation (ties on start broken by trace id); None when there is none or the
+        trace is unknown."""
+        key = bytes.fromhex(trace_id)
+        t = trace_summaries.c
+        with self._database.connect() as conn:
+            this = conn.execute(sa.select(t.root_service, t.root_name, t.start_ns).where(t.trace_id == key)).first()
+            if this is None:
+                return None
+            earlier = sa.or_(t.start_ns < this.start_ns, sa.and_(t.start_ns == this.start_ns, t.trace_id < key))
+            stmt = (
+                sa.select(trace_summaries)
+                .where(t.root_service == this.root_service, t.root_name == this.root_name, earlier)
+                .order_by(t.start_ns.desc(), t.trace_id.desc())
+                .limit(1)
+            )
+            row = conn.execute(stmt).first()
+        return _summary(row) if row is not None else None
 
     def list_services(self) -> list[str]:
         """Names of every service that sent a span, sorted."""

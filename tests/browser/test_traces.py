@@ -57,7 +57,7 @@ def test_two_ticked_search_results_open_their_comparison(page, live_server, trac
     page.click("#results .compare-pick button[type=submit]")
     page.wait_for_url(re.compile(r"/traces/compare\?"))
     assert {page.input_value("input[name=a]"), page.input_value("input[name=b]")} == {first, second}
-    rows = page.locator("tr.diff-row")
+    rows = page.locator("tr[data-where]")
     assert rows.count() == 2
     assert {rows.nth(i).get_attribute("data-where") for i in range(2)} == {"both"}
 
