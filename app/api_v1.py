@@ -37,7 +37,14 @@ def graph() -> Any:
         {
             "window": _window_json(window),
             "nodes": [
-                {"name": n.name, "kind": n.kind, "health": n.health, "layer": n.layer, "red": _red(n.red)}
+                {
+                    "name": n.name,
+                    "kind": n.kind,
+                    "health": n.health,
+                    "layer": n.layer,
+                    "red": _red(n.red),
+                    "rate_limit": dataclasses.asdict(n.rate_limit) if n.rate_limit else None,
+                }
                 for n in g.nodes
             ],
             "edges": [
@@ -70,6 +77,7 @@ def service(name: str) -> Any:
             "window": _window_json(window),
             "name": name,
             "red": _red(d["total"]),
+            "rate_limit": dataclasses.asdict(d["rate_limit"]) if d["rate_limit"] else None,
             "series": d["series"],
             "operations": [{"name": o.name, "red": _red(r)} for o, r in d["operations"]],
             "slowest_traces": [t.trace_id for t in d["slowest"]],

@@ -13,7 +13,7 @@ from flask import abort, current_app
 from werkzeug.exceptions import Conflict, NotFound
 
 from app.analysis.breakers import BreakerView, edge_badges, summarize_breakers
-from app.analysis.graph import ServiceGraph, build_service_graph
+from app.analysis.graph import ServiceGraph, build_service_graph, rate_limit_of
 from app.analysis.overview import Moments, recent_compensations, service_health, troubled_breakers
 from app.analysis.registry import Topology, compare_topology
 from app.analysis.sagas import check_saga, failed_action, saga_timeline
@@ -76,15 +76,22 @@ def service_graph(store: SpanStore, window: Window) -> ServiceGraph:
 def node_detail(store: SpanStore, name: str, window: Window) -> dict[str, Any]:
     """RED over time, operations and trace links of one node."""
     minutes = store.find_service_minutes(name, window.start_ns, window.end_ns)
-    reds = [red(m.request_count, m.error_count, m.duration_sum_ns, m.histogram, STATS_BUCKET_NS) for m in minutes]
+    reds = [
+        red(m.request_count, m.error_count, m.duration_sum_ns, m.histogram, STATS_BUCKET_NS, m.throttled_count)
+        for m in minutes
+    ]
     ops = store.find_operation_traffic(window.start_ns, window.end_ns, service=name)
-    op_rows = [(o, red(o.request_count, o.error_count, o.duration_sum_ns, o.histogram, window.length_ns)) for o in ops]
+    op_rows = [
+        (o, red(o.request_count, o.error_count, o.duration_sum_ns, o.histogram, window.length_ns, o.throttled_count))
+        for o in ops
+    ]
     total = red(
         sum(o.request_count for o in ops),
         sum(o.error_count for o in ops),
         sum(o.duration_sum_ns for o in ops),
         merge([o.histogram for o in ops]),
         window.length_ns,
+        sum(o.throttled_count for o in ops),
     )
     return {
         "name": name,
@@ -94,6 +101,7 @@ def node_detail(store: SpanStore, name: str, window: Window) -> dict[str, Any]:
                 "bucket_ns": m.bucket_ns,
                 "requests": r.count,
                 "errors": r.error_count,
+                "throttled": r.throttled_count,
                 "p50_ns": r.p50_ns,
                 "p95_ns": r.p95_ns,
                 "p99_ns": r.p99_ns,
@@ -106,6 +114,7 @@ def node_detail(store: SpanStore, name: str, window: Window) -> dict[str, Any]:
             "p95": sparkline([r.p95_ns for r in reds]),
         },
         "operations": op_rows,
+        "rate_limit": rate_limit_of(ops),
         "slowest": store.find_service_traces(name, window.start_ns, window.end_ns, failing=False, limit=TRACE_LINKS),
         "failing": store.find_service_traces(name, window.start_ns, window.end_ns, failing=True, limit=TRACE_LINKS),
     }

@@ -38,6 +38,23 @@ class GraphNode:
     y: float = 0.0
     on_chain: bool = False
     in_cycle: bool = False
+    rate_limit: RateLimit | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """The limit a service's spans record: ``limit`` requests per ``window_ms``."""
+
+    limit: int
+    window_ms: int | None
+
+    @property
+    def text(self) -> str:
+        """``20 per 1 s``, ``100 per 250 ms`` or ``20`` (no window recorded)."""
+        if self.window_ms is None:
+            return str(self.limit)
+        window = f"{self.window_ms // 1000} s" if self.window_ms % 1000 == 0 else f"{self.window_ms} ms"
+        return f"{self.limit} per {window}"
 
 
 @dataclass(slots=True)
@@ -84,7 +101,8 @@ class ServiceGraph:
 
 
 def build_digraph(edge_stats: Iterable[EdgeStats], operations: Iterable[OperationTraffic]) -> nx.DiGraph:
-    """A DiGraph of services and peers; edge attributes: mode, count, errors, duration, histogram.
+    """A DiGraph of services and peers; edge attributes: mode, count, errors, throttled,
+    duration, histogram.
 
     Calls to a ``peer.service`` that is itself instrumented are already counted by the
     client/server pairing, so such peer edges are dropped when the pair edge exists.
@@ -114,6 +132,7 @@ def build_digraph(edge_stats: Iterable[EdgeStats], operations: Iterable[Operatio
             mode=mode,
             count=sum(e.call_count for e in group),
             errors=sum(e.error_count for e in group),
+            throttled=sum(e.throttled_count for e in group),
             duration=sum(e.duration_sum_ns for e in group),
             histogram=merge([e.histogram for e in group]),
         )
@@ -148,6 +167,7 @@ def build_service_graph(
                 sum(o.duration_sum_ns for o in ops),
                 merge([o.histogram for o in ops]),
                 window_ns,
+                sum(o.throttled_count for o in ops),
             )
         else:
             incoming = [g.edges[p, name] for p in g.predecessors(name)]
@@ -157,12 +177,20 @@ def build_service_graph(
                 sum(e["duration"] for e in incoming),
                 merge([e["histogram"] for e in incoming]) if incoming else Histogram(()),
                 window_ns,
+                sum(e["throttled"] for e in incoming),
             )
-        nodes[name] = GraphNode(name, data["kind"], r, health(r.error_rate, r.count), _label(name))
+        nodes[name] = GraphNode(
+            name,
+            data["kind"],
+            r,
+            health(r.error_rate, r.count),
+            _label(name),
+            rate_limit=rate_limit_of(per_service[name]),
+        )
     edges = []
     states = breaker_states or {}
     for parent, child, data in g.edges(data=True):
-        r = red(data["count"], data["errors"], data["duration"], data["histogram"], window_ns)
+        r = red(data["count"], data["errors"], data["duration"], data["histogram"], window_ns, data["throttled"])
         state = states.get((parent, child), "")
         edges.append(
             GraphEdge(
@@ -299,6 +327,12 @@ def _layout(graph: ServiceGraph, g: nx.DiGraph, back: set[tuple[str, str]]) -> N
             mid = (x1 + x2) / 2
             e.path = f"M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
             e.label_x, e.label_y = mid, (y1 + y2) / 2 - 4
+
+
+def rate_limit_of(ops: Sequence[OperationTraffic]) -> RateLimit | None:
+    """The rate limit the service's operations record (the strictest, if they differ)."""
+    limits = [RateLimit(o.rate_limit, o.rate_limit_window_ms) for o in ops if o.rate_limit is not None]
+    return min(limits, key=lambda r: (r.limit / max(r.window_ms or 1000, 1), r.limit)) if limits else None
 
 
 def _label(name: str) -> str:

@@ -65,6 +65,7 @@ def service_health(
             sum(o.duration_sum_ns for o in ops),
             merge([o.histogram for o in ops]),
             window_ns,
+            sum(o.throttled_count for o in ops),
         )
         out.append(ServiceHealth(name, r, health(r.error_rate, r.count)))
     return out

@@ -13,7 +13,8 @@ PERCENTILES = (50, 95, 99)
 
 @dataclass(frozen=True, slots=True)
 class Red:
-    """Rate, errors, duration of one node, edge or operation over a window."""
+    """Rate, errors, duration of one node, edge or operation over a window, and the
+    requests throttled (answered 429), which are counted apart from the errors."""
 
     count: int
     error_count: int
@@ -23,6 +24,8 @@ class Red:
     p95_ns: int
     p99_ns: int
     mean_ns: int
+    throttled_count: int = 0
+    throttled_rate: float = 0.0
 
 
 def percentile(hist: Histogram, q: float) -> int:
@@ -58,8 +61,11 @@ def merge(histograms: Sequence[Histogram]) -> Histogram:
     return Histogram(tuple(counts), max(h.max_ns for h in histograms), histograms[0].bounds_ns)
 
 
-def red(count: int, error_count: int, duration_sum_ns: int, hist: Histogram, window_ns: int) -> Red:
-    """RED figures for ``count`` requests over a window of ``window_ns``."""
+def red(
+    count: int, error_count: int, duration_sum_ns: int, hist: Histogram, window_ns: int, throttled_count: int = 0
+) -> Red:
+    """RED figures for ``count`` requests over a window of ``window_ns``, of which
+    ``error_count`` failed and ``throttled_count`` were throttled."""
     seconds = max(window_ns, 1) / 1e9
     return Red(
         count=count,
@@ -70,6 +76,8 @@ def red(count: int, error_count: int, duration_sum_ns: int, hist: Histogram, win
         p95_ns=percentile(hist, 95),
         p99_ns=percentile(hist, 99),
         mean_ns=duration_sum_ns // count if count else 0,
+        throttled_count=throttled_count,
+        throttled_rate=throttled_count / count if count else 0.0,
     )
 
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class BreakerCalls:
-    """Calls made through one breaker by one caller in a window, and its latest state."""
+    """Calls made through one breaker by one caller in a window, its latest state, and
+    the settings its spans last recorded (``circuit_breaker.failure_threshold``,
+    ``circuit_breaker.reset_timeout_ms``; None when they record none)."""
 
     name: str
     caller: str
@@ -17,6 +19,8 @@ class BreakerCalls:
     rejected_count: int
     last_ns: int
     last_state: str
+    failure_threshold: int | None = None
+    reset_timeout_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,9 @@ class EdgeStats:
     ``mode`` says how the calls were made: ``sync`` (a client or caller span and the
     server span it parents), ``async`` (a producer and a consumer span), or, for a peer
     named by a client or producer span's attributes, ``database``, ``queue`` or ``peer``.
+    ``throttled_count`` counts the calls answered 429 (rate limited), which are not errors;
+    a 4xx the callee answered is not an error of the call either (see
+    :func:`collectors.store.patterns.conventions.judge_call`).
     """
 
     parent: str
@@ -50,12 +53,15 @@ class EdgeStats:
     error_count: int
     duration_sum_ns: int
     histogram: Histogram
+    throttled_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class OperationTraffic:
     """Requests one operation of one service served (its entry spans: server, consumer or
-    root) in a window."""
+    root) in a window; ``throttled_count`` counts those answered 429, which are not errors.
+    ``rate_limit`` requests per ``rate_limit_window_ms`` is the limit the service's spans
+    record (``rate_limit.limit``, ``rate_limit.window_ms``), None when they record none."""
 
     service: str
     name: str
@@ -63,6 +69,9 @@ class OperationTraffic:
     error_count: int
     duration_sum_ns: int
     histogram: Histogram
+    throttled_count: int = 0
+    rate_limit: int | None = None
+    rate_limit_window_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,7 @@ class ServiceMinute:
     error_count: int
     duration_sum_ns: int
     histogram: Histogram
+    throttled_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from collectors.model import KIND_CLIENT, STATUS_ERROR, Span
-from collectors.store.patterns.conventions import MODE_ASYNC
+from collectors.store.patterns.conventions import MODE_ASYNC, http_status, judge_call
 from collectors.store.patterns.traffic import EdgeAccumulator, edge_mode
 from collectors.store.schema import spans
 
@@ -64,10 +64,18 @@ class Calls:
     stats: EdgeAccumulator = field(default_factory=EdgeAccumulator)
 
     def add(
-        self, parent: str, child: str, mode: int, start_ns: int, duration_ns: int, failed: bool, trace_id: str
+        self,
+        parent: str,
+        child: str,
+        mode: int,
+        start_ns: int,
+        duration_ns: int,
+        failed: bool,
+        trace_id: str,
+        throttled: bool = False,
     ) -> None:
         """Count one call from ``parent`` to ``child`` starting at ``start_ns`` in trace ``trace_id``."""
-        self.stats.add(parent, child, mode, start_ns, duration_ns, failed, trace_id)
+        self.stats.add(parent, child, mode, start_ns, duration_ns, failed, trace_id, throttled)
 
     def add_async(
         self, producer: str, consumer: str, start_ns: int, duration_ns: int, failed: bool, trace_id: str
@@ -99,7 +107,7 @@ def pair_calls(new: list[Span], old: list[StoredSpan]) -> tuple[Calls, dict[tupl
             continue  # counted when the later of the two arrived
         client_side = parent.kind == KIND_CLIENT
         duration = parent.duration_ns if client_side else child.duration_ns
-        failed = child.status_code == STATUS_ERROR or (client_side and parent.status_code == STATUS_ERROR)
+        failed, throttled = judge_pair(parent, child)
         calls.add(
             parent.service,
             child.service,
@@ -108,5 +116,31 @@ def pair_calls(new: list[Span], old: list[StoredSpan]) -> tuple[Calls, dict[tupl
             duration,
             failed,
             child.trace_id,
+            throttled,
         )
     return calls, by_id
+
+
+def judge_pair(parent: StoredSpan | Span, child: StoredSpan | Span) -> tuple[bool, bool]:
+    """(failed, throttled) of the call from ``parent`` to ``child``, judged as the callee's
+    own span is (:func:`judge_call`), so a node's errors and its incoming edges' agree.
+
+    The callee's span failing fails the call; the caller's client span failing fails it
+    too when the callee gave no 4xx answer (a timeout, a refused connection, a 5xx). The
+    HTTP status comes from the callee's span, else the caller's: at least one of the two
+    is new in the batch, with its attributes (a stored span brings only its status).
+    """
+    status = _http_status_of(child)
+    if status is None:
+        status = _http_status_of(parent)
+    child_failed, throttled = judge_call(child.status_code == STATUS_ERROR, status)
+    if throttled:
+        return False, True
+    caller_failed = False
+    if parent.kind == KIND_CLIENT:
+        caller_failed = judge_call(parent.status_code == STATUS_ERROR, status, caller=True)[0]
+    return child_failed or caller_failed, False
+
+
+def _http_status_of(x: StoredSpan | Span) -> int | None:
+    return http_status(x.attributes) if isinstance(x, Span) else None

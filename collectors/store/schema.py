@@ -141,6 +141,8 @@ edge_stats = sa.Table(
     sa.Column("duration_sum_ns", sa.BigInteger, nullable=False),
     sa.Column("duration_max_ns", sa.BigInteger, nullable=False),
     *_histogram_columns(),
+    # Calls answered 429 (rate limited): not counted in error_count.
+    sa.Column("throttled_count", sa.BigInteger, nullable=False, server_default="0"),
     # Up to EXEMPLARS trace ids of calls in the minute, each followed by a space.
     sa.Column("exemplars", sa.Text, nullable=False, server_default=""),
     sa.Index("ix_edge_stats_bucket_ns", "bucket_ns"),
@@ -158,6 +160,11 @@ operation_stats = sa.Table(
     sa.Column("duration_sum_ns", sa.BigInteger, nullable=False),
     sa.Column("duration_max_ns", sa.BigInteger, nullable=False),
     *_histogram_columns(),
+    # Requests answered 429 (rate limited): not counted in error_count.
+    sa.Column("throttled_count", sa.BigInteger, nullable=False, server_default="0"),
+    # The rate limit the operation's spans record (rate_limit.limit per rate_limit.window_ms).
+    sa.Column("rate_limit", sa.BigInteger, nullable=True),
+    sa.Column("rate_limit_window_ms", sa.BigInteger, nullable=True),
     sa.Index("ix_operation_stats_bucket_ns", "bucket_ns"),
     sqlite_with_rowid=False,
 )
@@ -187,6 +194,9 @@ breaker_calls = sa.Table(
     sa.Column("rejected_count", sa.BigInteger, nullable=False),
     sa.Column("last_ns", sa.BigInteger, nullable=False),
     sa.Column("last_state", sa.Text, nullable=False),
+    # The breaker's settings its spans record (the latest seen in the minute).
+    sa.Column("failure_threshold", sa.BigInteger, nullable=True),
+    sa.Column("reset_timeout_ms", sa.BigInteger, nullable=True),
     sa.Index("ix_breaker_calls_bucket_ns", "bucket_ns"),
     sqlite_with_rowid=False,
 )

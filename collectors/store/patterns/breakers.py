@@ -19,10 +19,13 @@ from collectors.store.patterns.conventions import (
     CB_FROM,
     CB_NAME,
     CB_REJECTED,
+    CB_RESET_TIMEOUT,
     CB_STATE,
+    CB_THRESHOLD,
     CB_TO,
     PEER_SERVICE,
     in_window,
+    whole_number,
 )
 from collectors.store.schema import breaker_calls, breaker_transitions
 
@@ -34,7 +37,8 @@ if TYPE_CHECKING:
 
 
 def collect_breaker_call(s: Span, bucket: int, calls: dict[tuple[str, str, int], list[Any]]) -> None:
-    """Count a call made through a breaker (a span with ``circuit_breaker.name``)."""
+    """Count a call made through a breaker (a span with ``circuit_breaker.name``), and keep
+    the breaker's settings the span records."""
     attrs = s.attributes
     name = str(attrs[CB_NAME])
     state = str(attrs.get(CB_STATE, "") or "")
@@ -44,12 +48,15 @@ def collect_breaker_call(s: Span, bucket: int, calls: dict[tuple[str, str, int],
         callee = name.split("->", 1)[1].strip() if "->" in name else ""
     row = calls.get((name, s.service, bucket))
     if row is None:
-        row = calls[(name, s.service, bucket)] = [callee, 0, 0, 0, 0, ""]
+        row = calls[(name, s.service, bucket)] = [callee, 0, 0, 0, 0, "", None, None]
     row[1] += 1
     row[2] += s.is_error and not rejected
     row[3] += rejected
     if s.start_ns >= row[4] and state:
         row[4], row[5] = s.start_ns, state
+    threshold = whole_number(attrs.get(CB_THRESHOLD))
+    if threshold is not None:
+        row[6], row[7] = threshold, whole_number(attrs.get(CB_RESET_TIMEOUT))
 
 
 def collect_transitions(s: Span, out: list[dict[str, Any]]) -> None:
@@ -89,6 +96,8 @@ def write_breaker_calls(database: Database, conn: Connection, calls: dict[tuple[
             "rejected_count": v[3],
             "last_ns": v[4],
             "last_state": v[5],
+            "failure_threshold": v[6],
+            "reset_timeout_ms": v[7],
         }
         for (n, c, b), v in calls.items()
     ]
@@ -104,6 +113,10 @@ def write_breaker_calls(database: Database, conn: Connection, calls: dict[tuple[
             "rejected_count": old.rejected_count + exc.rejected_count,
             "last_state": sa.case((sa.and_(newer, exc.last_state != ""), exc.last_state), else_=old.last_state),
             "last_ns": sa.case((sa.and_(newer, exc.last_state != ""), exc.last_ns), else_=old.last_ns),
+            "failure_threshold": sa.func.coalesce(exc.failure_threshold, old.failure_threshold),
+            "reset_timeout_ms": sa.case(
+                (exc.failure_threshold.is_(None), old.reset_timeout_ms), else_=exc.reset_timeout_ms
+            ),
         },
     )
     conn.execute(stmt, values)
@@ -119,8 +132,8 @@ class BreakerReader:
         self._database = database
 
     def find_breaker_calls(self, start_ns: int, end_ns: int) -> list[BreakerCalls]:
-        """Per (breaker, caller): calls, failures and rejections in the window and the state of
-        the latest call, sorted by name and caller."""
+        """Per (breaker, caller): calls, failures and rejections in the window, the state of
+        the latest call and the latest settings recorded, sorted by name and caller."""
         c = breaker_calls.c
         stmt = (
             sa.select(
@@ -142,18 +155,29 @@ class BreakerReader:
                 return []
             latest = {}
             last = conn.execute(
-                sa.select(c.name, c.caller, c.last_ns, c.last_state).where(
-                    *in_window(c.bucket_ns, start_ns, end_ns), c.last_state != ""
+                sa.select(
+                    c.name, c.caller, c.bucket_ns, c.last_ns, c.last_state, c.failure_threshold, c.reset_timeout_ms
+                ).where(
+                    *in_window(c.bucket_ns, start_ns, end_ns),
+                    sa.or_(c.last_state != "", c.failure_threshold.is_not(None)),
                 )
             ).all()
+        settings: dict[tuple[str, str], tuple[int, int, int | None]] = {}
         for r in last:
             key = (r.name, r.caller)
-            if key not in latest or r.last_ns >= latest[key][0]:
+            if r.last_state and (key not in latest or r.last_ns >= latest[key][0]):
                 latest[key] = (r.last_ns, r.last_state)
+            if r.failure_threshold is not None and (key not in settings or r.bucket_ns >= settings[key][0]):
+                settings[key] = (r.bucket_ns, r.failure_threshold, r.reset_timeout_ms)
         out = []
         for r in totals:
             last_ns, last_state = latest.get((r[0], r[1]), (int(r[6]), ""))
-            out.append(BreakerCalls(r[0], r[1], r[2] or "", int(r[3]), int(r[4]), int(r[5]), last_ns, last_state))
+            _, threshold, reset_ms = settings.get((r[0], r[1]), (0, None, None))
+            out.append(
+                BreakerCalls(
+                    r[0], r[1], r[2] or "", int(r[3]), int(r[4]), int(r[5]), last_ns, last_state, threshold, reset_ms
+                )
+            )
         return out
 
     def find_breaker_transitions(

@@ -21,6 +21,10 @@ CB_EVENT = "circuit_breaker.state_change"
 CB_FROM = "circuit_breaker.state.from"
 CB_TO = "circuit_breaker.state.to"
 CB_FAILURES = "circuit_breaker.failure_count"
+CB_THRESHOLD = "circuit_breaker.failure_threshold"
+CB_RESET_TIMEOUT = "circuit_breaker.reset_timeout_ms"
+RATE_LIMIT = "rate_limit.limit"
+RATE_LIMIT_WINDOW = "rate_limit.window_ms"
 SAGA_NAME = "saga.name"
 SAGA_ID = "saga.id"
 SAGA_OUTCOME = "saga.outcome"
@@ -37,6 +41,10 @@ DB_NAME = "db.name"
 MESSAGING_SYSTEM = "messaging.system"
 MESSAGING_DESTINATION = "messaging.destination.name"
 SERVICE_INSTANCE_ID = "service.instance.id"
+HTTP_STATUS_KEYS = ("http.response.status_code", "http.status_code")
+"""The HTTP status attribute: the stable name first, then the one older SDKs still send."""
+THROTTLED_STATUS = 429
+"""An answer of this status is a throttled request: counted apart, never as an error."""
 
 MODE_SYNC = 0
 MODE_ASYNC = 1
@@ -52,6 +60,45 @@ MODE_NAMES = {
     MODE_PEER_QUEUE: "queue",
     MODE_PEER_SERVICE: "peer",
 }
+
+
+def http_status(attrs: dict[str, Any]) -> int | None:
+    """The HTTP status code a span's attributes record (either name, integer or digits), or None."""
+    for key in HTTP_STATUS_KEYS:
+        value = attrs.get(key)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.isdigit() and len(value) <= 3:
+            return int(value)
+    return None
+
+
+def whole_number(value: Any) -> int | None:
+    """An attribute value as a non-negative integer (an int, or a float without a
+    fraction), or None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    number = int(value)
+    return number if 0 <= number < 2**62 else None
+
+
+def judge_call(error: bool, status: int | None, *, caller: bool = False) -> tuple[bool, bool]:
+    """(failed, throttled) of a request or call whose span has status ERROR (``error``) and
+    HTTP status ``status`` (None when unknown).
+
+    A 429 answer is throttled and never failed. On the caller's side (``caller``), another
+    4xx answer is the callee's business answer (a declined card, an unknown id), as the
+    callee's own span counts it: not a failure of the call, whatever the caller's status.
+    """
+    if status == THROTTLED_STATUS:
+        return False, True
+    if caller and status is not None and 400 <= status < 500:
+        return False, False
+    return error, False
 
 
 def bucket_of(time_ns: int) -> int:

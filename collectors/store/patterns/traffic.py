@@ -44,7 +44,12 @@ from collectors.store.patterns.conventions import (
     MODE_SYNC,
     PEER_SERVICE,
     SERVICE_INSTANCE_ID,
+    RATE_LIMIT,
+    RATE_LIMIT_WINDOW,
+    http_status,
     in_window,
+    judge_call,
+    whole_number,
 )
 from collectors.store.schema import (
     HISTOGRAM_COLUMNS,
@@ -76,23 +81,28 @@ class EdgeAccumulator:
         self.exemplars: dict[tuple[str, str, int, int], list[str]] = {}
 
     def add(
-        self, parent: str, child: str, mode: int, start_ns: int, duration_ns: int, failed: bool, trace_id: str
+        self,
+        parent: str,
+        child: str,
+        mode: int,
+        start_ns: int,
+        duration_ns: int,
+        failed: bool,
+        trace_id: str,
+        throttled: bool = False,
     ) -> None:
-        """Count one call, made in trace ``trace_id`` (the callee's span's trace)."""
+        """Count one call, made in trace ``trace_id`` (the callee's span's trace); a
+        throttled call (HTTP 429) is counted apart from the failed ones."""
         key = (parent, child, mode, start_ns - start_ns % BUCKET_NS)
         row = self.rows.get(key)
         if row is None:
-            row = self.rows[key] = [0] * (4 + HISTOGRAM_BUCKETS)
+            row = self.rows[key] = [0] * (_ROW_HISTOGRAM + HISTOGRAM_BUCKETS)
             self.exemplars[key] = [trace_id]
         else:
             kept = self.exemplars[key]
             if len(kept) < EXEMPLARS and trace_id not in kept:
                 kept.append(trace_id)
-        row[0] += 1
-        row[1] += bool(failed)
-        row[2] += duration_ns
-        row[3] = max(row[3], duration_ns)
-        row[4 + histogram_index(duration_ns)] += 1
+        _count(row, duration_ns, failed, throttled)
 
     def add_peers(self, new: Iterable[Span]) -> None:
         """Count calls from client and producer spans to peers named by their attributes."""
@@ -101,7 +111,22 @@ class EdgeAccumulator:
                 continue
             peer = peer_of(s.attributes, s.kind)
             if peer is not None:
-                self.add(s.service, peer[0], peer[1], s.start_ns, s.duration_ns, s.is_error, s.trace_id)
+                failed, throttled = judge_call(s.is_error, http_status(s.attributes), caller=True)
+                self.add(s.service, peer[0], peer[1], s.start_ns, s.duration_ns, failed, s.trace_id, throttled)
+
+
+_ROW_HISTOGRAM = 5
+"""Accumulated stats rows are [count, errors, throttled, duration sum, duration max,
+*histogram]: the histogram starts at this index."""
+
+
+def _count(row: list[int], duration_ns: int, failed: bool, throttled: bool) -> None:
+    row[0] += 1
+    row[1] += bool(failed)
+    row[2] += bool(throttled)
+    row[3] += duration_ns
+    row[4] = max(row[4], duration_ns)
+    row[_ROW_HISTOGRAM + histogram_index(duration_ns)] += 1
 
 
 def edge_mode(parent_kind: int, child_kind: int) -> int:
@@ -133,6 +158,7 @@ _EDGE_STATS_COLUMNS = (
     "bucket_ns",
     "call_count",
     "error_count",
+    "throttled_count",
     "duration_sum_ns",
     "duration_max_ns",
     *HISTOGRAM_COLUMNS,
@@ -142,7 +168,9 @@ EXEMPLARS = 5
 """Trace ids kept per edge, mode and minute."""
 _EXEMPLAR_TEXT = EXEMPLARS * 33  # 32 hex digits and a space each
 _EDGE_STATS_SETS = (
-    *adding(["call_count", "error_count", "duration_sum_ns", *HISTOGRAM_COLUMNS], ["duration_max_ns"]),
+    *adding(
+        ["call_count", "error_count", "throttled_count", "duration_sum_ns", *HISTOGRAM_COLUMNS], ["duration_max_ns"]
+    ),
     (
         "exemplars",
         f"CASE WHEN length(OLD.exemplars) >= {_EXEMPLAR_TEXT} THEN OLD.exemplars"
@@ -155,12 +183,22 @@ _OPERATION_STATS_COLUMNS = (
     "bucket_ns",
     "request_count",
     "error_count",
+    "throttled_count",
     "duration_sum_ns",
     "duration_max_ns",
     *HISTOGRAM_COLUMNS,
+    "rate_limit",
+    "rate_limit_window_ms",
 )
-_OPERATION_STATS_SETS = adding(
-    ["request_count", "error_count", "duration_sum_ns", *HISTOGRAM_COLUMNS], ["duration_max_ns"]
+_OPERATION_STATS_SETS = (
+    *adding(
+        ["request_count", "error_count", "throttled_count", "duration_sum_ns", *HISTOGRAM_COLUMNS], ["duration_max_ns"]
+    ),
+    ("rate_limit", "COALESCE(NEW.rate_limit, OLD.rate_limit)"),
+    (
+        "rate_limit_window_ms",
+        "CASE WHEN NEW.rate_limit IS NULL THEN OLD.rate_limit_window_ms ELSE NEW.rate_limit_window_ms END",
+    ),
 )
 _INSTANCE_STATS_COLUMNS = ("service", "instance_id", "bucket_ns", "request_count", "error_count", "last_seen_ns")
 _INSTANCE_STATS_SETS = adding(["request_count", "error_count"], ["last_seen_ns"])
@@ -181,21 +219,21 @@ def write_edge_stats(conn: Connection, acc: EdgeAccumulator) -> None:
 def collect_entry(
     s: Span, bucket: int, ops: dict[tuple[str, str, int], list[int]], inst: dict[tuple[str, str, int], list[int]]
 ) -> None:
-    """Count an entry span (server, consumer or root) in the operation and instance stats."""
+    """Count an entry span (server, consumer or root) in the operation and instance stats;
+    a throttled request (HTTP 429) is counted apart from the failed ones."""
     row = ops.get((s.service, s.name, bucket))
     if row is None:
-        row = ops[(s.service, s.name, bucket)] = [0] * (4 + HISTOGRAM_BUCKETS)
-    d = s.duration_ns
-    row[0] += 1
-    row[1] += s.is_error
-    row[2] += d
-    row[3] = max(row[3], d)
-    row[4 + histogram_index(d)] += 1
+        row = ops[(s.service, s.name, bucket)] = [0] * (_ROW_HISTOGRAM + HISTOGRAM_BUCKETS) + [None, None]
+    failed, throttled = judge_call(s.is_error, http_status(s.attributes))
+    _count(row, s.duration_ns, failed, throttled)
+    limit = whole_number(s.attributes.get(RATE_LIMIT))
+    if limit is not None:
+        row[-2], row[-1] = limit, whole_number(s.attributes.get(RATE_LIMIT_WINDOW))
     instance = s.resource.attributes.get(SERVICE_INSTANCE_ID)
     if instance is not None:
         irow = inst.setdefault((s.service, str(instance), bucket), [0, 0, 0])
         irow[0] += 1
-        irow[1] += s.is_error
+        irow[1] += failed
         irow[2] = max(irow[2], s.end_ns)
 
 
@@ -245,6 +283,7 @@ class TrafficReader:
                 sa.func.sum(c.error_count),
                 sa.func.sum(c.duration_sum_ns),
                 sa.func.max(c.duration_max_ns),
+                sa.func.sum(c.throttled_count),
                 *_hist_sums(edge_stats),
             )
             .where(*in_window(c.bucket_ns, start_ns, end_ns))
@@ -254,7 +293,14 @@ class TrafficReader:
         with self._database.connect() as conn:
             return [
                 EdgeStats(
-                    r[0], r[1], MODE_NAMES.get(r[2], "sync"), int(r[3]), int(r[4]), int(r[5]), _histogram(r[7:], r[6])
+                    r[0],
+                    r[1],
+                    MODE_NAMES.get(r[2], "sync"),
+                    int(r[3]),
+                    int(r[4]),
+                    int(r[5]),
+                    _histogram(r[8:], r[6]),
+                    int(r[7]),
                 )
                 for r in conn.execute(stmt)
             ]
@@ -270,6 +316,9 @@ class TrafficReader:
             sa.func.sum(c.error_count),
             sa.func.sum(c.duration_sum_ns),
             sa.func.max(c.duration_max_ns),
+            sa.func.sum(c.throttled_count),
+            sa.func.max(c.rate_limit),
+            sa.func.max(c.rate_limit_window_ms),
             *_hist_sums(operation_stats),
         )
         stmt = stmt.where(*in_window(c.bucket_ns, start_ns, end_ns))
@@ -278,7 +327,17 @@ class TrafficReader:
         stmt = stmt.group_by(c.service, c.name).order_by(c.service, c.name)
         with self._database.connect() as conn:
             return [
-                OperationTraffic(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), _histogram(r[6:], r[5]))
+                OperationTraffic(
+                    r[0],
+                    r[1],
+                    int(r[2]),
+                    int(r[3]),
+                    int(r[4]),
+                    _histogram(r[9:], r[5]),
+                    int(r[6]),
+                    None if r[7] is None else int(r[7]),
+                    None if r[8] is None else int(r[8]),
+                )
                 for r in conn.execute(stmt)
             ]
 
@@ -292,6 +351,7 @@ class TrafficReader:
                 sa.func.sum(c.error_count),
                 sa.func.sum(c.duration_sum_ns),
                 sa.func.max(c.duration_max_ns),
+                sa.func.sum(c.throttled_count),
                 *_hist_sums(operation_stats),
             )
             .where(c.service == service, *in_window(c.bucket_ns, start_ns, end_ns))
@@ -300,7 +360,7 @@ class TrafficReader:
         )
         with self._database.connect() as conn:
             return [
-                ServiceMinute(service, r[0], int(r[1]), int(r[2]), int(r[3]), _histogram(r[5:], r[4]))
+                ServiceMinute(service, r[0], int(r[1]), int(r[2]), int(r[3]), _histogram(r[6:], r[4]), int(r[5]))
                 for r in conn.execute(stmt)
             ]
 
