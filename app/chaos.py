@@ -1,20 +1,23 @@
 """The chaos lab's pages: /chaos (fault settings and scenarios) and the experiments.
 
 Every change is a POST checked by :mod:`app.post_guard`; fault changes are forwarded to
-the target instance's /control only after the registry lists it on loopback.
+the target instance's /control only after the registry lists it on loopback, and a stop
+or start goes to the demo launcher only for an instance it lists.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from htmx_flask import make_response as htmx_response
 from werkzeug.exceptions import BadRequest, Conflict
 
-from app import demo_control
+from app import demo_control, demo_processes
 from app.analysis import phases as red_phases
+from app.demo_control import Target
 from app.experiment_runner import ExperimentRunner, ExperimentRunningError
 from app.htmx import is_htmx, render_page_or_fragment
 from app.params import parse_name
@@ -46,8 +49,15 @@ def registry_url() -> str:
     return current_app.config["SPYGLASS_SETTINGS"].registry_url
 
 
+def launcher_url() -> str:
+    """Where the demo launcher is asked to stop and start instances."""
+    return current_app.config["SPYGLASS_SETTINGS"].launcher_url
+
+
 def demo_state() -> tuple[list[demo_control.Target], str | None]:
-    """The controllable instances, or why there are none (no demo running)."""
+    """The controllable instances, or why there are none (no demo running). Each carries
+    its process state when the demo launcher can be asked; an instance stopped through it
+    has left the registry and is listed from the launcher."""
     token = guard().control_token
     if not token:
         return [], "no control token: the demo's services are not running with this dashboard"
@@ -55,9 +65,18 @@ def demo_state() -> tuple[list[demo_control.Target], str | None]:
         targets = demo_control.list_targets(registry_url(), token)
     except RegistryUnavailableError as err:
         return [], str(err)
-    if not targets:
+    try:
+        processes = demo_processes.states(launcher_url(), token)
+    except demo_processes.ProcessError:
+        processes = {}
+    if not targets and not processes:
         return [], f"the registry at {registry_url()} lists no services on loopback"
-    return targets, None
+    listed = {t.instance_id for t in targets}
+    found = [replace(t, state=processes[t.instance_id].state) if t.instance_id in processes else t for t in targets]
+    unlisted = [p for p in processes.values() if p.instance_id not in listed]
+    found += [Target(p.service, p.instance_id, "", False, state=p.state) for p in unlisted]
+    found.sort(key=lambda t: (t.service, t.instance_id))
+    return found, None
 
 
 @bp.get("/chaos")
@@ -99,19 +118,35 @@ def control() -> Any:
     )
 
 
+@bp.post("/chaos/stop")
+def stop() -> Any:
+    """Stop an instance's process (the demo launcher does, and keeps it stopped)."""
+    return _power("stop")
+
+
+@bp.post("/chaos/start")
+def start() -> Any:
+    """Start a stopped instance again; answers once it is healthy and registered."""
+    return _power("start")
+
+
 @bp.post("/chaos/reset")
 def reset() -> Any:
-    """Clear every fault of every instance."""
+    """Start every stopped instance again, then clear every fault of every instance."""
     guard().check()
     token = guard().control_token
+    try:
+        started = demo_processes.start_stopped(launcher_url(), token)
+    except demo_processes.ProcessError as err:
+        raise BadRequest(f"not every stopped instance could be started again: {err}") from err
     try:
         cleared = demo_control.reset_all(registry_url(), token)
     except (RegistryUnavailableError, demo_control.ControlError) as err:
         raise BadRequest(f"nothing was reset: {err}") from err
-    runner().record_manual(client_address(), [{"instance_id": i, **demo_control.CLEAR} for i in cleared])
-    if is_htmx():
-        return htmx_response("", 200, redirect=url_for("chaos.index"))
-    return redirect(url_for("chaos.index"), code=303)
+    changes = [{"instance_id": i, "stopped": False} for i in started]
+    changes += [{"instance_id": i, **demo_control.CLEAR} for i in cleared]
+    runner().record_manual(client_address(), changes)
+    return _back_to_index()
 
 
 @bp.post("/chaos/experiments")
@@ -185,6 +220,37 @@ def _red_by_phase(found: Any) -> tuple[list[red_phases.Phase], dict[str, list[re
     ordered = sorted(services)
     calls = store().entry_calls(ordered, windows[0].start_ns, windows[-1].end_ns)
     return windows, red_phases.red_by_phase(calls, ordered, windows)
+
+
+def _power(action: str) -> Any:
+    guard().check()
+    instance_id = request.form.get("instance_id", "")
+    if not instance_id:
+        raise BadRequest("instance_id is required")
+    token = guard().control_token
+    try:
+        known = demo_processes.states(launcher_url(), token)
+    except demo_processes.ProcessError as err:
+        raise BadRequest(f"nothing was done: {err}") from err
+    process = known.get(instance_id)
+    if process is None:
+        raise BadRequest(f"instance {instance_id[:100]!r} is not one the demo launcher can stop or start")
+    try:
+        if action == "stop":
+            demo_processes.stop(launcher_url(), token, instance_id)
+        else:
+            demo_processes.start(launcher_url(), token, instance_id)
+    except demo_processes.ProcessError as err:
+        raise BadRequest(str(err)) from err
+    change = {"instance_id": instance_id, "service": process.service, "stopped": action == "stop"}
+    runner().record_manual(client_address(), [change])
+    return _back_to_index()
+
+
+def _back_to_index() -> Any:
+    if is_htmx():
+        return htmx_response("", 200, redirect=url_for("chaos.index"))
+    return redirect(url_for("chaos.index"), code=303)
 
 
 def _target(instance_id: str) -> demo_control.Target:

@@ -1,5 +1,6 @@
 """What a scenario drives: orders and requests through the gateway carrying the
-experiment's baggage, and fault settings it changes and always restores.
+experiment's baggage, fault settings it changes and instances it stops, all of which it
+always restores (clears, and starts again).
 
 A lab logs in at the gateway as ``LAB_USER`` when it connects (that login is set-up: it
 carries no baggage and does not count against the limits).
@@ -18,7 +19,7 @@ from typing import Any
 
 import requests
 
-from app import demo_control
+from app import demo_control, demo_processes
 from app.demo_control import Target
 from demo_services.protocol import AccessToken, LoginError, log_in
 
@@ -50,11 +51,14 @@ class Lab:
     experiment_id: str
     registry_url: str
     control_token: str
+    launcher_url: str = ""
     gateway_url: str = ""
     token: AccessToken | None = None
     sent: int = 0
     changes: list[dict[str, Any]] = field(default_factory=list)
+    started_again: list[str] = field(default_factory=list)
     _changed: dict[str, Target] = field(default_factory=dict)
+    _stopped: dict[str, Target] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _began: float = field(default_factory=time.monotonic)
 
@@ -79,9 +83,29 @@ class Lab:
             self.changes.append({"instance_id": target.instance_id, "service": target.service, **changes})
         demo_control.apply(target, self.control_token, changes)
 
+    def stop(self, target: Target) -> None:
+        """Stop ``target``'s process through the demo launcher (started again by
+        ``restore``); returns once it has exited, and so left the registry."""
+        with self._lock:
+            self._stopped[target.instance_id] = target
+            self.changes.append({"instance_id": target.instance_id, "service": target.service, "stopped": True})
+        try:
+            demo_processes.stop(self.launcher_url, self.control_token, target.instance_id)
+        except demo_processes.ProcessError as err:
+            raise demo_control.ControlError(f"{target.instance_id} could not be stopped: {err}") from err
+
     def restore(self) -> list[str]:
-        """Clear the faults of every instance this lab changed; return what failed."""
+        """Start every instance this lab stopped (waiting until each is registered again),
+        then clear the faults of every instance it changed; return what failed."""
         problems = []
+        for instance_id in list(self._stopped):
+            try:
+                demo_processes.start(self.launcher_url, self.control_token, instance_id)
+            except demo_processes.ProcessError as err:
+                problems.append(f"{instance_id} could not be started again: {err}")
+                continue
+            del self._stopped[instance_id]
+            self.started_again.append(instance_id)
         for target in self._changed.values():
             try:
                 demo_control.apply(target, self.control_token, demo_control.CLEAR)

@@ -66,6 +66,7 @@ def serve(**options: Any) -> None:
 
 DEMO_FIXED = {
     "registry_url": "the demo runs its own registry and points the /registry page at it",
+    "launcher_url": "the demo serves its own launcher control endpoint and points /chaos at it",
 }
 """Settings `spyglass demo` refuses, and why; every other one is forwarded to its Spyglass."""
 
@@ -98,7 +99,7 @@ def demo(traffic: bool, rate: float, base_port: int, open_browser: bool, **optio
     """Start Spyglass and every demo service, with background traffic; Ctrl-C stops them all.
 
     The Spyglass options are those of `spyglass serve` and go to the Spyglass the demo
-    starts, except --registry-url (the demo's own registry is used).
+    starts, except --registry-url and --launcher-url (the demo's own are used).
     """
     settings = load_settings(options)
     settings_env = demo_settings_env(options)

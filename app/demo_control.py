@@ -29,10 +29,10 @@ CLEAR = {
     "hang": False,
     "out_of_stock": False,
     "decline": False,
-    "stopped": False,
     "bypass_breakers": False,
 }
-"""Every setting the dashboard changes, at its cleared value."""
+"""Every setting the dashboard changes, at its cleared value. (Stopping an instance is
+not a setting: the launcher ends its process, see :mod:`app.demo_processes`.)"""
 SETTINGS = tuple(CLEAR)
 FLAGS = tuple(key for key, value in CLEAR.items() if isinstance(value, bool))
 WITH_BREAKERS = ("gateway", "orders")
@@ -59,6 +59,8 @@ class Target:
     healthy: bool
     settings: dict[str, Any] = field(default_factory=dict)
     problem: str = ""
+    state: str = ""
+    """Its process as the demo launcher reports it (running, stopped, down); "" unknown."""
 
     @property
     def business_fault(self) -> str | None:

@@ -38,9 +38,10 @@ NS = 1_000_000_000
 class ExperimentRunner:
     """Starts scenario runs for one dashboard process, never two at once."""
 
-    def __init__(self, store: SpanStore, registry_url: str, control_token: str) -> None:
+    def __init__(self, store: SpanStore, registry_url: str, control_token: str, launcher_url: str = "") -> None:
         self._store = store
         self._registry_url = registry_url
+        self._launcher_url = launcher_url
         self._control_token = control_token
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -122,7 +123,7 @@ class ExperimentRunner:
         self._store.finish_experiment(result)
 
     def _judge(self, scenario: Scenario, experiment: Experiment) -> Experiment:
-        lab = Lab(experiment.id, self._registry_url, self._control_token)
+        lab = Lab(experiment.id, self._registry_url, self._control_token, self._launcher_url)
         notes: dict[str, Any] = {}
         failure = None
         try:
@@ -147,8 +148,10 @@ class ExperimentRunner:
         if failure is not None:
             checks.append(Check("the scenario ran to the end", False, failure))
         checks += scenario.judge(Evidence(traces, lab.sent, transitions, notes, consumers))
-        cleared = len({c["instance_id"] for c in lab.changes})
+        cleared = len({c["instance_id"] for c in lab.changes if "stopped" not in c})
         detail = "; ".join(problems) if problems else f"{cleared} instance{'' if cleared == 1 else 's'} cleared"
+        if lab.started_again and not problems:
+            detail += f", {', '.join(lab.started_again)} started again and registered"
         checks.append(Check("every fault was restored", not problems, detail))
         findings = {
             "sent": lab.sent,

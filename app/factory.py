@@ -65,7 +65,9 @@ def create_app(
 
     guard = load_guard(settings.data_dir)
     app.extensions["spyglass.post_guard"] = guard
-    app.extensions["spyglass.chaos_runner"] = ExperimentRunner(store, settings.registry_url, guard.control_token)
+    app.extensions["spyglass.chaos_runner"] = ExperimentRunner(
+        store, settings.registry_url, guard.control_token, settings.launcher_url
+    )
     from collectors import receiver
 
     # In URL order, so the URL map reads top to bottom.

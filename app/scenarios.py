@@ -202,6 +202,9 @@ def _judge_storm(ev: Evidence) -> list[Check]:
 # -- inventory-instance-down -------------------------------------------------------------------
 
 OUTAGE_ORDERS = 6
+DEREGISTER_LIMIT_S = 10.0
+"""A stopped instance deregisters as it exits; failing that, the registry drops it when its
+heartbeats have been missing for the registry's TTL (6 s by default)."""
 
 
 def _drive_instance_down(lab: Lab, notes: dict[str, Any]) -> None:
@@ -209,9 +212,13 @@ def _drive_instance_down(lab: Lab, notes: dict[str, Any]) -> None:
     if len(instances) < 2:
         raise RuntimeError(f"this scenario needs two inventory instances; the registry lists {len(instances)}")
     down = instances[0]
-    lab.set_faults(down, stopped=True)
+    lab.stop(down)
     notes["stopped"] = down.instance_id
     notes["answers"] = [lab.order().status for _ in range(OUTAGE_ORDERS)]
+    deadline = time.monotonic() + DEREGISTER_LIMIT_S
+    while down.instance_id in {t.instance_id for t in lab.instances("inventory")} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    notes["left_registry"] = down.instance_id not in {t.instance_id for t in lab.instances("inventory")}
 
 
 def _judge_instance_down(ev: Evidence) -> list[Check]:
@@ -228,6 +235,11 @@ def _judge_instance_down(ev: Evidence) -> list[Check]:
             f"{serving.get(stopped, 0)} requests handled by {stopped}",
         ),
         judge.Check("the other instance handled the calls", others > 0, f"{others} requests handled by the others"),
+        judge.Check(
+            f"the registry dropped the stopped instance {stopped}",
+            ev.notes.get("left_registry") is True,
+            "not listed after its stop" if ev.notes.get("left_registry") else "still listed after its stop",
+        ),
     ]
 
 
@@ -243,7 +255,7 @@ def _drive_notifications_down(lab: Lab, notes: dict[str, Any]) -> None:
     if not consumers:
         raise RuntimeError("the registry lists no notifications instance")
     for target in consumers:
-        lab.set_faults(target, stopped=True)
+        lab.stop(target)
     order_ids = [str(lab.order().body.get("order_id", "")) for _ in range(DOWN_ORDERS)]
     time.sleep(DOWN_FOR_S)  # the relay keeps trying meanwhile; the events stay in the outbox
     notes["back_ns"] = time.time_ns()
@@ -325,16 +337,19 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "inventory-instance-down",
             "Inventory instance down",
-            "One of the two inventory instances is stopped. Service discovery skips it (its answer says it "
-            "is out of service, and the registry marks it unhealthy), so orders keep completing.",
-            "Every order placed during the outage completes, served by the other instance.",
+            "One of the two inventory instances is stopped: its process ends, so it leaves the registry and "
+            "its heartbeats stop. Service discovery fails over: a caller whose cached list still names it gets "
+            "a refused connection and tries the other instance, so orders keep completing. The instance is "
+            "started again when the experiment restores.",
+            "Every order placed during the outage completes, served by the other instance; the registry drops "
+            "the stopped one.",
             _drive_instance_down,
             _judge_instance_down,
         ),
         Scenario(
             "notifications-down",
             "Notifications down",
-            f"The notifications service is stopped while {DOWN_ORDERS} orders are placed. Their events were "
+            f"The notifications service's process is stopped while {DOWN_ORDERS} orders are placed. Their events were "
             "written to the orders outbox in the same transaction as the orders, so they wait there; the relay "
             "keeps trying and delivers them all once notifications is back, and its inbox processes each once.",
             "Every order completes; every event waits in the outbox while notifications is down, is delivered "

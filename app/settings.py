@@ -49,6 +49,9 @@ class Settings:
     max_links: int = _setting(512, "links kept per span")
     max_value_depth: int = _setting(16, "deepest nesting of array and map values; deeper spans are rejected")
     registry_url: str = _setting("http://127.0.0.1:9001", "base URL of the service registry the /registry page asks")
+    launcher_url: str = _setting(
+        "http://127.0.0.1:9009", "base URL of the demo launcher's endpoint that /chaos asks to stop and start instances"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

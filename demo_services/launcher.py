@@ -2,8 +2,10 @@
 
 ``Demo`` starts Spyglass and the demo services as child processes on loopback ports,
 each service with its own SQLite file, waits until every one is healthy and registered,
-restarts a child that crashes, and on ``stop()`` terminates every child so no process or
-port is left behind. ``run_demo`` wraps it for the command line; ``python -m
+restarts a child that crashes, stops and starts an instance on request (through its
+control endpoint, :mod:`demo_services.process_control`; an instance stopped that way is
+not restarted), and on ``stop()`` terminates every child so no process or port is left
+behind. ``run_demo`` wraps it for the command line; ``python -m
 demo_services.launcher`` runs it standalone.
 """
 
@@ -27,6 +29,15 @@ from typing import IO, Any
 
 import requests
 
+from demo_services.process_control import (
+    DOWN,
+    RUNNING,
+    STOPPED,
+    DemoStopping,
+    ProcessControl,
+    StartTimeout,
+    UnknownInstance,
+)
 from demo_services.protocol import (
     CONTROL_TOKEN_FILE,
     CONTROL_TOKEN_HEADER,
@@ -46,6 +57,9 @@ STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 RESTART_BACKOFF_S = 0.5
 RESTART_BACKOFF_MAX_S = 10.0
+INSTANCE_START_TIMEOUT_S = 30.0
+LAUNCHER_PORT_OFFSET = 9
+"""The launcher's control endpoint listens on ``base_port`` plus this."""
 # name, module, port offset from base_port, instance id
 SERVICES: list[tuple[str, str, int, str]] = [
     ("gateway", "demo_services.gateway", 0, ""),
@@ -87,6 +101,8 @@ class _Child:
     log_path: Path
     health_url: str
     restart: bool = True
+    held: bool = False
+    """Stopped on purpose through the control endpoint: not restarted until started."""
     restarts: int = 0
     restart_at: float | None = None
     process: subprocess.Popen | None = None
@@ -118,7 +134,8 @@ class Demo:
     """Spyglass plus every demo service, as a context manager.
 
     ``base_port=None`` picks free loopback ports (tests); otherwise the services use
-    ``base_port`` .. ``base_port + 8`` in the order of ``SERVICES``. ``ui_addr`` and
+    ``base_port`` .. ``base_port + 8`` in the order of ``SERVICES``, and the launcher's
+    control endpoint ``base_port + 9``. ``ui_addr`` and
     ``otlp_http_addr`` default to free ports too. ``spyglass_command`` replaces the
     command that starts Spyglass (its address arguments are appended); an empty list
     means Spyglass is already running at those addresses. ``env`` adds variables for
@@ -144,9 +161,10 @@ class Demo:
         self.data_dir = Path(data_dir)
         self.services_dir = self.data_dir / "demo"
         self.logs_dir = self.services_dir / "logs"
-        free = _free_ports(2 + (len(SERVICES) if base_port is None else 0))
+        free = _free_ports(2 + (len(SERVICES) + 1 if base_port is None else 0))
         self.ui_addr = ui_addr or f"127.0.0.1:{free.pop()}"
         self.otlp_http_addr = otlp_http_addr or f"127.0.0.1:{free.pop()}"
+        self.launcher_port = free.pop() if base_port is None else base_port + LAUNCHER_PORT_OFFSET
         self.ports = {
             name: (free[i] if base_port is None else base_port + offset)
             for i, (name, _module, offset, _instance) in enumerate(SERVICES)
@@ -166,6 +184,7 @@ class Demo:
         self._lifecycle = threading.Lock()
         self._traffic: TrafficGenerator | None = None
         self._monitor: threading.Thread | None = None
+        self._process_control: ProcessControl | None = None
 
     @property
     def ui_url(self) -> str:
@@ -176,6 +195,11 @@ class Demo:
     def control_token_path(self) -> Path:
         """The file that keeps the control token (mode 0600), for scripts."""
         return self.services_dir / CONTROL_TOKEN_FILE
+
+    @property
+    def launcher_url(self) -> str:
+        """The base URL of the launcher's control endpoint (stop / start an instance)."""
+        return f"http://127.0.0.1:{self.launcher_port}"
 
     @property
     def gateway_url(self) -> str:
@@ -214,6 +238,8 @@ class Demo:
         self._create_children()
         self._say(f"Starting Spyglass and {len(SERVICES)} services in {self.data_dir} ...")
         try:
+            self._process_control = ProcessControl(self, self.control_token, self.launcher_port)
+            self._process_control.start()
             for child in self._children.values():
                 child.start()
             self._wait_until_ready(began)
@@ -235,6 +261,9 @@ class Demo:
         whatever a child left of its process group."""
         with self._lifecycle:  # no restart can begin after this
             self._stopping.set()
+        if self._process_control is not None:
+            self._process_control.stop()
+            self._process_control = None
         if self._traffic is not None:
             self._traffic.stop()
         ordered = [c for n, c in self._children.items() if n != "spyglass"]
@@ -276,6 +305,70 @@ class Demo:
         assert child.process is not None
         child.process.kill()
         child.process.wait()
+
+    def instance_states(self) -> list[dict[str, str]]:
+        """Each instance the control endpoint may stop: its id, service and state
+        (``running``, ``stopped`` on purpose, or ``down`` while a crashed one restarts)."""
+        found = []
+        for name, module, _offset, instance_id in SERVICES:
+            child = self._children.get(name)
+            if name == "registry" or child is None:
+                continue
+            alive = child.process is not None and child.process.poll() is None
+            state = STOPPED if child.held else RUNNING if alive else DOWN
+            found.append({"instance_id": instance_id or name, "service": module.rsplit(".", 1)[1], "state": state})
+        return found
+
+    def stop_instance(self, instance_id: str) -> None:
+        """Stop an instance's process (SIGTERM, so it deregisters; SIGKILL after
+        ``STOP_TIMEOUT_S``) and keep it stopped until ``start_instance``."""
+        child = self._instance(instance_id)
+        with self._lifecycle:
+            if self._stopping.is_set():
+                raise DemoStopping("the demo is stopping")
+            child.held = True
+            process = child.process
+            if process is not None and process.poll() is None:
+                process.terminate()
+        if process is None:
+            return
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill_group()
+            process.wait()
+        self._say(f"[demo] {child.name} stopped on request")
+
+    def start_instance(self, instance_id: str) -> None:
+        """Start an instance stopped by ``stop_instance`` and wait until it is healthy and
+        registered; an instance that was not stopped is left as it is."""
+        child = self._instance(instance_id)
+        with self._lifecycle:
+            if self._stopping.is_set():
+                raise DemoStopping("the demo is stopping")
+            if not child.held:
+                return
+            if child.log_file is not None:
+                child.log_file.close()
+            child.held = False
+            child.restarts = 0
+            child.restart_at = None
+            child.start()
+        self._say(f"[demo] {child.name} started on request")
+        deadline = time.monotonic() + INSTANCE_START_TIMEOUT_S
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            if _is_healthy(child.health_url) and instance_id in _registered_healthy(self.registry_url):
+                return
+            time.sleep(0.1)
+        raise StartTimeout(
+            f"{instance_id} was started but is not healthy and registered after {INSTANCE_START_TIMEOUT_S:.0f} s"
+        )
+
+    def _instance(self, instance_id: str) -> _Child:
+        for name, _module, _offset, instance in SERVICES:
+            if (instance or name) == instance_id and name != "registry" and name in self._children:
+                return self._children[name]
+        raise UnknownInstance(instance_id)
 
     def control(self, name: str, **changes: Any) -> dict[str, Any]:
         """Change failure injection of child ``name``; return its current settings."""
@@ -339,6 +432,7 @@ class Demo:
                     **base_env,
                     **self._settings_env,
                     "SPYGLASS_REGISTRY_URL": self.registry_url,
+                    "SPYGLASS_LAUNCHER_URL": self.launcher_url,
                     "SPYGLASS_DEMO_CONTROL_TOKEN": self.control_token,
                 },
                 self.logs_dir / "spyglass.log",
@@ -395,7 +489,7 @@ class Demo:
         while not self._stopping.wait(0.2):
             now = time.monotonic()
             for name, child in self._children.items():
-                if child.process is None or child.process.poll() is None:
+                if child.held or child.process is None or child.process.poll() is None:
                     continue
                 if self._stopping.is_set():
                     return
@@ -415,6 +509,9 @@ class Demo:
                     with self._lifecycle:
                         if self._stopping.is_set():
                             return
+                        if child.held:  # stopped on request since it was seen exiting
+                            child.restart_at = None
+                            continue
                         child.restarts += 1
                         child.restart_at = None
                         if child.log_file is not None:

@@ -69,6 +69,18 @@ def browser_post(demo: Demo, path: str, data: dict[str, Any], **headers: str) ->
     )
 
 
+def row_of(demo: Demo, instance_id: str) -> str:
+    """The /chaos page's table row of one instance."""
+    page = requests.get(f"{demo.ui_url}/chaos", timeout=10).text
+    row = page[page.index(f'data-instance="{instance_id}"') :]
+    return row[: row.index("</tr>")]
+
+
+def registered(demo: Demo) -> set[str]:
+    listed = requests.get(f"{demo.registry_url}/instances", timeout=5).json()["instances"]
+    return {i["instance_id"] for i in listed}
+
+
 def settings_of(demo: Demo, name: str) -> dict[str, Any]:
     response = requests.get(f"{demo.url(name)}/control", headers={CONTROL_TOKEN_HEADER: demo.control_token}, timeout=5)
     return response.json()
@@ -204,9 +216,7 @@ def test_latency_with_jitter_delays_each_request_by_latency_plus_or_minus_jitter
     )
     assert changed.status_code == 200, changed.text
     assert settings_of(demo, "inventory-2") == {**NO_FAULTS, "latency_ms": 120, "jitter_ms": 100}
-    shown = requests.get(f"{demo.ui_url}/chaos", timeout=10).text
-    row = shown[shown.index('data-instance="inventory-2"') :]
-    row = row[: row.index("</tr>")]
+    row = row_of(demo, "inventory-2")
     assert 'name="latency_ms"' in row and 'value="120"' in row
     assert 'name="jitter_ms"' in row and 'value="100"' in row
     took = []
@@ -227,6 +237,67 @@ def test_latency_with_jitter_delays_each_request_by_latency_plus_or_minus_jitter
     assert max(took) <= latency + jitter + 1.0, took
     assert any(t < latency for t in took), took
     assert any(t > latency + jitter / 4 for t in took), took
+
+
+def test_stop_ends_an_instances_process_until_start_or_reset_all_starts_it_again(demo: Demo):
+    token = csrf_of(demo)
+    before = demo.pids()
+    assert 'data-state="running"' in row_of(demo, "inventory-1") and "Stop</button>" in row_of(demo, "inventory-1")
+    for instance in ("inventory-1", "payment"):
+        stopped = browser_post(demo, "/chaos/stop", {"csrf_token": token, "instance_id": instance})
+        assert stopped.status_code == 303, stopped.text
+    try:
+        # Both processes are gone (and reaped), so their heartbeats stopped: the registry
+        # dropped them. The launcher, which restarts a crashed child within half a second,
+        # leaves them stopped.
+        for instance in ("inventory-1", "payment"):
+            with pytest.raises(ProcessLookupError):
+                os.kill(before[instance], 0)
+        assert not {"inventory-1", "payment"} & registered(demo)
+        time.sleep(1.5)
+        assert not {"inventory-1", "payment"} & set(demo.pids())
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{demo.url('inventory-1')}/health", timeout=2)
+        row = row_of(demo, "inventory-1")
+        assert 'data-state="stopped"' in row and "Start</button>" in row and "not registered" in row
+        assert 'name="error_rate"' not in row
+        started = browser_post(demo, "/chaos/start", {"csrf_token": token, "instance_id": "inventory-1"})
+        assert started.status_code == 303, started.text
+        # A start answers once the instance is healthy and registered again.
+        assert "inventory-1" in registered(demo) and demo.pids()["inventory-1"] != before["inventory-1"]
+        assert 'data-state="running"' in row_of(demo, "inventory-1")
+        assert 'data-state="stopped"' in row_of(demo, "payment")
+    finally:
+        reset = browser_post(demo, "/chaos/reset", {"csrf_token": token})
+    assert reset.status_code == 303, reset.text
+    assert {"inventory-1", "payment"} <= registered(demo)
+    assert settings_of(demo, "payment") == NO_FAULTS
+    assert 'data-state="running"' in row_of(demo, "payment")
+    listed = requests.get(f"{demo.ui_url}/api/v1/experiments", timeout=10).json()["experiments"]
+    changes = [c for e in listed if e["scenario"] == "manual" for c in e["changes"]]
+    assert {"instance_id": "payment", "service": "payment", "stopped": True} in changes
+    assert {"instance_id": "payment", "stopped": False} in changes
+
+
+def test_stop_and_start_are_refused_for_unknown_instances_and_without_the_token(demo: Demo):
+    token = csrf_of(demo)
+    for instance, message in (("registry", "not one the demo launcher can stop"), ("nowhere", "not one the")):
+        refused = browser_post(demo, "/chaos/stop", {"csrf_token": token, "instance_id": instance})
+        assert refused.status_code == 400 and message in refused.text
+    assert browser_post(demo, "/chaos/stop", {"instance_id": "payment"}).status_code == 403
+    assert requests.get(f"{demo.ui_url}/chaos/stop", timeout=10).status_code == 405
+    # The launcher's own endpoint: loopback, the control token, POST only.
+    launcher = f"{demo.launcher_url}/instances"
+    assert requests.post(f"{launcher}/payment/stop", timeout=5).status_code == 403
+    wrong = requests.post(f"{launcher}/payment/stop", headers={CONTROL_TOKEN_HEADER: "wrong"}, timeout=5)
+    assert wrong.status_code == 403 and "wrong" in wrong.json()["error"]
+    good = {CONTROL_TOKEN_HEADER: demo.control_token}
+    assert requests.get(f"{launcher}/payment/stop", headers=good, timeout=5).status_code == 405
+    unknown = requests.post(f"{launcher}/registry/stop", headers=good, timeout=5)
+    assert unknown.status_code == 404 and "no instance" in unknown.json()["error"]
+    listed = requests.get(launcher, headers=good, timeout=5).json()["instances"]
+    assert {i["instance_id"]: i["state"] for i in listed}["payment"] == "running"
+    assert "payment" in demo.pids()
 
 
 @pytest.mark.parametrize(
@@ -266,7 +337,7 @@ def test_unsafe_posts_are_refused(demo: Demo, script: requests.Session):
         assert response.status_code == 403, response.text
     assert "CSRF" in no_csrf.text and "cross-origin" in cross.text and "wrong" in wrong_token.text
     assert settings_of(demo, "payment")["error_rate"] == 0.0
-    for path in ("/chaos/control", "/chaos/reset"):
+    for path in ("/chaos/control", "/chaos/reset", "/chaos/start"):
         assert requests.get(f"{demo.ui_url}{path}", timeout=10).status_code == 405
     unknown = script.post(f"{demo.ui_url}/api/v1/experiments", json={"scenario": "meteor-strike"}, timeout=10)
     assert unknown.status_code == 404 and "unknown scenario" in unknown.text and "happy-order" in unknown.text
