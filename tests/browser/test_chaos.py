@@ -56,3 +56,14 @@ def test_payment_declined_from_the_page_to_its_compensated_trace(page, demo: Dem
     panel.wait_for()
     assert "saga.outcome" in panel.inner_text() and "compensated" in panel.inner_text()
     page.screenshot(path=str(OUTPUT / "chaos-trace.png"), full_page=True)
+
+
+def test_stop_and_start_an_instance_from_the_page(page, demo: Demo):
+    page.goto(demo.ui_url + "/chaos")
+    page.get_by_role("button", name="stop inventory-1").click()
+    stopped = page.locator("tr[data-instance='inventory-1'][data-state='stopped']")
+    stopped.wait_for()
+    assert "stopped" in stopped.inner_text() and "inventory-1" not in demo.pids()
+    page.get_by_role("button", name="start inventory-1").click()
+    page.locator("tr[data-instance='inventory-1'][data-state='running']").wait_for(timeout=45_000)
+    assert "inventory-1" in demo.pids()
