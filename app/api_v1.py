@@ -127,11 +127,13 @@ def sagas() -> Any:
 def saga(saga_id: str) -> Any:
     """One saga with its steps and the result of its checks."""
     d = saga_detail(_store(), saga_id)
-    check = d["check"]
+    check, cause = d["check"], d["cause"]
     return jsonify(
         {
             **_saga_json(d["saga"]),
             "steps": [dataclasses.asdict(s) for s in d["steps"]],
+            "failure": dataclasses.asdict(cause) if cause else None,
+            "never_ran": [lane.step for lane in d["timeline"].never_ran],
             "check": {
                 "ok": check.ok,
                 "failed_step": check.failed_step.step if check.failed_step else None,

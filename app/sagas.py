@@ -7,7 +7,7 @@ from flask import Blueprint, abort, current_app, request, url_for
 from app.converters import fits_in_path
 from app.htmx import render_page_or_fragment
 from app.params import SAGA_OUTCOME_FILTERS, parse_limit, parse_outcome
-from app.views import saga_detail, saga_rows
+from app.views import saga_counts, saga_detail, saga_rows
 from collectors.store import SpanStore
 
 bp = Blueprint("sagas", __name__)
@@ -28,6 +28,7 @@ def index() -> str:
         "sagas/_list.html",
         rows=rows,
         truncated=truncated,
+        counts=saga_counts(_store()),
         outcome=outcome or "",
         outcomes=SAGA_OUTCOME_FILTERS,
         limit=limit,

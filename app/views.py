@@ -16,7 +16,7 @@ from app.analysis.breakers import BreakerView, edge_badges, summarize_breakers
 from app.analysis.graph import ServiceGraph, build_service_graph, rate_limit_of
 from app.analysis.overview import Moments, recent_compensations, service_health, troubled_breakers
 from app.analysis.registry import Topology, compare_topology
-from app.analysis.sagas import check_saga, failed_action, saga_timeline
+from app.analysis.sagas import check_saga, failed_action, failed_step, failure_cause, outcome_counts, saga_timeline
 from app.analysis.stats import merge, red, sparkline
 from app.experiment_runner import ExperimentRunningError
 from app.params import parse_name
@@ -132,6 +132,11 @@ def registry_view(store: SpanStore, registry_url: str, window: Window) -> tuple[
     return compare_topology(raw, edges, activity), problem
 
 
+def saga_counts(store: SpanStore) -> list[tuple[str, int]]:
+    """Every saga outcome (and running) with how many sagas have it."""
+    return outcome_counts(store.count_sagas())
+
+
 def saga_rows(store: SpanStore, outcome: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
     """Sagas, most recent first, each with its failed step (if any)."""
     found = store.find_sagas(outcome=outcome, limit=limit)
@@ -150,7 +155,16 @@ def saga_detail(store: SpanStore, saga_id: str) -> dict[str, Any]:
     if saga is None:
         abort(404, description=f"No saga {saga_id[:200]!r} in the store")
     steps = store.find_saga_steps([saga_id])[saga_id]
-    return {"saga": saga, "steps": steps, "timeline": saga_timeline(saga, steps), "check": check_saga(saga, steps)}
+    failed = failed_step(steps)
+    cause = failure_cause(steps, store.get_trace(failed.trace_id) if failed else [])
+    known = store.find_saga_step_names(saga.name) if saga.name else []
+    return {
+        "saga": saga,
+        "steps": steps,
+        "timeline": saga_timeline(saga, steps, known),
+        "check": check_saga(saga, steps),
+        "cause": cause,
+    }
 
 
 def scenario_named(name: Any) -> Scenario:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from collectors.model import SagaInstance, SagaStepSpan
+from collectors.model import RUNNING, SAGA_OUTCOMES, SagaInstance, SagaStepSpan, Span
 
 ACTION = "action"
 COMPENSATION = "compensation"
+EXCEPTION_EVENT = "exception"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+AXIS_TICKS = 5
+"""About how many ticks the time axis of a saga's timeline has."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,21 +54,50 @@ class Bar:
 
 @dataclass(slots=True)
 class Lane:
-    """One step of the saga with its action and compensation bars."""
+    """One step of the saga with its action and compensation bars; ``ran`` is False for a
+    step the saga's type has (other instances ran it) but this instance never started."""
 
     step: str
     index: int | None
     bars: list[Bar] = field(default_factory=list)
+    ran: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A mark on the time axis: ``offset_ns`` after the saga's start, at ``left`` percent."""
+
+    left: float
+    offset_ns: int
 
 
 @dataclass(slots=True)
 class SagaTimeline:
-    """Lanes in step order and the failure point (percent), if any."""
+    """Lanes in step order, the failure point (percent) if any, and the time axis."""
 
     lanes: list[Lane]
     start_ns: int
     end_ns: int
     failure_left: float | None
+    ticks: list[Tick] = field(default_factory=list)
+
+    @property
+    def never_ran(self) -> list[Lane]:
+        """The lanes of steps this instance never started."""
+        return [lane for lane in self.lanes if not lane.ran]
+
+
+@dataclass(frozen=True, slots=True)
+class FailureCause:
+    """Why a saga failed: the deepest error span under its failed step (the likely cause)."""
+
+    step: str
+    phase: str
+    reason: str
+    service: str
+    span_name: str
+    trace_id: str
+    span_id: str
 
 
 def step_key(step: SagaStepSpan) -> tuple[int, str]:
@@ -160,8 +195,89 @@ def check_saga(saga: SagaInstance | None, steps: Sequence[SagaStepSpan]) -> Saga
     return SagaCheck(failed, completed, tuple(comps), tuple(violations), applicable=bool(steps))
 
 
-def saga_timeline(saga: SagaInstance | None, steps: Sequence[SagaStepSpan]) -> SagaTimeline:
-    """One lane per step (in step order), its spans as bars positioned over the saga's time."""
+def axis_ticks(length_ns: int, target: int = AXIS_TICKS) -> list[Tick]:
+    """Ticks from 0 to ``length_ns`` at a round step (1, 2 or 5 times a power of ten
+    nanoseconds) that gives about ``target`` intervals."""
+    if length_ns <= 0:
+        return [Tick(0.0, 0)]
+    raw = length_ns / target
+    power = 10 ** max(0, math.floor(math.log10(raw)))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    return [Tick(i * step * 100 / length_ns, i * step) for i in range(int(length_ns // step) + 1)]
+
+
+def saga_timeline(
+    saga: SagaInstance | None, steps: Sequence[SagaStepSpan], known: Iterable[tuple[int | None, str]] = ()
+) -> SagaTimeline:
+    """One lane per step (in step order), its spans as bars positioned over the saga's time.
+
+    ``known`` lists the (index, step) pairs the saga's type has (declared, or seen in other
+    instances); each one this instance has no span of gets a lane that never ran.
+    """
+    lanes = _lanes(saga, steps)
+    have = {lane.step for lane in lanes.lanes}
+    for index, step in known:
+        if step not in have:
+            have.add(step)
+            lanes.lanes.append(Lane(step, index, ran=False))
+    lanes.lanes.sort(key=lambda lane: (lane.index if lane.index is not None else 1 << 30, lane.step))
+    lanes.ticks = axis_ticks(lanes.end_ns - lanes.start_ns)
+    return lanes
+
+
+def failed_step(steps: Sequence[SagaStepSpan]) -> SagaStepSpan | None:
+    """The saga's failed action, else its first failed compensation, else None."""
+    ordered = sorted(steps, key=lambda s: s.start_ns)
+    return failed_action(ordered) or next((s for s in ordered if s.phase == COMPENSATION and s.is_error), None)
+
+
+def failure_cause(steps: Sequence[SagaStepSpan], spans: Iterable[Span]) -> FailureCause | None:
+    """The deepest error span under the saga's failed action (else its first failed
+    compensation), with its status message or exception as the reason; None when no step
+    failed. The step's own span stands in when its trace's spans are not given."""
+    failed = failed_step(steps)
+    if failed is None:
+        return None
+    by_id = {s.span_id: s for s in spans if s.trace_id == failed.trace_id}
+    children: dict[str, list[Span]] = defaultdict(list)
+    for s in by_id.values():
+        children[s.parent_span_id].append(s)
+    deepest, depth = by_id.get(failed.span_id), 0
+    frontier = [(s, 1) for s in children.get(failed.span_id, [])]
+    while frontier:
+        s, d = frontier.pop()
+        if s.is_error and (d > depth or (d == depth and deepest is not None and s.start_ns > deepest.start_ns)):
+            deepest, depth = s, d
+        frontier.extend((c, d + 1) for c in children.get(s.span_id, []))
+    if deepest is None:
+        reason = failed.status_message or f"step {failed.step} failed"
+        name = f"{failed.phase} {failed.step}"
+        return FailureCause(failed.step, failed.phase, reason, failed.service, name, failed.trace_id, failed.span_id)
+    return FailureCause(
+        failed.step, failed.phase, error_text(deepest), deepest.service, deepest.name, deepest.trace_id, deepest.span_id
+    )
+
+
+def error_text(span: Span) -> str:
+    """What went wrong in a span: its status message, else its exception's type and message."""
+    if span.status_message:
+        return span.status_message
+    for event in span.events:
+        if event.name == EXCEPTION_EVENT:
+            kind = str(event.attributes.get(EXCEPTION_TYPE) or "")
+            message = str(event.attributes.get(EXCEPTION_MESSAGE) or "")
+            text = ": ".join(p for p in (kind, message) if p)
+            if text:
+                return text
+    return "status ERROR, with no message"
+
+
+def outcome_counts(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Every outcome and ``running`` with its count (0 when none), in that order."""
+    return [(o, counts.get(o, 0)) for o in (*SAGA_OUTCOMES, RUNNING)]
+
+
+def _lanes(saga: SagaInstance | None, steps: Sequence[SagaStepSpan]) -> SagaTimeline:
     if not steps:
         start = saga.start_ns if saga else 0
         end = saga.end_ns if saga else 0

@@ -216,6 +216,14 @@ class SpanStore:
         """Saga instances, most recent start first; ``outcome`` may be ``running``."""
         return self._sagas.find_sagas(outcome=outcome, name=name, limit=limit, before_ns=before_ns)
 
+    def count_sagas(self) -> dict[str, int]:
+        """Sagas per outcome (``running`` for those without one); absent outcomes left out."""
+        return self._sagas.count_sagas()
+
+    def find_saga_step_names(self, name: str, sample: int = 50) -> list[tuple[int | None, str]]:
+        """(index, step) of the actions the latest ``sample`` sagas named ``name`` ran."""
+        return self._sagas.find_step_names(name, sample)
+
     def get_saga(self, saga_id: str) -> SagaInstance | None:
         """One saga instance, or None when unknown."""
         return self._sagas.get_saga(saga_id)

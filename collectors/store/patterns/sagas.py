@@ -131,6 +131,30 @@ class SagaReader:
             rows = [_saga(r) for r in conn.execute(stmt)]
         return SagaList(rows[:limit], len(rows) > limit)
 
+    def count_sagas(self) -> dict[str, int]:
+        """How many sagas ended with each outcome, and how many are ``running``; outcomes
+        with no saga are left out."""
+        c = sagas.c
+        with self._database.connect() as conn:
+            rows = conn.execute(sa.select(c.outcome, sa.func.count()).group_by(c.outcome)).all()
+        return {(outcome if outcome is not None else RUNNING): int(n) for outcome, n in rows}
+
+    def find_step_names(self, name: str, sample: int = 50) -> list[tuple[int | None, str]]:
+        """The (index, step) pairs of the actions run by the latest ``sample`` sagas named
+        ``name``, by index then step: the steps a saga of that type is known to have."""
+        c, sc = sagas.c, saga_steps.c
+        latest = (
+            sa.select(c.saga_id).where(c.name == name).order_by(c.start_ns.desc()).limit(sample).subquery()
+        )
+        stmt = (
+            sa.select(sc.step_index, sc.step)
+            .where(sc.saga_id.in_(sa.select(latest.c.saga_id)), sc.phase == "action")
+            .distinct()
+        )
+        with self._database.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return sorted(((r.step_index, r.step) for r in rows), key=lambda r: (r[0] is None, r[0] or 0, r[1]))
+
     def get_saga(self, saga_id: str) -> SagaInstance | None:
         """One saga instance, or None when unknown."""
         with self._database.connect() as conn:

@@ -7,8 +7,16 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.analysis.sagas import check_saga, saga_timeline
-from collectors.model import STATUS_ERROR, STATUS_OK, SagaInstance, SagaStepSpan
+from app.analysis.sagas import (
+    axis_ticks,
+    check_saga,
+    error_text,
+    failure_cause,
+    outcome_counts,
+    saga_reason,
+    saga_timeline,
+)
+from collectors.model import STATUS_ERROR, STATUS_OK, Resource, SagaInstance, SagaStepSpan, Span, SpanEvent
 
 _ids = itertools.count(1)
 
@@ -133,3 +141,92 @@ def test_any_tampering_with_the_compensations_is_caught(step_names, data):
         comps[i] = step(b.step, b.step_index, "compensation", a.start_ns)
         comps[i + 1] = step(a.step, a.step_index, "compensation", b.start_ns)
     assert not check_saga(saga("compensated"), actions + comps).ok
+
+
+# -- time axis, steps never run, failure cause and reason -------------------------------------
+
+
+@given(st.integers(min_value=1, max_value=10**13))
+def test_axis_ticks_start_at_zero_and_step_evenly_by_a_round_amount_within_the_length(length):
+    ticks = axis_ticks(length)
+    assert ticks[0].offset_ns == 0 and ticks[0].left == 0.0
+    steps = {b.offset_ns - a.offset_ns for a, b in zip(ticks, ticks[1:])}
+    assert len(steps) == 1
+    [size] = steps
+    assert str(size).rstrip("0") in ("1", "2", "5")
+    assert 2 <= len(ticks) <= 11 and ticks[-1].offset_ns <= length < ticks[-1].offset_ns + size
+
+
+def test_axis_of_a_zero_length_saga_is_one_tick():
+    assert [(t.left, t.offset_ns) for t in axis_ticks(0)] == [(0.0, 0)]
+
+
+def test_known_steps_without_spans_become_lanes_that_never_ran_in_index_order():
+    steps = [step("create", 0, "action", 0), step("pay", 1, "action", 10, ok=False)]
+    timeline = saga_timeline(saga("compensated"), steps, [(0, "create"), (1, "pay"), (3, "notify"), (2, "ship")])
+    assert [(lane.step, lane.ran) for lane in timeline.lanes] == [
+        ("create", True),
+        ("pay", True),
+        ("ship", False),
+        ("notify", False),
+    ]
+    assert [lane.step for lane in timeline.never_ran] == ["ship", "notify"]
+    assert timeline.never_ran[0].bars == []
+
+
+def test_outcome_counts_list_every_outcome_and_running_with_zeros():
+    assert outcome_counts({"compensated": 2, "running": 1}) == [
+        ("completed", 0),
+        ("compensated", 2),
+        ("failed", 0),
+        ("running", 1),
+    ]
+
+
+def test_saga_reason_names_the_failed_action_and_a_failed_compensation():
+    failed = step("pay", 1, "action", 10, ok=False)
+    undo = step("create", 0, "compensation", 20, ok=False)
+    assert saga_reason(saga("compensated"), [step("create", 0, "action", 0), failed]) == "step pay failed"
+    assert saga_reason(saga("failed"), [failed, undo]) == "step pay failed; compensating create failed"
+    assert saga_reason(saga("compensated"), []) == "the saga ended compensated with no failed step span"
+    assert saga_reason(saga("completed"), [step("create", 0, "action", 0)]) == ""
+
+
+def _span(span_id: str, parent: str, *, error: bool = False, message: str = "", events=()) -> Span:
+    return Span(
+        "ab" * 16,
+        span_id,
+        parent,
+        f"op {span_id}",
+        1,
+        int(span_id, 16),
+        int(span_id, 16) + 1,
+        Resource("svc"),
+        events=tuple(events),
+        status_code=STATUS_ERROR if error else STATUS_OK,
+        status_message=message,
+    )
+
+
+def test_failure_cause_is_the_deepest_error_under_the_failed_step():
+    failed = step("pay", 1, "action", 10, ok=False)
+    exc = SpanEvent(0, "exception", {"exception.type": "Declined", "exception.message": "no funds"})
+    spans = [
+        _span(failed.span_id, "", error=True, message="payment failed"),
+        _span("00000000000000a1", failed.span_id, error=True, message="402"),
+        _span("00000000000000a2", "00000000000000a1", error=True, events=[exc]),
+        _span("00000000000000a3", "00000000000000a2"),
+        _span("00000000000000b1", "", error=True, message="unrelated, deeper elsewhere"),
+    ]
+    cause = failure_cause([step("create", 0, "action", 0), failed], spans)
+    assert (cause.step, cause.reason, cause.span_id) == ("pay", "Declined: no funds", "00000000000000a2")
+    own = failure_cause([failed], [])
+    assert (own.reason, own.span_id, own.span_name) == ("step pay failed", failed.span_id, "action pay")
+    assert failure_cause([step("create", 0, "action", 0)], spans) is None
+
+
+def test_error_text_prefers_the_status_message_then_the_exception():
+    assert error_text(_span("01", "", error=True, message="boom")) == "boom"
+    only_type = SpanEvent(0, "exception", {"exception.type": "Timeout"})
+    assert error_text(_span("01", "", error=True, events=[only_type])) == "Timeout"
+    assert error_text(_span("01", "", error=True)) == "status ERROR, with no message"
