@@ -146,7 +146,7 @@ def parse_json_tags(raw: str | None) -> dict[str, str]:
         raise BadRequest("tags must be a flat JSON object; this one nests too deeply to read") from None
     except ValueError:
         raise BadRequest(
-            f'tags must be a JSON object such as {{"http.status_code":"500"}}, got {_shown(raw)}'
+            f'tags must be a JSON object such as {{"http.response.status_code":"500"}}, got {_shown(raw)}'
         ) from None
     if not isinstance(doc, dict):
         raise BadRequest(f"tags must be a JSON object, got {_shown(raw)}")
@@ -162,7 +162,7 @@ def parse_json_tags(raw: str | None) -> dict[str, str]:
 
 
 def parse_logfmt_tags(raw: str | None) -> dict[str, str]:
-    """Tags written as logfmt: ``http.status_code=500 error=true name="a b"``."""
+    """Tags written as logfmt: ``http.response.status_code=500 error=true name="a b"``."""
     if raw is None or raw.strip() == "":
         return {}
     try:

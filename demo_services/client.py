@@ -27,6 +27,8 @@ HTTP_STATUS = "http.response.status_code"
 URL_FULL = "url.full"
 SERVER_PORT = "server.port"
 INSTANCE_ID = "spyglass.peer.instance_id"
+MAX_REASON = 200
+"""Characters of an error answer's reason kept in the client span's status message."""
 
 _tracer = trace.get_tracer(__name__)
 
@@ -148,8 +150,20 @@ class ServiceClient:
                 raise UpstreamError(service, f"{service} unavailable: {err}", status) from err
             span.set_attribute(HTTP_STATUS, response.status_code)
             if response.status_code >= 400:
-                span.set_status(Status(StatusCode.ERROR, f"HTTP {response.status_code}"))
+                span.set_status(Status(StatusCode.ERROR, _answer_text(response)))
             return response
+
+
+def _answer_text(response: requests.Response) -> str:
+    """``HTTP 402: card declined``: the status and the ``error`` of a JSON error body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    reason = body.get("error") if isinstance(body, dict) else None
+    if isinstance(reason, str) and reason:
+        return f"HTTP {response.status_code}: {reason[:MAX_REASON]}"
+    return f"HTTP {response.status_code}"
 
 
 def _fail(span: trace.Span, err: BaseException) -> None:

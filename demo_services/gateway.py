@@ -20,7 +20,9 @@ from typing import Any
 from flask import Response, g, jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
+from limits import parse_many
 from opentelemetry import trace
+from werkzeug.routing import Rule
 
 from demo_services.client import ServiceClient, UpstreamError
 from demo_services.protocol import ENDUSER_ID, LOGIN_PATH, USER_ID_HEADER
@@ -33,6 +35,8 @@ from demo_services.service import (
 )
 from demo_services.tokens import MISSING, TokenRefused, signing_key, verify
 
+RATE_LIMIT = "rate_limit.limit"
+RATE_LIMIT_WINDOW = "rate_limit.window_ms"
 ROUTES = {"users": "users", "orders": "orders", "products": "inventory", "payments": "payment"}
 DEPENDS_ON = ["users", "orders", "inventory", "payment"]
 _HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "content-encoding"}
@@ -61,6 +65,17 @@ def create_service(settings: ServiceSettings) -> Service:
         headers_enabled=True,
         storage_uri="memory://",
     )
+
+    limit = parse_many(settings.rate_limit)[0]
+    limit_attributes = {RATE_LIMIT: limit.amount, RATE_LIMIT_WINDOW: limit.get_expiry() * 1000}
+
+    @app.before_request
+    def _describe_request() -> None:
+        # Runs first, so that a request refused early (401, 429) is described too.
+        if request.path.startswith("/api/"):
+            span = trace.get_current_span()
+            span.update_name(span_name(request.method, request.url_rule, request.view_args))
+            span.set_attributes(limit_attributes)
 
     @app.before_request
     def _authenticate() -> Response | None:
@@ -182,6 +197,18 @@ def _relay(upstream: Any) -> Response:
         if key.lower() not in _HOP_HEADERS:
             response.headers[key] = value
     return response
+
+
+def span_name(method: str, rule: Rule | None, args: dict[str, Any] | None) -> str:
+    """The server span's name: the route with the resource asked for filled in
+    (``POST /api/orders``, not ``POST /api/<resource>``). Only the resources the gateway
+    routes are filled in, so names stay few whatever paths clients send."""
+    if rule is None:
+        return method
+    resource = (args or {}).get("resource")
+    if resource in ROUTES:
+        return f"{method} {rule.rule.replace('<resource>', resource)}"
+    return f"{method} {rule.rule}"
 
 
 def _get_json(client: ServiceClient, service: str, path: str) -> Any:

@@ -37,7 +37,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from demo_services.client import InstanceOutOfService
 from demo_services.patterns.discovery import DiscoveryClient, Instance
 from demo_services.protocol import CONTROL_TOKEN_HEADER, ENDUSER_ID, OUT_OF_SERVICE_HEADER, USER_ID_HEADER
-from demo_services.telemetry import configure_tracing
+from demo_services.telemetry import configure_tracing, use_stable_http_conventions
 
 LOOPBACK = ("127.0.0.1", "::1")
 SERVER_HEADER = "spyglass-demo"
@@ -187,6 +187,7 @@ def make_service(
     if traced:
         # Instrument before any other hook: a hook that answers early (an injected error,
         # a refused token) skips the hooks after it, and its request must still be traced.
+        use_stable_http_conventions()
         FlaskInstrumentor().instrument_app(app, excluded_urls="health,control")
 
     if trust_user_header:

@@ -6,6 +6,7 @@ every other module uses the OpenTelemetry API only.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, MutableMapping
 
 from opentelemetry import baggage, propagate, trace
@@ -21,6 +22,7 @@ SERVICE_INSTANCE_ID = "service.instance.id"
 EXPERIMENT_ID = "chaos.experiment_id"
 """The baggage entry a chaos experiment sends with each request, copied onto every span."""
 MAX_BAGGAGE_VALUE = 64
+SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 
 
 def configure_tracing(
@@ -44,6 +46,13 @@ def configure_tracing(
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=SCHEDULE_DELAY_MS))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def use_stable_http_conventions() -> None:
+    """Have the HTTP instrumentations emit the stable semantic conventions
+    (``http.request.method``, ``http.response.status_code``, ``url.path``, ``http.route``),
+    unless the process was told otherwise: call before instrumenting anything."""
+    os.environ.setdefault(SEMCONV_OPT_IN, "http")
 
 
 def inject_headers(headers: MutableMapping[str, str], context: Context | None = None) -> None:

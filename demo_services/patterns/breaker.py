@@ -2,7 +2,8 @@
 
 pybreaker does the counting and the closed -> open -> half-open -> closed cycle. This
 module adds what DESIGN.md asks of a breaker in Spyglass: the attributes
-``circuit_breaker.name`` and ``circuit_breaker.state`` on the span of each call (the
+``circuit_breaker.name``, ``circuit_breaker.state`` and the breaker's settings
+(``circuit_breaker.failure_threshold``, ``circuit_breaker.reset_timeout_ms``) on the span of each call (the
 caller's current span, normally the CLIENT span), ``circuit_breaker.rejected`` plus status
 ERROR for a call refused while open, and a ``circuit_breaker.state_change`` span event
 emitted from pybreaker's listener hook.
@@ -26,6 +27,8 @@ STATE_CHANGE_EVENT = "circuit_breaker.state_change"
 STATE_FROM = "circuit_breaker.state.from"
 STATE_TO = "circuit_breaker.state.to"
 FAILURE_COUNT = "circuit_breaker.failure_count"
+FAILURE_THRESHOLD = "circuit_breaker.failure_threshold"
+RESET_TIMEOUT_MS = "circuit_breaker.reset_timeout_ms"
 
 CLOSED = "closed"
 OPEN = "open"
@@ -102,7 +105,13 @@ class CircuitBreaker:
     def call(self, func: Callable[[], T]) -> T:
         """Run ``func`` through the breaker; raise ``CircuitOpenError`` if it is open."""
         span = trace.get_current_span()
-        span.set_attribute(BREAKER_NAME, self.name)
+        span.set_attributes(
+            {
+                BREAKER_NAME: self.name,
+                FAILURE_THRESHOLD: self._breaker.fail_max,
+                RESET_TIMEOUT_MS: round(self._breaker.reset_timeout * 1000),
+            }
+        )
         try:
             # The state attribute is set by the listener's before_call hook, which sees
             # the state pybreaker actually runs the call in (half-open for a trial).

@@ -149,6 +149,13 @@ def test_one_order_yields_one_trace_across_services_with_saga_attributes(
 
     roots = [s for s in trace["spans"] if parent_id(s) is None]
     assert [service_of(trace, s) for s in roots] == ["gateway"]
+    # The stable HTTP conventions, and a name that says which resource was asked for.
+    [root_span] = roots
+    assert root_span["operationName"] == "POST /api/orders"
+    assert tag(root_span, "http.request.method") == "POST" and tag(root_span, "http.method") is None
+    assert tag(root_span, "http.response.status_code") == 201 and tag(root_span, "http.status_code") is None
+    assert tag(root_span, "url.path") == "/api/orders" and tag(root_span, "http.route") == "/api/<resource>"
+    assert (tag(root_span, "rate_limit.limit"), tag(root_span, "rate_limit.window_ms")) == (25, 1000)
     root = saga_root(trace)
     assert root is not None
     assert tag(root, "saga.name") == "order"
@@ -282,6 +289,7 @@ def test_repeated_payment_failures_open_breaker_and_half_open_trial_closes_it(
     call = next(s for s in trace["spans"] if is_true(tag(s, "circuit_breaker.rejected")))
     assert tag(call, "circuit_breaker.name") == "orders->payment"
     assert tag(call, "circuit_breaker.state") == "open"
+    assert (tag(call, "circuit_breaker.failure_threshold"), tag(call, "circuit_breaker.reset_timeout_ms")) == (3, 1500)
     assert is_true(tag(call, "error"))
     assert not [s for s in trace["spans"] if parent_id(s) == call["spanID"]]
     assert "payment" not in {service_of(trace, s) for s in trace["spans"]}
@@ -389,6 +397,44 @@ def test_exceeding_the_rate_limit_gives_429_with_retry_after(demo: Demo) -> None
     assert limited, [r.status_code for r in answers]
     assert int(limited[0].headers["Retry-After"]) >= 0
     assert "rate limit" in limited[0].json()["error"]
+
+
+def test_a_search_for_status_429_after_a_burst_finds_the_throttled_requests(demo: Demo, jaeger: Jaeger) -> None:
+    headers = {"Authorization": demo.log_in("barbara").header}
+    url = f"{demo.gateway_url}/api/products"
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(lambda _: requests.get(url, headers=headers, timeout=10), range(100)))
+    limited = sum(r.status_code == 429 for r in answers)
+    assert limited, [r.status_code for r in answers]
+
+    # The attribute the search form suggests is the one the spans carry.
+    def throttled_traces() -> list[dict[str, Any]] | None:
+        traces = jaeger.find("gateway", {"http.response.status_code": "429"}, limit=500)
+        mine = [t for t in traces if t["spans"][0]["operationName"] == "GET /api/products"]
+        return traces if len(mine) >= limited else None
+
+    found = wait_until(
+        throttled_traces,
+        interval=0.3,
+        message=describe(demo, f"{limited} traces answered 429"),
+    )
+    for trace in found:
+        [root] = [s for s in trace["spans"] if parent_id(s) is None]
+        assert "<resource>" not in root["operationName"]
+        assert tag(root, "http.response.status_code") == 429 and tag(root, "error") is None
+        assert len(trace["spans"]) == 1, "a throttled request reached a service"
+    page = requests.get(
+        f"{demo.ui_url}/traces", params={"service": "gateway", "tags": "http.response.status_code=429"}, timeout=10
+    )
+    assert page.status_code == 200 and "GET /api/products" in page.text
+
+    def gateway_node() -> dict[str, Any] | None:
+        graph = requests.get(f"{demo.ui_url}/api/v1/graph", params={"window": "15m"}, timeout=10).json()
+        node = next((n for n in graph["nodes"] if n["name"] == "gateway"), None)
+        return node if node and node["red"]["throttled_count"] >= limited else None
+
+    node = wait_until(gateway_node, interval=0.3, message=describe(demo, "the gateway's throttled count"))
+    assert node["rate_limit"] == {"limit": 25, "window_ms": 1000}
 
 
 def test_stopped_instance_leaves_discovery_and_comes_back(demo: Demo, api: requests.Session) -> None:
