@@ -36,10 +36,11 @@ _tracer = trace.get_tracer(__name__)
 class UpstreamError(Exception):
     """The called service failed: 5xx, timeout, no instance, or breaker open."""
 
-    def __init__(self, service: str, message: str, status: int = 503) -> None:
+    def __init__(self, service: str, message: str, status: int = 503, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.service = service
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class _ServerError(Exception):
@@ -102,13 +103,15 @@ class ServiceClient:
         json: Any = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        attributes: dict[str, Any] | None = None,
     ) -> requests.Response:
         """Call ``service`` (with extra ``headers``) and return its (2xx-4xx) response;
-        raise ``UpstreamError``."""
+        raise ``UpstreamError``. ``attributes`` are added to the call's span (e.g.
+        ``retry.attempt`` of a retried call)."""
         with _tracer.start_as_current_span(
             f"{method} {service}",
             kind=SpanKind.CLIENT,
-            attributes={PEER_SERVICE: service, HTTP_METHOD: method},
+            attributes={PEER_SERVICE: service, HTTP_METHOD: method, **(attributes or {})},
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
@@ -143,7 +146,7 @@ class ServiceClient:
             except _ServerError as err:
                 span.set_attribute(HTTP_STATUS, err.response.status_code)
                 _fail(span, err)
-                raise UpstreamError(service, str(err), 502) from err
+                raise UpstreamError(service, str(err), 502, retry_after(err.response)) from err
             except (requests.RequestException, NoHealthyInstanceError) as err:
                 _fail(span, err)
                 status = 504 if isinstance(err, requests.Timeout) else 503
@@ -164,6 +167,15 @@ def _answer_text(response: requests.Response) -> str:
     if isinstance(reason, str) and reason:
         return f"HTTP {response.status_code}: {reason[:MAX_REASON]}"
     return f"HTTP {response.status_code}"
+
+
+def retry_after(response: requests.Response) -> float | None:
+    """The seconds a ``Retry-After`` header asks to wait (the delay form), or None."""
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
 
 
 def _fail(span: trace.Span, err: BaseException) -> None:

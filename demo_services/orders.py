@@ -1,11 +1,19 @@
 """Orders service: the order saga's orchestrator, the order event log and its events.
 
-``POST /orders`` runs the order saga: create order -> reserve payment -> reserve
-inventory -> schedule shipping -> commit (capture, commit, confirm). A failed step makes
-the orchestrator compensate the completed steps in reverse order (unless the
-``skip_compensation`` control switch is on: then the saga ends failed, uncompensated). Placing or cancelling
-an order writes the event to the outbox in the same transaction; the relay delivers it
-to notifications.
+``POST /orders`` runs the order saga. Its first four steps can be undone (create order,
+reserve payment, reserve inventory, schedule shipping); capturing the payment is the pivot;
+the last three (commit inventory, confirm shipping, complete order) only go forward. A
+failure before the pivot compensates the completed steps in reverse order (unless the
+``skip_compensation`` control switch is on: then the saga ends failed, uncompensated); a
+transient failure after it is retried, here and then in the background, until it is done.
+The saga log lives in the orders database: on start-up, and every second after, orders
+resumes every saga a previous process (or a request) left unfinished. The ``hold_at``
+control switch holds a saga before the step it names (or an order command before it
+appends the event it names, as ``append OrderPlaced``).
+
+Orders are event-sourced: each command loads the order from its stream and appends with an
+expected version (see order_log.py). Placing or cancelling an order writes the event to the
+outbox in the same transaction; the relay delivers it to notifications.
 """
 
 from __future__ import annotations
@@ -17,30 +25,50 @@ from typing import Any
 from flask import Response, jsonify, request
 from opentelemetry import trace
 
-from demo_services.client import ServiceClient, UpstreamError
+from demo_services.client import ServiceClient, UpstreamError, retry_after
 from demo_services.order_log import (
     ITEM_ADDED,
+    NOTE_ADDED,
     ORDER_CANCELLED,
     ORDER_CREATED,
     ORDER_PLACED,
     QUANTITY_UPDATED,
+    NewEvents,
+    OrderAggregate,
     OrderLog,
+    VersionConflict,
     build_read_model,
 )
 from demo_services.order_log import metadata as order_metadata
 from demo_services.patterns.events import Message, Outbox, OutboxRelay
-from demo_services.patterns.saga import SagaOrchestrator, SagaStep, SagaStepError
+from demo_services.patterns.saga import (
+    COMPLETED,
+    KIND_PIVOT,
+    KIND_RETRIABLE,
+    PENDING,
+    RETRY_ATTEMPT,
+    SagaOrchestrator,
+    SagaStep,
+    SagaStepError,
+    current_attempt,
+)
+from demo_services.patterns.saga_log import FINISHED, SagaLog
 from demo_services.service import (
     Service,
     ServiceSettings,
     create_schema,
     error_response,
+    hold_while,
     main_for,
     make_service,
 )
 
 SAGA_NAME = "order"
 DEPENDS_ON = ["inventory", "payment", "shipping", "notifications"]
+RESUME_INTERVAL_S = 1.0
+TRANSIENT_STATUSES = (429,)
+"""4xx answers worth retrying (with their Retry-After); every other 4xx is final."""
+MAX_NOTE = 500
 _tracer = trace.get_tracer(__name__)
 
 
@@ -49,17 +77,20 @@ class OrderStepError(SagaStepError):
 
     A dependency that is down gives 424 (Failed Dependency), not a 5xx: the saga handled
     it, and the gateway's breaker in front of orders should not count it as a failure.
+    ``transient`` (a refused connection, a timeout, a 5xx, a 429) makes the saga retry it.
     """
 
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, status: int, *, transient: bool = False, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, transient=transient, retry_after_s=retry_after_s)
         self.status = status
 
 
 def create_service(settings: ServiceSettings) -> Service:
     """Build the orders service."""
     service = make_service("orders", settings, depends_on=DEPENDS_ON)
-    app, engine = service.app, service.engine
+    app, engine, chaos = service.app, service.engine, service.chaos
     assert engine is not None and service.discovery is not None
     client = ServiceClient(
         "orders",
@@ -69,15 +100,18 @@ def create_service(settings: ServiceSettings) -> Service:
         reset_after_s=settings.breaker_reset_s,
         bypass=lambda: service.chaos.bypass_breakers,
     )
-    log = OrderLog(engine)
+    log = OrderLog(engine, hold=lambda point: hold_while(chaos, point))
     outbox = Outbox(order_metadata, _tracer)
+    saga_log = SagaLog(engine, order_metadata)
     create_schema(engine, order_metadata)
     saga = SagaOrchestrator(
         SAGA_NAME,
-        _order_steps(client, log, outbox, engine),
+        _order_steps(client, log, outbox),
         tracer=_tracer,
         failure_types=(OrderStepError,),
-        skip_compensation=lambda: service.chaos.skip_compensation,
+        log=saga_log,
+        skip_compensation=lambda: chaos.skip_compensation,
+        before_step=lambda step: hold_while(chaos, step),
     )
 
     def deliver(message: Message) -> None:
@@ -93,6 +127,7 @@ def create_service(settings: ServiceSettings) -> Service:
         interval_s=settings.relay_interval_s,
     )
     service.background.append(relay.start)
+    service.background.append(lambda: saga.recover_forever(RESUME_INTERVAL_S))
 
     @app.post("/orders")
     def place_order() -> tuple[Response, int]:
@@ -107,7 +142,7 @@ def create_service(settings: ServiceSettings) -> Service:
             "order_id": order_id,
             "user_id": user_id,
             "items": items,
-            "card": str(body.get("card") or "4242424242424242"),
+            "_card": str(body.get("card") or "4242424242424242"),
         }
         result = saga.run(context)
         answer = {
@@ -117,10 +152,13 @@ def create_service(settings: ServiceSettings) -> Service:
             "failed_step": result.failed_step,
             "error": str(result.error) if result.error else None,
             "compensated": result.compensated,
+            "pending": result.pending,
             "order": log.get(order_id),
         }
-        if result.outcome == "completed":
+        if result.outcome == COMPLETED:
             return jsonify(answer), 201
+        if result.outcome == PENDING and result.pending == result.failed_step:
+            return jsonify(answer), 202  # placed: the steps after the pivot finish later
         status = result.error.status if isinstance(result.error, OrderStepError) else 500
         return jsonify(answer), status
 
@@ -134,9 +172,22 @@ def create_service(settings: ServiceSettings) -> Service:
 
     @app.post("/orders/read-model/rebuild")
     def rebuild() -> Response:
-        before = log.all()
-        count = log.rebuild()
-        return jsonify(orders=count, unchanged=before == log.all())
+        return jsonify(log.rebuild())
+
+    @app.get("/orders/sagas")
+    def list_sagas() -> tuple[Response, int] | Response:
+        status = request.args.get("status", "")
+        if status and status not in (*FINISHED, "running", "forward", "compensating"):
+            return error_response(400, f"unknown saga status {status[:50]!r}"), 400
+        records = saga_log.unfinished() if status in ("running", "forward", "compensating") else saga_log.recent()
+        return jsonify(sagas=[r.public() for r in records if not status or r.status == status])
+
+    @app.get("/orders/sagas/<saga_id>")
+    def get_saga(saga_id: str) -> tuple[Response, int] | Response:
+        record = saga_log.get(saga_id)
+        if record is None:
+            return error_response(404, f"no saga {saga_id[:100]}"), 404
+        return jsonify(record.public())
 
     @app.get("/orders/<order_id>")
     def get_order(order_id: str) -> Response:
@@ -144,6 +195,26 @@ def create_service(settings: ServiceSettings) -> Service:
         if doc is None:
             return error_response(404, f"no order {order_id}")
         return jsonify(doc)
+
+    @app.post("/orders/<order_id>/notes")
+    def add_note(order_id: str) -> tuple[Response, int]:
+        body = request.get_json(silent=True) or {}
+        text = body.get("text")
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_NOTE:
+            return error_response(400, f"text must be a non-empty string of at most {MAX_NOTE} characters"), 400
+
+        def decide(order: OrderAggregate) -> NewEvents:
+            if order.state is None:
+                raise LookupError(order_id)
+            return [(NOTE_ADDED, {"text": text})]
+
+        try:
+            events = log.execute("AddNote", order_id, decide)
+        except LookupError:
+            return error_response(404, f"no order {order_id}"), 404
+        except VersionConflict as err:
+            return error_response(409, str(err)), 409
+        return jsonify(order=log.get(order_id), version=events[-1].version), 201
 
     @app.get("/orders/<order_id>/events")
     def order_events(order_id: str) -> Response:
@@ -164,17 +235,25 @@ def _parse_items(raw: Any) -> list[dict[str, int]]:
     return items
 
 
-def _order_steps(client: ServiceClient, log: OrderLog, outbox: Outbox, engine: Any) -> list[SagaStep]:
-    """Return the order saga's steps, each a call plus the call that undoes it."""
+def _order_steps(client: ServiceClient, log: OrderLog, outbox: Outbox) -> list[SagaStep]:
+    """Return the order saga's steps: four that can be undone, the pivot (capturing the
+    payment), and three that are carried forward until they are done."""
 
     def call(service: str, method: str, path: str, json: Any = None, ok: tuple = (200, 201)) -> Any:
+        attempt = current_attempt()
+        attributes = {RETRY_ATTEMPT: attempt} if attempt > 1 else None
         try:
-            response = client.request(service, method, path, json=json)
+            response = client.request(service, method, path, json=json, attributes=attributes)
         except UpstreamError as err:
-            raise OrderStepError(str(err), 424) from err
+            raise OrderStepError(str(err), 424, transient=True, retry_after_s=err.retry_after_s) from err
         if response.status_code not in ok:
             message = response.json().get("error", response.text) if response.content else ""
-            raise OrderStepError(f"{service}: {message}", response.status_code)
+            raise OrderStepError(
+                f"{service}: {message}",
+                response.status_code,
+                transient=response.status_code in TRANSIENT_STATUSES,
+                retry_after_s=retry_after(response),
+            )
         return response.json()
 
     def create_order(ctx: dict[str, Any]) -> None:
@@ -184,110 +263,86 @@ def _order_steps(client: ServiceClient, log: OrderLog, outbox: Outbox, engine: A
         missing = {i["product_id"] for i in ctx["items"]} - set(prices)
         if missing:
             raise OrderStepError(f"unknown products {sorted(missing)}", 404)
-        quantities: OrderedDict[int, int] = OrderedDict()
-        with engine.begin() as conn:
-            log.append(
-                conn,
-                ctx["order_id"],
-                ORDER_CREATED,
-                {"user_id": ctx["user_id"], "saga_id": ctx["saga_id"]},
-            )
+
+        def decide(order: OrderAggregate) -> NewEvents:
+            if order.state is not None:
+                return []  # created already
+            new: NewEvents = [(ORDER_CREATED, {"user_id": ctx["user_id"], "saga_id": ctx["saga_id"]})]
+            quantities: OrderedDict[int, int] = OrderedDict()
             for item in ctx["items"]:
                 pid = item["product_id"]
                 if pid in quantities:
                     quantities[pid] += item["quantity"]
-                    log.append(
-                        conn,
-                        ctx["order_id"],
-                        QUANTITY_UPDATED,
-                        {"product_id": pid, "quantity": quantities[pid]},
-                    )
+                    new.append((QUANTITY_UPDATED, {"product_id": pid, "quantity": quantities[pid]}))
                 else:
                     quantities[pid] = item["quantity"]
-                    log.append(
-                        conn,
-                        ctx["order_id"],
-                        ITEM_ADDED,
-                        {
-                            "product_id": pid,
-                            "quantity": item["quantity"],
-                            "unit_price_cents": prices[pid],
-                        },
+                    new.append(
+                        (
+                            ITEM_ADDED,
+                            {"product_id": pid, "quantity": item["quantity"], "unit_price_cents": prices[pid]},
+                        )
                     )
+            return new
+
+        log.execute("CreateOrder", ctx["order_id"], decide)
+        quantities: OrderedDict[int, int] = OrderedDict()
+        for item in ctx["items"]:
+            quantities[item["product_id"]] = quantities.get(item["product_id"], 0) + item["quantity"]
         ctx["amount_cents"] = sum(q * prices[p] for p, q in quantities.items())
         ctx["reserved_items"] = [{"product_id": p, "quantity": q} for p, q in quantities.items()]
 
     def cancel_order(ctx: dict[str, Any]) -> None:
-        reason = str(ctx.get("failure", "saga compensated"))
-        with engine.begin() as conn:
-            log.append(conn, ctx["order_id"], ORDER_CANCELLED, {"reason": reason})
+        reason = str(ctx.get("saga_error") or "saga compensated")
+
+        def decide(order: OrderAggregate) -> NewEvents:
+            return [] if order.status in (None, "cancelled") else [(ORDER_CANCELLED, {"reason": reason})]
+
+        def publish(conn: Any, _events: list) -> None:
             outbox.publish(
                 conn,
                 ORDER_CANCELLED,
                 {"order_id": ctx["order_id"], "user_id": ctx["user_id"], "reason": reason},
             )
 
+        log.execute("CancelOrder", ctx["order_id"], decide, publish)
+
     def reserve_payment(ctx: dict[str, Any]) -> None:
-        try:
-            payment = call(
-                "payment",
-                "POST",
-                "/payments",
-                {
-                    "order_id": ctx["order_id"],
-                    "amount_cents": ctx["amount_cents"],
-                    "card": ctx["card"],
-                },
-            )
-        except OrderStepError as err:
-            ctx["failure"] = str(err)
-            raise
-        ctx["payment_id"] = payment["id"]
+        body = {"order_id": ctx["order_id"], "amount_cents": ctx["amount_cents"], "card": ctx["_card"]}
+        ctx["payment_id"] = call("payment", "POST", "/payments", body)["id"]
 
     def void_payment(ctx: dict[str, Any]) -> None:
         call("payment", "POST", f"/payments/{ctx['payment_id']}/void")
 
     def reserve_inventory(ctx: dict[str, Any]) -> None:
-        try:
-            call(
-                "inventory",
-                "POST",
-                "/reservations",
-                {"order_id": ctx["order_id"], "items": ctx["reserved_items"]},
-            )
-        except OrderStepError as err:
-            ctx["failure"] = str(err)
-            raise
+        call("inventory", "POST", "/reservations", {"order_id": ctx["order_id"], "items": ctx["reserved_items"]})
 
     def release_inventory(ctx: dict[str, Any]) -> None:
         call("inventory", "DELETE", f"/reservations/{ctx['order_id']}")
 
     def schedule_shipping(ctx: dict[str, Any]) -> None:
-        try:
-            shipment = call("shipping", "POST", "/shipments", {"order_id": ctx["order_id"]})
-        except OrderStepError as err:
-            ctx["failure"] = str(err)
-            raise
-        ctx["shipment_id"] = shipment["id"]
+        ctx["shipment_id"] = call("shipping", "POST", "/shipments", {"order_id": ctx["order_id"]})["id"]
 
     def cancel_shipping(ctx: dict[str, Any]) -> None:
         call("shipping", "DELETE", f"/shipments/{ctx['shipment_id']}")
 
-    def commit(ctx: dict[str, Any]) -> None:
-        try:
-            call("payment", "POST", f"/payments/{ctx['payment_id']}/capture")
-            call("inventory", "POST", f"/reservations/{ctx['order_id']}/commit")
-            call("shipping", "POST", f"/shipments/{ctx['shipment_id']}/confirm")
-        except OrderStepError as err:
-            ctx["failure"] = str(err)
-            raise
-        with engine.begin() as conn:
-            log.append(
-                conn,
-                ctx["order_id"],
-                ORDER_PLACED,
-                {"payment_id": ctx["payment_id"], "shipment_id": ctx["shipment_id"]},
-            )
+    def capture_payment(ctx: dict[str, Any]) -> None:
+        call("payment", "POST", f"/payments/{ctx['payment_id']}/capture")
+
+    def commit_inventory(ctx: dict[str, Any]) -> None:
+        call("inventory", "POST", f"/reservations/{ctx['order_id']}/commit")
+
+    def confirm_shipping(ctx: dict[str, Any]) -> None:
+        call("shipping", "POST", f"/shipments/{ctx['shipment_id']}/confirm")
+
+    def complete_order(ctx: dict[str, Any]) -> None:
+        def decide(order: OrderAggregate) -> NewEvents:
+            if order.status == "placed":
+                return []  # placed already (a repeat after a restart)
+            if order.status != "pending":
+                raise OrderStepError(f"order {ctx['order_id']} is {order.status}", 409)
+            return [(ORDER_PLACED, {"payment_id": ctx["payment_id"], "shipment_id": ctx["shipment_id"]})]
+
+        def publish(conn: Any, _events: list) -> None:
             outbox.publish(
                 conn,
                 ORDER_PLACED,
@@ -299,12 +354,20 @@ def _order_steps(client: ServiceClient, log: OrderLog, outbox: Outbox, engine: A
                 },
             )
 
+        try:
+            log.execute("PlaceOrder", ctx["order_id"], decide, publish)
+        except VersionConflict as err:  # still conflicting after its retries: try again later
+            raise OrderStepError(str(err), 409, transient=True) from err
+
     return [
         SagaStep("create_order", create_order, cancel_order),
         SagaStep("reserve_payment", reserve_payment, void_payment),
         SagaStep("reserve_inventory", reserve_inventory, release_inventory),
         SagaStep("schedule_shipping", schedule_shipping, cancel_shipping),
-        SagaStep("commit", commit),
+        SagaStep("capture_payment", capture_payment, kind=KIND_PIVOT),
+        SagaStep("commit_inventory", commit_inventory, kind=KIND_RETRIABLE),
+        SagaStep("confirm_shipping", confirm_shipping, kind=KIND_RETRIABLE),
+        SagaStep("complete_order", complete_order, kind=KIND_RETRIABLE),
     ]
 
 

@@ -4,7 +4,9 @@ registration with the registry, and the process's ``main()`` loop.
 A service module only declares its routes and calls ``run_service``; failure injection
 (error rate, latency with jitter, hang, out of service) is applied here, before any of its routes run; the
 ``bypass_breakers`` switch is read by the service's :class:`ServiceClient`, and the
-``skip_compensation`` switch by the orders saga's orchestrator (to show a broken saga).
+``skip_compensation`` switch by the orders saga's orchestrator (to show a broken saga), and
+``hold_at`` (a saga step's or an order event's name) by orders, which waits there while it
+is set (to stop it between two steps, e.g. to kill it mid-saga).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ LOOPBACK = ("127.0.0.1", "::1")
 SERVER_HEADER = "spyglass-demo"
 HANG_LIMIT_S = 60.0
 MAX_USER_ID = 64
+MAX_HOLD_POINT = 100
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class Chaos:
     stopped: bool = False
     bypass_breakers: bool = False
     skip_compensation: bool = False
+    hold_at: str = ""
+    holding: str = field(default="", repr=False)
+    """Where a request is held right now (``hold_at`` matched), shown by /health."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def update(self, changes: Mapping[str, Any]) -> None:
@@ -113,7 +119,10 @@ class Chaos:
                 if key not in _CHAOS_KEYS:
                     raise ValueError(f"unknown control setting {key!r}")
                 current = getattr(self, key)
-                if isinstance(current, bool):
+                if isinstance(current, str):
+                    if not isinstance(value, str) or len(value) > MAX_HOLD_POINT:
+                        raise ValueError(f"{key} must be a string of at most {MAX_HOLD_POINT} characters")
+                elif isinstance(current, bool):
                     if not isinstance(value, bool):
                         raise ValueError(f"{key} must be true or false, got {value!r}")
                 elif isinstance(current, (int, float)):
@@ -139,6 +148,7 @@ _CHAOS_KEYS = (
     "stopped",
     "bypass_breakers",
     "skip_compensation",
+    "hold_at",
 )
 
 
@@ -219,7 +229,8 @@ def make_service(
 
     @app.get("/health")
     def health() -> Response:
-        return jsonify(status="ok", service=name, instance_id=settings.instance_id or name)
+        held = {"holding": chaos.holding} if chaos.holding else {}
+        return jsonify(status="ok", service=name, instance_id=settings.instance_id or name, **held)
 
     @app.route("/control", methods=["GET", "POST"])
     def control() -> Response:
@@ -245,6 +256,19 @@ def added_delay_s(latency_ms: int, jitter_ms: int) -> float:
     """One request's injected delay: ``latency_ms`` plus or minus up to ``jitter_ms``
     (uniformly), never below zero; in seconds."""
     return max(0.0, latency_ms + random.uniform(-jitter_ms, jitter_ms)) / 1000
+
+
+def hold_while(chaos: Chaos, point: str) -> None:
+    """Wait while ``chaos.hold_at`` names ``point`` (at most ``HANG_LIMIT_S``)."""
+    deadline = time.monotonic() + HANG_LIMIT_S
+    if chaos.hold_at != point:
+        return
+    chaos.holding = point
+    try:
+        while chaos.hold_at == point and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        chaos.holding = ""
 
 
 def create_engine(path: Path) -> sa.Engine:

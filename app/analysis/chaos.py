@@ -43,6 +43,8 @@ class SagaRun:
     actions: list[tuple[str, bool]] = field(default_factory=list)
     """(step, succeeded) in start order"""
     compensations: list[tuple[str, bool]] = field(default_factory=list)
+    forward_only: set[str] = field(default_factory=set)
+    """Steps whose ``saga.step.kind`` is ``pivot`` or ``retriable``: never compensated."""
 
     @property
     def failed_step(self) -> str | None:
@@ -51,8 +53,8 @@ class SagaRun:
 
     @property
     def expected_compensations(self) -> list[str]:
-        """The completed actions, newest first: what a correct saga undoes."""
-        return [name for name, ok in reversed(self.actions) if ok]
+        """The completed compensatable actions, newest first: what a correct saga undoes."""
+        return [name for name, ok in reversed(self.actions) if ok and name not in self.forward_only]
 
     def public(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -118,6 +120,8 @@ def sagas(traces: Traces) -> list[SagaRun]:
                 run.compensations.append(entry)
             else:
                 run.actions.append(entry)
+                if s.attributes.get("saga.step.kind") in ("pivot", "retriable"):
+                    run.forward_only.add(entry[0])
     return sorted(runs.values(), key=lambda r: starts.get(r.saga_id, 0))
 
 

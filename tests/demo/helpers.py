@@ -24,6 +24,7 @@ NO_FAULTS = {
     "stopped": False,
     "bypass_breakers": False,
     "skip_compensation": False,
+    "hold_at": "",
 }
 """A demo service's /control settings with no fault injected, written out (not taken from
 the service), so a test of them can fail."""

@@ -12,6 +12,7 @@ from demo_services.patterns.saga import (
     COMPENSATED,
     COMPLETED,
     FAILED,
+    PENDING,
     SagaOrchestrator,
     SagaStep,
     SagaStepError,
@@ -21,7 +22,13 @@ from tests.demo.helpers import Spans
 ATTEMPTS = 3
 
 
-def _build(count: int, failing: int | None, compensation_failures: dict[int, int], calls: list[str]) -> list[SagaStep]:
+def _build(
+    count: int,
+    failing: int | None,
+    compensation_failures: dict[int, int],
+    calls: list[str],
+    transient: bool = True,
+) -> list[SagaStep]:
     remaining = dict(compensation_failures)
 
     def action(index: int):
@@ -37,7 +44,7 @@ def _build(count: int, failing: int | None, compensation_failures: dict[int, int
             calls.append(f"undo{index}")
             if remaining.get(index, 0) > 0:
                 remaining[index] -= 1
-                raise SagaStepError(f"undo {index} failed")
+                raise SagaStepError(f"undo {index} failed", transient=transient)
 
         return run
 
@@ -58,7 +65,7 @@ def test_saga_compensates_exactly_the_completed_steps_in_reverse_order(data: st.
         "test",
         _build(count, failing, failures, calls),
         tracer=recorder.tracer,
-        compensation_attempts=ATTEMPTS,
+        retry_attempts=ATTEMPTS,
         sleep=lambda _s: None,
     )
 
@@ -72,14 +79,19 @@ def test_saga_compensates_exactly_the_completed_steps_in_reverse_order(data: st.
     assert result.completed == [f"s{i}" for i in completed]
     assert [c for c in calls if c.startswith("do")] == [f"do{i}" for i in range(failing + 1)]
     undo_order = [int(c[4:]) for c in calls if c.startswith("undo")]
-    # Each completed step is compensated (with retries) exactly in reverse order.
+    # Each completed step is compensated (with retries of transient errors) exactly in
+    # reverse order; one that still fails leaves the saga pending there, the older ones wait.
     expected: list[int] = []
+    stuck = None
     for i in reversed(completed):
         expected += [i] * min(failures.get(i, 0) + 1, ATTEMPTS)
+        if failures.get(i, 0) >= ATTEMPTS:
+            stuck = f"s{i}"
+            break
     assert undo_order == expected
-    hopeless = [f"s{i}" for i in reversed(completed) if failures.get(i, 0) >= ATTEMPTS]
-    assert result.compensation_failures == hopeless
-    assert result.outcome == (FAILED if hopeless else COMPENSATED)
+    assert result.compensation_failures == []
+    assert result.pending == stuck
+    assert result.outcome == (PENDING if stuck else COMPENSATED)
 
 
 def test_saga_spans_carry_design_attributes(spans: Spans) -> None:
@@ -108,22 +120,31 @@ def test_saga_spans_carry_design_attributes(spans: Spans) -> None:
     assert [s.attributes["saga.step.index"] for s in steps] == [0, 1, 2, 1, 0]
 
 
-def test_saga_records_failed_outcome_when_compensation_keeps_failing(spans: Spans) -> None:
+def test_saga_retries_a_transient_compensation_and_records_each_retry(spans: Spans) -> None:
+    calls: list[str] = []
+    saga = SagaOrchestrator("order", _build(2, 1, {0: 2}, calls), tracer=spans.tracer, sleep=lambda _s: None)
+
+    result = saga.run({})
+
+    assert result.outcome == COMPENSATED
+    assert calls.count("undo0") == 3
+    compensation = next(s for s in spans.finished() if s.attributes.get("saga.phase") == "compensation")
+    retries = [e for e in compensation.events if e.name == "saga.step.retry"]
+    assert [e.attributes["retry.attempt"] for e in retries] == [1, 2]
+    assert compensation.status.is_ok
+
+
+def test_a_compensation_refused_for_good_is_not_retried_and_the_saga_fails(spans: Spans) -> None:
     calls: list[str] = []
     saga = SagaOrchestrator(
-        "order",
-        _build(2, 1, {0: 10}, calls),
-        tracer=spans.tracer,
-        compensation_attempts=3,
-        sleep=lambda _s: None,
+        "order", _build(3, 2, {1: 10}, calls, transient=False), tracer=spans.tracer, sleep=lambda _s: None
     )
 
     result = saga.run({})
 
     assert result.outcome == FAILED
-    assert calls.count("undo0") == 3
-    compensation = next(s for s in spans.finished() if s.attributes.get("saga.phase") == "compensation")
-    assert [e.name for e in compensation.events].count("saga.compensation.retry") == 2
+    assert calls == ["do0", "do1", "do2", "undo1", "undo0"]  # once each: a 409 is not retried
+    assert result.compensation_failures == ["s1"] and result.compensated == ["s0"]
     root = next(s for s in spans.finished() if s.parent is None)
     assert root.attributes["saga.outcome"] == FAILED
 
