@@ -61,6 +61,8 @@ class Lane:
     index: int | None
     bars: list[Bar] = field(default_factory=list)
     ran: bool = True
+    kind: str | None = None
+    """The step's ``saga.step.kind`` as its spans gave it (None: not given)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +108,17 @@ def step_key(step: SagaStepSpan) -> tuple[int, str]:
 
 
 def failed_action(steps: Sequence[SagaStepSpan]) -> SagaStepSpan | None:
-    """The first action (by start time) whose span ended with an error."""
-    return next((s for s in sorted(steps, key=lambda s: s.start_ns) if s.phase == ACTION and s.is_error), None)
+    """The first action (by start time) whose span ended with an error and that is the
+    saga's failure point: a compensatable step or the pivot. A retriable step after the
+    pivot that failed is retried forward, not compensated, so it is no failure point."""
+    return next(
+        (
+            s
+            for s in sorted(steps, key=lambda s: s.start_ns)
+            if s.phase == ACTION and s.is_error and s.kind != "retriable"
+        ),
+        None,
+    )
 
 
 def saga_reason(saga: SagaInstance | None, steps: Sequence[SagaStepSpan]) -> str:
@@ -129,20 +140,26 @@ def saga_reason(saga: SagaInstance | None, steps: Sequence[SagaStepSpan]) -> str
 def check_saga(saga: SagaInstance | None, steps: Sequence[SagaStepSpan]) -> SagaCheck:
     """Check the compensation rules of an orchestrated saga.
 
-    After a failed action, every action that completed before it must be compensated,
-    exactly once, in the reverse order of the actions, and no step that did not complete
-    may be compensated. A saga without a failure must have no compensations. A running
-    saga (no outcome yet) is only checked for what already happened.
+    After a failed action (a compensatable step or the pivot; see ``failed_action``),
+    every compensatable action that completed before it must be compensated, exactly once
+    (a compensation retried after a transient error counts once when it succeeded), in the
+    reverse order of the actions, and no step that did not complete, nor the pivot or a
+    retriable step, may be compensated. A saga without a failure must have no compensations.
+    A running saga (no outcome yet) is only checked for what already happened.
     """
     ordered = sorted(steps, key=lambda s: (s.start_ns, s.span_id))
     actions = [s for s in ordered if s.phase == ACTION]
     comps = [s for s in ordered if s.phase == COMPENSATION]
     failed = failed_action(actions)
-    completed = tuple(a for a in actions if not a.is_error and (failed is None or a.start_ns < failed.start_ns))
+    completed = tuple(
+        a
+        for a in actions
+        if not a.is_error and not a.forward_only and (failed is None or a.start_ns < failed.start_ns)
+    )
     violations: list[Violation] = []
     outcome = saga.outcome if saga is not None else None
 
-    counts = Counter(c.step for c in comps)
+    counts = Counter(c.step for c in comps if not c.is_error)
     for name, n in sorted(counts.items()):
         if n > 1:
             violations.append(
@@ -226,9 +243,14 @@ def saga_timeline(
 
 
 def failed_step(steps: Sequence[SagaStepSpan]) -> SagaStepSpan | None:
-    """The saga's failed action, else its first failed compensation, else None."""
+    """The saga's failed action, else its first failed compensation, else the first failed
+    retriable action (after the pivot), else None."""
     ordered = sorted(steps, key=lambda s: s.start_ns)
-    return failed_action(ordered) or next((s for s in ordered if s.phase == COMPENSATION and s.is_error), None)
+    return (
+        failed_action(ordered)
+        or next((s for s in ordered if s.phase == COMPENSATION and s.is_error), None)
+        or next((s for s in ordered if s.phase == ACTION and s.is_error), None)
+    )
 
 
 def failure_cause(steps: Sequence[SagaStepSpan], spans: Iterable[Span]) -> FailureCause | None:
@@ -288,6 +310,7 @@ def _lanes(saga: SagaInstance | None, steps: Sequence[SagaStepSpan]) -> SagaTime
     lanes: dict[str, Lane] = {}
     for s in sorted(steps, key=step_key):
         lane = lanes.setdefault(s.step, Lane(s.step, s.step_index))
+        lane.kind = lane.kind or s.kind
         lane.bars.append(Bar(s, (s.start_ns - start) * 100 / span, max((s.end_ns - s.start_ns) * 100 / span, 0.4)))
     for lane in lanes.values():
         lane.bars.sort(key=lambda b: b.step.start_ns)

@@ -8,7 +8,7 @@ views). Import from here; the split is for reading.
 
 from collectors.model.breakers import BreakerCalls, BreakerTransition
 from collectors.model.discovery import Failover
-from collectors.model.sagas import RUNNING, SAGA_OUTCOMES, SagaInstance, SagaList, SagaStepSpan
+from collectors.model.sagas import RUNNING, SAGA_OUTCOMES, STEP_KINDS, SagaInstance, SagaList, SagaStepSpan
 from collectors.model.spans import (
     BYTES_MARKER,
     KIND_CLIENT,
@@ -53,6 +53,7 @@ __all__ = [
     "KIND_SERVER",
     "RUNNING",
     "SAGA_OUTCOMES",
+    "STEP_KINDS",
     "SPAN_KIND_NAMES",
     "STATS_BUCKET_NS",
     "STATUS_ERROR",

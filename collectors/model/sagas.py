@@ -9,6 +9,10 @@ from collectors.model.spans import STATUS_ERROR
 SAGA_OUTCOMES = ("completed", "compensated", "failed")
 """The values of ``saga.outcome`` on a saga's root span."""
 
+STEP_KINDS = ("compensatable", "pivot", "retriable")
+"""The values of ``saga.step.kind``: undone by a compensation, the point of no return, and
+retried forward until done."""
+
 RUNNING = "running"
 """The status of a saga whose root span (which carries the outcome) has not arrived."""
 
@@ -28,11 +32,19 @@ class SagaStepSpan:
     status_message: str
     trace_id: str
     span_id: str
+    kind: str | None = None
+    """``saga.step.kind``: ``compensatable``, ``pivot`` or ``retriable`` (None: not given,
+    read as compensatable)."""
 
     @property
     def is_error(self) -> bool:
         """Whether the step's span ended with status ERROR."""
         return self.status_code == STATUS_ERROR
+
+    @property
+    def forward_only(self) -> bool:
+        """Whether the step is the pivot or after it: never compensated."""
+        return self.kind in ("pivot", "retriable")
 
 
 @dataclass(frozen=True, slots=True)

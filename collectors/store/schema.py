@@ -246,6 +246,7 @@ saga_steps = sa.Table(
     sa.Column("end_ns", sa.BigInteger, nullable=False),
     sa.Column("status_code", sa.SmallInteger, nullable=False),
     sa.Column("status_message", sa.Text, nullable=True),
+    sa.Column("kind", sa.Text, nullable=True),
     sa.Index("ix_saga_steps_saga_id", "saga_id"),
 )
 

@@ -120,3 +120,25 @@ def test_step_names_and_reasons_are_escaped(client, tracer_provider_factory):
         assert "<img src=x" not in text, path
     reason = html(client, "/sagas/s-hostile").select_one(".failure-reason .reason").get_text()
     assert reason == f"ValueError: {HOSTILE}"
+
+
+def test_a_sagas_page_names_each_steps_kind_and_rules_off_the_pivot(client, tracer_provider_factory):
+    orders = pattern_spans.tracer(tracer_provider_factory, "orders")
+    base = {"saga.name": "order", "saga.id": "pivot-1"}
+    kinds = [("reserve", "compensatable"), ("capture", "pivot"), ("confirm", HOSTILE)]
+    with orders.start_as_current_span("saga order", attributes=base) as root:
+        for i, (name, kind) in enumerate(kinds):
+            attributes = {**base, "saga.step": name, "saga.step.index": i, "saga.phase": "action"}
+            with orders.start_as_current_span(name, attributes={**attributes, "saga.step.kind": kind}):
+                pass
+        root.set_attribute("saga.outcome", "completed")
+
+    soup = html(client, "/sagas/pivot-1")
+
+    lanes = {lane["data-step"]: lane for lane in soup.select(".saga-timeline .lane[data-step]")}
+    assert [lane.get("data-kind") for lane in lanes.values()] == ["compensatable", "pivot", HOSTILE]
+    assert lanes["capture"].select_one(".step-kind").get_text() == "pivot"
+    assert "pivot" in lanes["capture"]["class"] and "pivot" not in lanes["reserve"]["class"]
+    assert lanes["confirm"].select_one(".step-kind").get_text() == HOSTILE  # text, not markup
+    assert soup.select_one(".saga-timeline img") is None
+    assert "point of no return" in soup.select_one(".legend").get_text()

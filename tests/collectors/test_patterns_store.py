@@ -117,6 +117,32 @@ def test_saga_row_is_the_same_whether_the_root_arrives_first_or_last(store):
     assert store.find_sagas(outcome="running").sagas == []
 
 
+def test_saga_steps_keep_their_kind(store):
+    saga = {"saga.name": "order", "saga.id": "s-k"}
+    kinds = [("reserve", "compensatable"), ("capture", "pivot"), ("confirm", "retriable"), ("legacy", None)]
+    store.write_spans(
+        [
+            span(
+                f"{i + 3:016x}",
+                start=i * 1_000,
+                attrs={
+                    **saga,
+                    "saga.step": name,
+                    "saga.step.index": i,
+                    "saga.phase": "action",
+                    **({"saga.step.kind": kind} if kind else {}),
+                },
+            )
+            for i, (name, kind) in enumerate(kinds)
+        ]
+    )
+
+    steps = store.find_saga_steps(["s-k"])["s-k"]
+
+    assert [(s.step, s.kind) for s in steps] == kinds
+    assert [s.forward_only for s in steps] == [False, True, True, False]
+
+
 def failover_event(at: int, instance: object, error: object = "refused") -> SpanEvent:
     return SpanEvent(NOW + at, "discovery.failover", {"discovery.instance.id": instance, "error": error})
 

@@ -125,6 +125,17 @@ def resumed_and_finished(spans: list[dict]) -> bool:
     return root is not None and tag(root, "saga.outcome") is not None
 
 
+def saga_page_check(demo: Demo, saga_id: str, outcome: str) -> dict[str, Any]:
+    """The saga as Spyglass's /api/v1/sagas/<id> reads it, once it has ``outcome``."""
+
+    def read() -> dict[str, Any] | None:
+        answer = requests.get(f"{demo.ui_url}/api/v1/sagas/{saga_id}", timeout=5)
+        body = answer.json() if answer.status_code == 200 else None
+        return body if body and body["outcome"] == outcome else None
+
+    return wait_until(read, interval=0.3, message=describe(demo, f"saga {saga_id} {outcome} in Spyglass"))
+
+
 def kill_and_restart_orders(demo: Demo) -> None:
     before = demo.pids()["orders"]
     demo.kill("orders", restart=True)
@@ -163,6 +174,8 @@ def test_orders_killed_before_the_pivot_compensates_after_its_restart(
         "reserve_payment",
         "create_order",
     ]
+    stored = saga_page_check(demo, saga["saga_id"], "compensated")
+    assert stored["check"] == {"ok": True, "failed_step": "capture_payment", "violations": []}
     # The steps before the crash were exported by the killed process: one trace holds both runs.
     assert [tag(s, "saga.step") for s in steps(spans, "action")][:4] == [
         "create_order",
@@ -223,6 +236,10 @@ def test_a_transient_failure_after_the_pivot_is_retried_forward_not_compensated(
     calls = [s for s in spans if parent_id(s) == first_try["spanID"] and tag(s, "peer.service") == "shipping"]
     assert sorted(tag(s, "retry.attempt") for s in calls if tag(s, "retry.attempt") is not None) == [2, 3, 4]
     assert tag(confirms[-1], "error") is None  # the last try, carried forward, succeeded
+    stored = saga_page_check(demo, saga["saga_id"], "completed")
+    assert stored["check"]["ok"] and stored["check"]["failed_step"] is None
+    kinds = {(s["step"], s["kind"]) for s in stored["steps"]}
+    assert {("capture_payment", "pivot"), ("confirm_shipping", "retriable")} <= kinds
 
 
 def test_a_409_after_the_pivot_is_not_retried(demo: Demo, pool: ThreadPoolExecutor, jaeger: Jaeger) -> None:

@@ -20,6 +20,7 @@ from collectors.store.patterns.conventions import (
     SAGA_PHASE,
     SAGA_STEP,
     SAGA_STEP_INDEX,
+    SAGA_STEP_KIND,
 )
 from collectors.store.schema import saga_steps, sagas
 
@@ -51,6 +52,7 @@ def collect_saga(s: Span, steps: list[dict[str, Any]], saga_rows: dict[str, dict
                 "end_ns": s.end_ns,
                 "status_code": s.status_code,
                 "status_message": s.status_message or None,
+                "kind": str(attrs[SAGA_STEP_KIND]) if attrs.get(SAGA_STEP_KIND) is not None else None,
             }
         )
     outcome = attrs.get(SAGA_OUTCOME) if is_root else None
@@ -183,6 +185,7 @@ class SagaReader:
                         r.status_message or "",
                         r.trace_id.hex(),
                         r.span_id.hex(),
+                        r.kind,
                     )
                 )
         return out

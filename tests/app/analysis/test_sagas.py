@@ -230,3 +230,77 @@ def test_error_text_prefers_the_status_message_then_the_exception():
     only_type = SpanEvent(0, "exception", {"exception.type": "Timeout"})
     assert error_text(_span("01", "", error=True, events=[only_type])) == "Timeout"
     assert error_text(_span("01", "", error=True)) == "status ERROR, with no message"
+
+
+def kinded(name: str, index: int, phase: str, start: int, kind: str, ok: bool = True) -> SagaStepSpan:
+    return SagaStepSpan(
+        "s1",
+        name,
+        index,
+        phase,
+        "orders",
+        start,
+        start + 5,
+        STATUS_OK if ok else STATUS_ERROR,
+        "",
+        "ab" * 16,
+        f"{next(_ids):016x}",
+        kind,
+    )
+
+
+def pivoted(confirm_ok: bool) -> list[SagaStepSpan]:
+    """reserve (compensatable), capture (pivot), then confirm (retriable) failing once."""
+    return [
+        kinded("reserve", 0, "action", 0, "compensatable"),
+        kinded("capture", 1, "action", 10, "pivot"),
+        kinded("confirm", 2, "action", 20, "retriable", ok=confirm_ok),
+        *([] if confirm_ok else [kinded("confirm", 2, "action", 30, "retriable")]),
+    ]
+
+
+def test_a_retriable_step_that_failed_and_was_retried_forward_is_no_failure_point():
+    steps = pivoted(confirm_ok=False)
+
+    check = check_saga(saga("completed"), steps)
+
+    assert check.ok, check.violations
+    assert check.failed_step is None
+    assert saga_timeline(saga("completed"), steps).failure_left is None
+
+
+def test_the_pivot_and_retriable_steps_are_never_expected_to_be_compensated():
+    steps = [
+        kinded("reserve", 0, "action", 0, "compensatable"),
+        kinded("ship", 1, "action", 10, "compensatable"),
+        kinded("capture", 2, "action", 20, "pivot", ok=False),
+        kinded("ship", 1, "compensation", 30, "compensatable"),
+        kinded("reserve", 0, "compensation", 40, "compensatable"),
+    ]
+    check = check_saga(saga("compensated"), steps)
+    assert check.ok, check.violations
+    assert [s.step for s in check.completed] == ["reserve", "ship"]
+    compensated_pivot = [*pivoted(True), kinded("capture", 1, "compensation", 40, "pivot")]
+    rules = [v.rule for v in check_saga(saga("failed"), compensated_pivot).violations]
+    assert "not-completed" in rules
+
+
+def test_a_compensation_retried_after_a_transient_error_counts_once():
+    steps = [
+        kinded("reserve", 0, "action", 0, "compensatable"),
+        kinded("pay", 1, "action", 10, "compensatable", ok=False),
+        kinded("reserve", 0, "compensation", 20, "compensatable", ok=False),
+        kinded("reserve", 0, "compensation", 30, "compensatable"),
+    ]
+    assert check_saga(saga("compensated"), steps).ok
+    twice = [*steps, kinded("reserve", 0, "compensation", 40, "compensatable")]
+    assert "twice" in [v.rule for v in check_saga(saga("compensated"), twice).violations]
+
+
+def test_lanes_carry_their_steps_kind():
+    lanes = saga_timeline(saga("completed"), pivoted(True)).lanes
+    assert [(lane.step, lane.kind) for lane in lanes] == [
+        ("reserve", "compensatable"),
+        ("capture", "pivot"),
+        ("confirm", "retriable"),
+    ]
