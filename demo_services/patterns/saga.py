@@ -209,13 +209,17 @@ class SagaOrchestrator:
         started but not logged as done is run again (it must be idempotent), since it may
         have taken effect. After the pivot, the remaining retriable steps are carried forward.
         """
+        with self._holding(record.saga_id):
+            return self._resume(record)
+
+    def _resume(self, record: SagaRecord) -> SagaResult:
         context = dict(record.context)
         context["saga_id"] = record.saga_id
         completed = record.completed(PHASE_ACTION)
         result = SagaResult(record.saga_id, COMPLETED, completed=list(completed), resumed=True)
         done = set(completed)
         at = next((i for i, s in enumerate(self.steps) if s.name not in done), len(self.steps))
-        with self._holding(record.saga_id), self._root(record.saga_id, propagate.extract(record.trace_parent)) as root:
+        with self._root(record.saga_id, propagate.extract(record.trace_parent)) as root:
             root.add_event(RESUMED_EVENT, {"saga.status": record.status, SAGA_STEP: self._step_name(at)})
             last = record.entries[-1] if record.entries else None
             pivot_in_flight = (
@@ -247,23 +251,31 @@ class SagaOrchestrator:
         if self._log is None:
             return []
         results = []
-        for record in self._log.unfinished():
+        for listed in self._log.unfinished():
             now = time.monotonic()
             with self._lock:
-                due, wait = self._next_try.get(record.saga_id, (0.0, 0.5))
-                if record.name != self.name or record.saga_id in self._active or due > now:
+                due, wait = self._next_try.get(listed.saga_id, (0.0, 0.5))
+                if listed.name != self.name or listed.saga_id in self._active or due > now:
                     continue
+                self._active.add(listed.saga_id)  # claimed: no run or other resume takes it now
             try:
-                result = self.resume(record)
+                # Read it again now that it is claimed: a run may have finished it meanwhile.
+                record = self._log.get(listed.saga_id)
+                if record is None or record.finished:
+                    continue
+                result = self._resume(record)
             except Exception:  # a bug in one saga must not stop the others being resumed
-                _log.exception("resuming saga %s failed", record.saga_id)
-                result = SagaResult(record.saga_id, PENDING)
+                _log.exception("resuming saga %s failed", listed.saga_id)
+                result = SagaResult(listed.saga_id, PENDING)
+            finally:
+                with self._lock:
+                    self._active.discard(listed.saga_id)
             with self._lock:
                 if result.outcome == PENDING:
                     wait = min(wait * 2, RESUME_BACKOFF_MAX_S)
-                    self._next_try[record.saga_id] = (time.monotonic() + wait, wait)
+                    self._next_try[listed.saga_id] = (time.monotonic() + wait, wait)
                 else:
-                    self._next_try.pop(record.saga_id, None)
+                    self._next_try.pop(listed.saga_id, None)
             results.append(result)
         return results
 
