@@ -194,7 +194,7 @@ def search() -> Any:
         "operations": _operation_names(store, "" if "service" in form.errors else form.service),
         "traces": traces,
         "truncated": bool(result and result.truncated),
-        "plot": scatter(traces, query.start_ns, query.end_ns) if query else None,
+        "plot": scatter(traces),
         "bars": duration_fractions(traces),
         "ranges": RANGE_LABELS,
         "statuses": STATUSES,

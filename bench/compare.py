@@ -42,7 +42,16 @@ def make_trace(trace_id: str, start_ns: int, count: int, changed: bool) -> list[
         mid = n
         call_start = start_ns + i * 50 * MS
         out.append(
-            Span(trace_id, f"{mid:016x}", root.span_id, f"call {i}", KIND_SERVER, call_start, call_start + 45 * MS, res[i % 10])
+            Span(
+                trace_id,
+                f"{mid:016x}",
+                root.span_id,
+                f"call {i}",
+                KIND_SERVER,
+                call_start,
+                call_start + 45 * MS,
+                res[i % 10],
+            )
         )
         n += 1
         for j in range(49):

@@ -1,22 +1,44 @@
-"""Search results as view models: the duration-over-time scatter plot and duration bars."""
+"""Search results as view models: the duration-over-time scatter plot and duration bars.
+
+The scatter's time axis fits the results (their first to last start, padded), not the
+searched window, so minutes of data spread across the plot; ticks fall on round times
+(1 s, 5 s, 1 min, 15 min, 1 h ...) with labels as short as their step allows. Positions
+are percentages of the plot box, so the page lays it out at any width with readable text.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from collectors.model import TraceSummary
 
-PLOT_WIDTH = 960
-PLOT_HEIGHT = 180
-_MARGIN_LEFT = 64
-_MARGIN_BOTTOM = 22
-_MARGIN_TOP = 10
-_MARGIN_RIGHT = 12
+MS = 1_000_000
+S = 1_000 * MS
+MIN = 60 * S
+HOUR = 60 * MIN
+DAY = 24 * HOUR
+TIME_STEPS = (
+    *(n * MS for n in (1, 2, 5, 10, 20, 50, 100, 200, 500)),
+    *(n * S for n in (1, 2, 5, 10, 15, 30)),
+    *(n * MIN for n in (1, 2, 5, 10, 15, 30)),
+    *(n * HOUR for n in (1, 2, 3, 6, 12)),
+    *(n * DAY for n in (1, 2, 7, 14, 30, 90, 365)),
+)
+"""Round steps between time ticks, smallest first."""
+TIME_TICKS = 6
+"""About how many time ticks the axis aims for (never more than TIME_TICKS + 1)."""
+PAD = 0.04
+"""Share of the results' time spread added on each side, so no dot sits on an edge."""
+MIN_PAD_NS = S
+"""Padding on each side at least: one result, or results within a second, still get an axis."""
+DURATION_TICKS = 3
 
 
 @dataclass(frozen=True, slots=True)
 class Dot:
-    """One trace on the scatter plot (SVG user units)."""
+    """One trace on the scatter plot: ``x`` and ``y`` in percent of the plot box
+    (from the left and from the bottom), ``r`` its radius in pixels."""
 
     trace: TraceSummary
     x: float
@@ -26,49 +48,135 @@ class Dot:
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """An axis tick: position in SVG units and the value it labels (ns)."""
+    """An axis tick: position in percent along its axis, the value (ns) and its label."""
 
     pos: float
     value_ns: int
+    label: str
 
 
 @dataclass(frozen=True, slots=True)
 class Scatter:
-    """The plot: dots, axis ticks and the drawing area; ``long_window`` when ticks need dates."""
+    """The plot: dots, the two axes' ticks and the time domain they span (ns).
+
+    ``day`` names the UTC date of the domain's start, for the axis caption; ticks
+    carry the date themselves where the domain crosses midnight.
+    """
 
     dots: list[Dot]
     x_ticks: list[Tick]
     y_ticks: list[Tick]
-    long_window: bool = False
-    width: int = PLOT_WIDTH
-    height: int = PLOT_HEIGHT
-    left: int = _MARGIN_LEFT
-    top: int = _MARGIN_TOP
-    right: int = PLOT_WIDTH - _MARGIN_RIGHT
-    bottom: int = PLOT_HEIGHT - _MARGIN_BOTTOM
+    start_ns: int
+    end_ns: int
+    day: str
+
+    @property
+    def start_ms(self) -> int:
+        """The domain's start in milliseconds (what page scripts can hold exactly)."""
+        return self.start_ns // MS
+
+    @property
+    def end_ms(self) -> int:
+        """The domain's end in milliseconds, rounded up."""
+        return -(-self.end_ns // MS)
 
 
-def scatter(traces: list[TraceSummary], start_ns: int, end_ns: int) -> Scatter:
-    """Place traces by start time (x, over the searched window) and duration (y, from 0)."""
-    left, right = _MARGIN_LEFT, PLOT_WIDTH - _MARGIN_RIGHT
-    top, bottom = _MARGIN_TOP, PLOT_HEIGHT - _MARGIN_BOTTOM
-    if traces:
-        start_ns = min(start_ns, min(t.start_ns for t in traces))
-        end_ns = max(end_ns, max(t.start_ns for t in traces))
+def time_domain(starts: list[int]) -> tuple[int, int]:
+    """The x domain for these start times: first to last, padded on each side by PAD of
+    the spread and at least MIN_PAD_NS."""
+    lo, hi = min(starts), max(starts)
+    pad = max(int((hi - lo) * PAD), MIN_PAD_NS)
+    return lo - pad, hi + pad
+
+
+def time_step(span_ns: int, ticks: int = TIME_TICKS) -> int:
+    """The smallest round step that puts at most ``ticks`` ticks across ``span_ns``."""
+    for step in TIME_STEPS:
+        if span_ns / step <= ticks:
+            return step
+    return TIME_STEPS[-1] * max(1, -(-span_ns // (TIME_STEPS[-1] * ticks)))
+
+
+def time_ticks(start_ns: int, end_ns: int, ticks: int = TIME_TICKS) -> list[Tick]:
+    """Ticks at multiples of a round step (in UTC) inside [start_ns, end_ns], labelled
+    to the step's precision; a tick on a new date (and the first, when the domain
+    crosses midnight) shows the date too."""
     span = max(1, end_ns - start_ns)
-    top_ns = max([t.duration_ns for t in traces] + [1])
-    dots = []
-    for t in traces:
-        x = left + (t.start_ns - start_ns) / span * (right - left)
-        y = bottom - t.duration_ns / top_ns * (bottom - top)
-        r = 3 + min(5, t.span_count**0.5 / 3)
-        dots.append(Dot(t, round(x, 1), round(y, 1), round(r, 1)))
-    x_ticks = [Tick(round(left + i / 4 * (right - left), 1), start_ns + span * i // 4) for i in range(5)]
-    y_ticks = [Tick(round(bottom - i / 2 * (bottom - top), 1), top_ns * i // 2) for i in range(3)]
-    return Scatter(dots, x_ticks, y_ticks, long_window=span > 86_400_000_000_000)
+    step = time_step(span, ticks)
+    first = -(-start_ns // step) * step
+    crosses = _day(start_ns) != _day(end_ns)
+    out: list[Tick] = []
+    previous_day = ""
+    for value in range(first, end_ns + 1, step):
+        day = _day(value)
+        label = _time_label(value, step)
+        if step < DAY and crosses and day != previous_day:
+            label = f"{day[5:]} {label}"
+        previous_day = day
+        out.append(Tick(round((value - start_ns) / span * 100, 2), value, label))
+    return out
+
+
+def duration_ticks(top_ns: int, ticks: int = DURATION_TICKS) -> tuple[int, list[Tick]]:
+    """A round top for the duration axis (at least ``top_ns``) and ticks from 0 to it."""
+    step = _round_up(max(1, top_ns) / ticks)
+    top = step * ticks
+    return top, [Tick(round(i / ticks * 100, 2), step * i, "") for i in range(ticks + 1)]
+
+
+def scatter(traces: list[TraceSummary]) -> Scatter | None:
+    """Place traces by start time (x, over the fitted domain) and duration (y, from 0);
+    None without traces."""
+    if not traces:
+        return None
+    start_ns, end_ns = time_domain([t.start_ns for t in traces])
+    span = end_ns - start_ns
+    top_ns, y_ticks = duration_ticks(max(t.duration_ns for t in traces))
+    dots = [
+        Dot(
+            t,
+            round((t.start_ns - start_ns) / span * 100, 2),
+            round(t.duration_ns / top_ns * 100, 2),
+            round(3 + min(5, t.span_count**0.5 / 3), 1),
+        )
+        for t in traces
+    ]
+    return Scatter(dots, time_ticks(start_ns, end_ns), y_ticks, start_ns, end_ns, _day(start_ns))
 
 
 def duration_fractions(traces: list[TraceSummary]) -> dict[str, float]:
     """Each trace's duration as a fraction of the longest one in the list (for bars)."""
     longest = max([t.duration_ns for t in traces] + [1])
     return {t.trace_id: t.duration_ns / longest for t in traces}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc(ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ns // 1_000)
+
+
+def _day(ns: int) -> str:
+    return _utc(ns).strftime("%Y-%m-%d")
+
+
+def _time_label(ns: int, step: int) -> str:
+    moment = _utc(ns)
+    if step < S:
+        return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    if step < MIN:
+        return moment.strftime("%H:%M:%S")
+    if step < DAY:
+        return moment.strftime("%H:%M")
+    return moment.strftime("%Y-%m-%d")
+
+
+def _round_up(value: float) -> int:
+    """The smallest 1, 2 or 5 times a power of ten that is at least ``value`` (an integer)."""
+    magnitude = 1
+    while True:
+        for factor in (1, 2, 5):
+            if factor * magnitude >= value:
+                return factor * magnitude
+        magnitude *= 10

@@ -87,10 +87,11 @@ def test_merged_tree_shows_each_spans_change_in_ms_and_percent(client, checkout_
         ("both", "stock reserve", "±0 ms", "±0 %"),
         ("only-b", "fraud <script>window.__pwned=1</script>", "▲ +8.00 ms", ""),
     ]
-    levels = {tr.select_one("td.name a").get_text(" ", strip=True): tr["data-level"] for tr in page.select("tr[data-where]")}
+    trs = page.select("tr[data-where]")
+    levels = {tr.select_one("td.name a").get_text(" ", strip=True): tr["data-level"] for tr in trs}
     assert levels["payment charge"] == "3" and levels["gateway POST /checkout"] == "2"
     assert levels["stock reserve"] == "0"
-    marks = [(tr["data-where"], tr.select_one(".mark").get_text()) for tr in page.select("tr[data-where]") if tr.select_one(".mark")]
+    marks = [(tr["data-where"], tr.select_one(".mark").get_text()) for tr in trs if tr.select_one(".mark")]
     assert marks == [("only-a", "missing"), ("only-b", "added")]
     payment = page.select("tr[data-where]")[2]
     assert "bad" in payment.select("td.num")[1]["class"], "B's failed span is marked"
@@ -98,7 +99,8 @@ def test_merged_tree_shows_each_spans_change_in_ms_and_percent(client, checkout_
     assert page.select("tr[data-where]")[1].select_one("td.name a")["href"] == f"/traces/{a}?span={2:016x}"
     assert page.select_one(".diff-total .total").get_text() == "+50.0 ms (+50 %)"
     assert page.select_one(".diff-summary").get_text(" ", strip=True) == "3 in both · 1 added in B · 1 missing in B"
-    assert (page.select_one("a.open-a")["href"], page.select_one("a.open-b")["href"]) == (f"/traces/{a}", f"/traces/{b}")
+    opens = (page.select_one("a.open-a")["href"], page.select_one("a.open-b")["href"])
+    assert opens == (f"/traces/{a}", f"/traces/{b}")
 
 
 def test_biggest_changes_come_first_and_link_to_their_row(client, checkout_pair):
@@ -111,7 +113,8 @@ def test_biggest_changes_come_first_and_link_to_their_row(client, checkout_pair)
         "fraud <script>window.__pwned=1</script>",
         "orders cache get <cart>",
     ]
-    assert [li.select_one(".words").get_text() for li in items] == ["slower", "much slower", "added in B", "missing in B"]
+    words = [li.select_one(".words").get_text() for li in items]
+    assert words == ["slower", "much slower", "added in B", "missing in B"]
     for li in items:
         target = page.select_one(li.select_one("a")["href"])
         assert target is not None and target.name == "tr"

@@ -46,7 +46,7 @@ def test_search_swaps_results_in_and_pushes_the_filters_into_the_url(page, live_
     assert rows.count() == 1
     assert rows.first.get_attribute("data-trace-id") == trace_id
     assert page.evaluate("window.__samePage") is True, "the search reloaded the page instead of swapping results"
-    assert page.locator(f"svg.scatter circle[data-trace-id='{trace_id}']").count() == 1
+    assert page.locator(f".scatter a.dot[data-trace-id='{trace_id}']").count() == 1
 
 
 def test_two_ticked_search_results_open_their_comparison(page, live_server, tracer_provider_factory):
