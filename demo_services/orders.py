@@ -41,18 +41,18 @@ from demo_services.order_log import (
 )
 from demo_services.order_log import metadata as order_metadata
 from demo_services.patterns.events import Message, Outbox, OutboxRelay
+from demo_services.patterns.retry import RETRY_ATTEMPT, current_attempt
 from demo_services.patterns.saga import (
     COMPLETED,
     KIND_PIVOT,
     KIND_RETRIABLE,
     PENDING,
-    RETRY_ATTEMPT,
     SagaOrchestrator,
     SagaStep,
     SagaStepError,
-    current_attempt,
 )
 from demo_services.patterns.saga_log import FINISHED, SagaLog
+from demo_services.patterns.saga_recovery import SagaRecovery
 from demo_services.service import (
     Service,
     ServiceSettings,
@@ -127,7 +127,8 @@ def create_service(settings: ServiceSettings) -> Service:
         interval_s=settings.relay_interval_s,
     )
     service.background.append(relay.start)
-    service.background.append(lambda: saga.recover_forever(RESUME_INTERVAL_S))
+    recovery = SagaRecovery(saga, saga_log)
+    service.background.append(lambda: recovery.start(RESUME_INTERVAL_S))
 
     @app.post("/orders")
     def place_order() -> tuple[Response, int]:

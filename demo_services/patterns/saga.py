@@ -9,31 +9,30 @@ connection, a timeout, a 5xx); a business answer such as a 409 fails at once.
 
 With a :class:`~demo_services.patterns.saga_log.SagaLog`, every phase of every step is
 logged before and after it runs, so another process can :meth:`SagaOrchestrator.resume`
-an unfinished saga: before the pivot it compensates what completed, after it it carries the
-retriable steps forward. The resumed run continues the saga's trace (its root span's
-context is kept in the log) with a root span marked ``saga.resumed``.
+an unfinished saga (``saga_recovery.py`` does, at start-up and every second): before the
+pivot it compensates what completed, after it it carries the retriable steps forward. The
+resumed run continues the saga's trace (its root span's context is kept in the log) with a
+root span marked ``saga.resumed``.
 
 No well-kept Python library implements an in-process saga orchestrator with tracing, so
-this one is written by hand; tenacity does the retrying. Spans follow docs/conventions.md.
+this one is written by hand; tenacity does the retrying (``retry.py``). Spans follow
+docs/conventions.md.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-import tenacity
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
+from demo_services.patterns.retry import is_transient, retrying
 from demo_services.patterns.saga_log import COMPENSATING, DONE, FAILED_ENTRY, FORWARD, STARTED, SagaLog, SagaRecord
 
 SAGA_NAME = "saga.name"
@@ -44,7 +43,6 @@ SAGA_STEP_INDEX = "saga.step.index"
 SAGA_STEP_KIND = "saga.step.kind"
 SAGA_PHASE = "saga.phase"
 SAGA_RESUMED = "saga.resumed"
-RETRY_ATTEMPT = "retry.attempt"
 PHASE_ACTION = "action"
 PHASE_COMPENSATION = "compensation"
 KIND_COMPENSATABLE = "compensatable"
@@ -59,19 +57,8 @@ COMPENSATION_SKIPPED = "saga.compensation.skipped"
 STEP_RETRY = "saga.step.retry"
 RESUMED_EVENT = "saga.resumed"
 PENDING_EVENT = "saga.pending"
-MAX_WAIT_S = 2.0
-MAX_RETRY_AFTER_S = 5.0
-RESUME_BACKOFF_MAX_S = 30.0
 
 StepFunc = Callable[[dict[str, Any]], None]
-_attempt: ContextVar[int] = ContextVar("saga_attempt", default=1)
-_log = logging.getLogger(__name__)
-
-
-def current_attempt() -> int:
-    """The attempt (from 1) of the step phase running in this thread; calls it makes put it
-    on their spans as ``retry.attempt`` when it is above 1."""
-    return _attempt.get()
 
 
 class SagaStepError(Exception):
@@ -145,7 +132,8 @@ class SagaOrchestrator:
     outcome ``compensated``, or ``failed`` when a compensation failed for good (a business
     answer: the system needs attention). A retriable action or a compensation that keeps
     failing transiently leaves the saga ``pending`` (its root span gets a ``saga.pending``
-    event and no outcome) for :meth:`resume_unfinished` to carry on from there later; a
+    event and no outcome) for :class:`~demo_services.patterns.saga_recovery.SagaRecovery` to
+    carry on from there later; a
     retriable action that fails for good ends it ``failed`` (it cannot be compensated).
     The error of a failed action is put in ``context['saga_error']`` for the compensations.
     While ``skip_compensation()`` is true (a switch for showing a broken saga), a failed
@@ -183,7 +171,6 @@ class SagaOrchestrator:
         self._before_step = before_step
         self._lock = threading.Lock()
         self._active: set[str] = set()
-        self._next_try: dict[str, tuple[float, float]] = {}
 
     # -- running -------------------------------------------------------------------------------
 
@@ -201,18 +188,28 @@ class SagaOrchestrator:
             self._finish(root, result, context, set())
         return result
 
+    def claim(self, saga_id: str) -> bool:
+        """Take the saga for this thread unless a run or resume holds it; True when taken."""
+        with self._lock:
+            if saga_id in self._active:
+                return False
+            self._active.add(saga_id)
+            return True
+
+    def release(self, saga_id: str) -> None:
+        """Give back a saga taken with :meth:`claim`."""
+        with self._lock:
+            self._active.discard(saga_id)
+
     def resume(self, record: SagaRecord) -> SagaResult:
-        """Finish a saga another run left unfinished (the log's ``record`` of it).
+        """Finish a saga another run left unfinished (the log's ``record`` of it); the caller
+        holds its :meth:`claim` and read ``record`` after taking it.
 
         Before the pivot, the step it stopped at is marked interrupted (an action span with
         status ERROR) and the completed steps are compensated in reverse; a pivot that was
         started but not logged as done is run again (it must be idempotent), since it may
         have taken effect. After the pivot, the remaining retriable steps are carried forward.
         """
-        with self._holding(record.saga_id):
-            return self._resume(record)
-
-    def _resume(self, record: SagaRecord) -> SagaResult:
         context = dict(record.context)
         context["saga_id"] = record.saga_id
         completed = record.completed(PHASE_ACTION)
@@ -245,57 +242,6 @@ class SagaOrchestrator:
                 self._finish(root, result, context, set())
         return result
 
-    def resume_unfinished(self) -> list[SagaResult]:
-        """Resume every unfinished saga of this name that no run of this process holds; one
-        left pending is tried again after a doubling wait (1 s, 2 s ... 30 s)."""
-        if self._log is None:
-            return []
-        results = []
-        for listed in self._log.unfinished():
-            now = time.monotonic()
-            with self._lock:
-                due, wait = self._next_try.get(listed.saga_id, (0.0, 0.5))
-                if listed.name != self.name or listed.saga_id in self._active or due > now:
-                    continue
-                self._active.add(listed.saga_id)  # claimed: no run or other resume takes it now
-            try:
-                # Read it again now that it is claimed: a run may have finished it meanwhile.
-                record = self._log.get(listed.saga_id)
-                if record is None or record.finished:
-                    continue
-                result = self._resume(record)
-            except Exception:  # a bug in one saga must not stop the others being resumed
-                _log.exception("resuming saga %s failed", listed.saga_id)
-                result = SagaResult(listed.saga_id, PENDING)
-            finally:
-                with self._lock:
-                    self._active.discard(listed.saga_id)
-            with self._lock:
-                if result.outcome == PENDING:
-                    wait = min(wait * 2, RESUME_BACKOFF_MAX_S)
-                    self._next_try[listed.saga_id] = (time.monotonic() + wait, wait)
-                else:
-                    self._next_try.pop(listed.saga_id, None)
-            results.append(result)
-        return results
-
-    def recover_forever(self, interval_s: float, stop: threading.Event | None = None) -> threading.Thread:
-        """Start a daemon thread that calls :meth:`resume_unfinished` now and every ``interval_s``."""
-        stop = stop or threading.Event()
-
-        def loop() -> None:
-            while True:
-                try:
-                    self.resume_unfinished()
-                except Exception:  # the log's database may be busy; try again next time
-                    _log.exception("resuming unfinished sagas failed")
-                if stop.wait(interval_s):
-                    return
-
-        thread = threading.Thread(target=loop, name=f"saga-{self.name}-recovery", daemon=True)
-        thread.start()
-        return thread
-
     # -- the passes ----------------------------------------------------------------------------
 
     def _forward(self, context: dict[str, Any], result: SagaResult, start: int) -> None:
@@ -310,7 +256,7 @@ class SagaOrchestrator:
             except self._failure_types as err:
                 result.failed_step, result.error = step.name, err
                 if step.kind == KIND_RETRIABLE:
-                    result.outcome = PENDING if _is_transient(err) else FAILED
+                    result.outcome = PENDING if is_transient(err) else FAILED
                     result.pending = step.name if result.outcome == PENDING else None
                 else:
                     context["saga_error"] = str(err)
@@ -360,7 +306,7 @@ class SagaOrchestrator:
                 self._run_phase(step, index, PHASE_COMPENSATION, compensation, context, result.saga_id)
             except self._failure_types as err:
                 self._record(result.saga_id, step, index, PHASE_COMPENSATION, FAILED_ENTRY, detail=str(err))
-                if _is_transient(err):
+                if is_transient(err):
                     # Compensations run newest first: the older ones wait for this one.
                     result.outcome, result.pending = PENDING, name
                     return
@@ -389,8 +335,7 @@ class SagaOrchestrator:
         try:
             yield
         finally:
-            with self._lock:
-                self._active.discard(saga_id)
+            self.release(saga_id)
 
     def _root(self, saga_id: str, parent: Context | None) -> Any:
         attributes: dict[str, Any] = {SAGA_NAME: self.name, SAGA_ID: saga_id}
@@ -406,36 +351,14 @@ class SagaOrchestrator:
             self._log.record(saga_id, step.name, index, phase, event, **kwargs)
 
     def _retrying(self, func: StepFunc, attempts: int) -> StepFunc:
-        kwargs: dict[str, Any] = {}
-        if self._sleep is not None:
-            kwargs["sleep"] = self._sleep
-        failure_types = self._failure_types
-
-        def run(context: dict[str, Any]) -> None:
-            retrying = tenacity.Retrying(
-                stop=tenacity.stop_after_attempt(attempts),
-                wait=self._wait,
-                retry=tenacity.retry_if_exception(lambda e: isinstance(e, failure_types) and _is_transient(e)),
-                before_sleep=_record_retry,
-                reraise=True,
-                **kwargs,
-            )
-            for attempt in retrying:
-                with attempt:
-                    token = _attempt.set(attempt.retry_state.attempt_number)
-                    try:
-                        func(context)
-                    finally:
-                        _attempt.reset(token)
-
-        return run
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        """Exponential backoff, or longer when the error carries a ``Retry-After``."""
-        backoff = min(self._wait_s * 2 ** (state.attempt_number - 1), MAX_WAIT_S)
-        error = state.outcome.exception() if state.outcome is not None else None
-        asked = getattr(error, "retry_after_s", None) or 0.0
-        return max(backoff, min(float(asked), MAX_RETRY_AFTER_S))
+        return retrying(
+            func,
+            attempts=attempts,
+            errors=self._failure_types,
+            event=STEP_RETRY,
+            wait_s=self._wait_s,
+            sleep=self._sleep,
+        )
 
     def _attributes(self, step: SagaStep, index: int, phase: str, saga_id: str) -> dict[str, Any]:
         return {
@@ -468,16 +391,3 @@ class SagaOrchestrator:
                 span.record_exception(err)
                 span.set_status(Status(StatusCode.ERROR, str(err)))
                 raise
-
-
-def _is_transient(error: BaseException) -> bool:
-    return bool(getattr(error, "transient", False))
-
-
-def _record_retry(state: tenacity.RetryCallState) -> None:
-    """Note a failed attempt on the step's span before retrying."""
-    error = state.outcome.exception() if state.outcome is not None else None
-    trace.get_current_span().add_event(
-        STEP_RETRY,
-        {RETRY_ATTEMPT: state.attempt_number, "error": str(error)},
-    )

@@ -20,9 +20,10 @@ from demo_services.patterns.saga import (
     SagaStep,
     SagaStepError,
     check_steps,
-    current_attempt,
 )
+from demo_services.patterns.retry import current_attempt
 from demo_services.patterns.saga_log import SagaLog
+from demo_services.patterns.saga_recovery import SagaRecovery
 from demo_services.service import create_engine
 from tests.demo.helpers import Spans
 
@@ -170,7 +171,7 @@ def test_resume_before_the_pivot_compensates_the_completed_steps(spans: Spans, s
     assert "_card" not in record.context
 
     after = Script()
-    results = orchestrator(after, spans, log=saga_log).resume_unfinished()
+    results = SagaRecovery(orchestrator(after, spans, log=saga_log), saga_log).resume_unfinished()
 
     assert [(r.saga_id, r.outcome, r.resumed) for r in results] == [("s1", COMPENSATED, True)]
     assert after.calls == ["undo a1", "undo a0"]
@@ -195,7 +196,7 @@ def test_resume_after_the_pivot_carries_the_retriable_steps_forward(spans: Spans
 
     after = Script()
     after.failures["r1"] = transient(1)
-    (result,) = orchestrator(after, spans, log=saga_log).resume_unfinished()
+    (result,) = SagaRecovery(orchestrator(after, spans, log=saga_log), saga_log).resume_unfinished()
 
     assert result.outcome == COMPLETED
     assert after.calls == ["r1", "r1"]
@@ -214,7 +215,7 @@ def test_a_pivot_in_flight_at_the_crash_is_run_again_not_compensated(spans: Span
         SagaOrchestrator("order", steps, tracer=spans.tracer, log=saga_log).run({}, saga_id="s3")
 
     after = Script()
-    (result,) = orchestrator(after, spans, log=saga_log).resume_unfinished()
+    (result,) = SagaRecovery(orchestrator(after, spans, log=saga_log), saga_log).resume_unfinished()
 
     assert result.outcome == COMPLETED
     assert after.calls == ["p", "r0", "r1"]
@@ -227,6 +228,22 @@ def test_a_pending_saga_is_tried_again_after_a_wait(spans: Spans, saga_log: Saga
 
     assert saga.run({}, saga_id="s4").outcome == PENDING
     assert saga_log.get("s4").status == "forward"
-    first = saga.resume_unfinished()
+    recovery = SagaRecovery(saga, saga_log)
+    first = recovery.resume_unfinished()
     assert [r.outcome for r in first] == [PENDING]
-    assert saga.resume_unfinished() == []  # waiting before the next try
+    assert recovery.resume_unfinished() == []  # waiting before the next try
+
+
+def test_a_saga_its_run_still_holds_or_finished_meanwhile_is_not_resumed(spans: Spans, saga_log: SagaLog) -> None:
+    script = Script()
+    script.failures["r0"] = transient(10)
+    saga = orchestrator(script, spans, log=saga_log, forward_attempts=1)
+    assert saga.run({}, saga_id="s5").outcome == PENDING
+    recovery = SagaRecovery(saga, saga_log)
+
+    assert saga.claim("s5")  # a request is running it
+    assert recovery.resume_unfinished() == []
+    saga_log.set_status("s5", COMPLETED)  # ... and finishes it
+    saga.release("s5")
+    assert recovery.resume_unfinished() == []
+    assert script.calls.count("r0") == 1
