@@ -206,18 +206,23 @@ def experiment(experiment_id: str) -> str:
 
 def _red_by_phase(found: Any) -> tuple[list[red_phases.Phase], dict[str, list[red_phases.PhaseRed]]]:
     """Each affected service's RED before, during and after a finished run: the services
-    whose faults it changed, and the gateway, where a scenario's requests enter."""
+    its traces touched, in the order the runner kept (entry first; see
+    :func:`app.analysis.phases.affected_services`); for a manual change, which sent no
+    traffic (and a run stored before the runner kept them), the services whose faults it
+    changed, and the gateway for a run."""
     if found.finished_ns is None:
         return [], {}
-    services = {str(c["service"]) for c in found.changes if isinstance(c.get("service"), str)}
-    if found.scenario != "manual":
-        services.add("gateway")
-    if not services:
+    kept = found.findings.get("services")
+    if isinstance(kept, list):
+        ordered = [str(s) for s in kept]
+    else:
+        changed = {str(c["service"]) for c in found.changes if isinstance(c.get("service"), str)}
+        ordered = sorted(changed | ({"gateway"} if found.scenario != "manual" else set()))
+    if not ordered:
         return [], {}
     restored = found.findings.get("restored_ns")
     restored_ns = restored if isinstance(restored, int) else found.finished_ns
     windows = red_phases.phases(found.started_ns, restored_ns, time.time_ns(), PHASE_S * red_phases.NS)
-    ordered = sorted(services)
     calls = store().entry_calls(ordered, windows[0].start_ns, windows[-1].end_ns)
     return windows, red_phases.red_by_phase(calls, ordered, windows)
 

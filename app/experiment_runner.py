@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.analysis import chaos as judge
+from app.analysis import phases
 from app.analysis.chaos import Check
 from app.chaos_lab import EXPERIMENT_BAGGAGE, Lab
 from app.scenarios import Evidence, Scenario
@@ -153,9 +154,11 @@ class ExperimentRunner:
         if lab.started_again and not problems:
             detail += f", {', '.join(lab.started_again)} started again and registered"
         checks.append(Check("every fault was restored", not problems, detail))
+        changed = {str(c["service"]) for c in lab.changes if isinstance(c.get("service"), str)}
         findings = {
             "sent": lab.sent,
             "restored_ns": restored_ns,
+            "services": phases.affected_services({**traces, **consumers}, changed),
             "sagas": [r.public() for r in judge.sagas(traces)],
             "transitions": {n: [list(t) for t in ts] for n, ts in transitions.items()},
             "first_failing_trace": judge.first_failing_trace(traces),

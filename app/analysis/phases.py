@@ -1,7 +1,9 @@
-"""An experiment's three phases (before, during, after) and each service's RED in each.
+"""An experiment's affected services, its three phases (before, during, after) and each
+affected service's RED in each.
 
-Before is the ``span_ns`` before the run started, during is the run up to the moment its
-faults were restored, after is the ``span_ns`` after that moment. Figures come from the
+The affected services are those its traces touched, from where its requests entered
+outwards. Before is the ``span_ns`` before the run started, during is the run up to the
+moment its faults were restored, after is the ``span_ns`` after that moment. Figures come from the
 service's entry (SERVER) spans that started in the phase: request rate, error percentage
 and the p50/p99 latency (nearest rank over the exact durations).
 """
@@ -9,8 +11,10 @@ and the p50/p99 latency (nearest rank over the exact durations).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from collectors.model import Span
 
 NS = 1_000_000_000
 PHASES = ("before", "during", "after")
@@ -37,6 +41,44 @@ class PhaseRed:
     error_pct: float
     p50_ms: float
     p99_ms: float
+
+
+def affected_services(traces: Mapping[str, Sequence[Span]], changed: Iterable[str] = ()) -> list[str]:
+    """The services with a span in ``traces``, ordered as a request meets them: by hops
+    from the trace's root (the entry first, then what it calls, ...); among services as
+    many hops away, those in ``changed`` (the experiment changed their faults) first, then
+    the one reached first. Changed services no trace touched come last, by name."""
+    faulted = set(changed)
+    hops: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for spans in traces.values():
+        for span, depth in _service_hops(spans):
+            hops[span.service] = min(hops.get(span.service, depth), depth)
+            first[span.service] = min(first.get(span.service, span.start_ns), span.start_ns)
+    touched = sorted(hops, key=lambda s: (hops[s], s not in faulted, first[s], s))
+    return touched + sorted(faulted - set(touched))
+
+
+def _service_hops(spans: Sequence[Span]) -> list[tuple[Span, int]]:
+    """Each span with its number of service changes on the way up to its trace's root (a
+    span whose parent is not in the trace counts as a root)."""
+    by_id = {s.span_id: s for s in spans}
+    depth: dict[str, int] = {}
+    for span in spans:
+        chain: list[Span] = []
+        seen: set[str] = set()
+        current: Span | None = span
+        while current is not None and current.span_id not in depth and current.span_id not in seen:
+            chain.append(current)
+            seen.add(current.span_id)
+            current = by_id.get(current.parent_span_id)
+        for link in reversed(chain):
+            parent = by_id.get(link.parent_span_id)
+            if parent is None or parent.span_id not in depth:
+                depth[link.span_id] = 0
+            else:
+                depth[link.span_id] = depth[parent.span_id] + (parent.service != link.service)
+    return [(span, depth[span.span_id]) for span in spans]
 
 
 def phases(started_ns: int, restored_ns: int, now_ns: int, span_ns: int) -> list[Phase]:

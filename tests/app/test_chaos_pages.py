@@ -149,7 +149,7 @@ def _entry(service: str, n: int, start: int, duration: int, *, failed: bool = Fa
     )
 
 
-def _experiment_restored_at(store: SpanStore, started: int, restored: int) -> str:
+def _experiment_restored_at(store: SpanStore, started: int, restored: int, **findings: object) -> str:
     changes = [{"instance_id": "payment", "service": "payment", "decline": True}]
     experiment = Experiment(
         "e-red",
@@ -161,7 +161,7 @@ def _experiment_restored_at(store: SpanStore, started: int, restored: int) -> st
         started,
         restored + SECOND,
         changes,
-        findings={"restored_ns": restored},
+        findings={"restored_ns": restored, **findings},
     )
     store.start_experiment(experiment, exclusive=False)
     return experiment.id
@@ -213,3 +213,18 @@ def test_after_a_recent_run_the_after_phase_is_still_collecting_and_the_page_ref
 
     assert _cells(page, "gateway", "rate") == ["0.00/s", "0.50/s", "still collecting"]
     assert "data-live" in page and 'hx-trigger="every 2s"' in page
+
+
+def test_the_affected_services_are_those_the_runs_traces_touched_in_the_order_kept(client, store: SpanStore):
+    started = time.time_ns() - 100 * SECOND
+    restored = started + 4 * SECOND
+    touched = ["gateway", "orders", "payment", "inventory"]
+    store.write_spans([_entry(service, 10 + i, started + SECOND, 20 * MS) for i, service in enumerate(touched)])
+    store.write_spans([_entry("shipping", 20, started + SECOND, 20 * MS)])  # not touched by the run
+    experiment_id = _experiment_restored_at(store, started, restored, services=touched)
+
+    page = client.get(f"/chaos/experiments/{experiment_id}").text
+
+    shown = [part.split('"', 1)[0] for part in page.split('data-service="')[1:]]
+    assert shown == touched
+    assert _cells(page, "inventory", "rate") == ["0.00/s", "0.25/s", "0.00/s"]

@@ -131,9 +131,13 @@ def test_payment_declined_shows_the_compensations_in_reverse(demo: Demo, script:
     page = requests.get(result["url"], timeout=10).text
     first = result["findings"]["first_failing_trace"]
     assert first in result["trace_ids"] and f"/traces/{first}" in page
-    # Payment (whose faults changed) and the gateway, before / during / after; just done,
-    # so "after" is still collecting and the page refreshes itself.
-    assert 'data-service="payment"' in page and 'data-service="gateway"' in page
+    # The services its traces touched, as the orders met them: the gateway, orders, then
+    # payment (whose faults changed) before inventory (asked for prices first), each
+    # before / during / after; just done, so "after" is still collecting and the page
+    # refreshes itself.
+    assert result["findings"]["services"] == ["gateway", "orders", "payment", "inventory"]
+    shown = [part.split('"', 1)[0] for part in page.split('data-service="')[1:]]
+    assert shown == ["gateway", "orders", "payment", "inventory"]
     assert "still collecting" in page and "data-live" in page
 
 

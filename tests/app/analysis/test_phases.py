@@ -1,0 +1,61 @@
+"""An experiment's affected services: the services its traces touched, entry first."""
+
+from __future__ import annotations
+
+from app.analysis.phases import affected_services
+from collectors.model import KIND_CLIENT, KIND_SERVER, Resource, Span
+
+
+def span(trace: int, span_id: int, parent: int, service: str, start: int) -> Span:
+    return Span(
+        trace_id=f"{trace:032x}",
+        span_id=f"{span_id:016x}",
+        parent_span_id=f"{parent:016x}" if parent else "",
+        name="op",
+        kind=KIND_SERVER if parent == 0 else KIND_CLIENT,
+        start_ns=start,
+        end_ns=start + 10,
+        resource=Resource(service),
+        attributes={},
+    )
+
+
+def declined_order(trace: int) -> list[Span]:
+    """gateway -> orders -> inventory (prices, first), then orders -> payment (declined)."""
+    return [
+        span(trace, 1, 0, "gateway", 0),
+        span(trace, 2, 1, "gateway", 1),
+        span(trace, 3, 2, "orders", 2),
+        span(trace, 4, 3, "orders", 3),
+        span(trace, 5, 4, "inventory", 4),
+        span(trace, 6, 3, "orders", 10),
+        span(trace, 7, 6, "payment", 11),
+    ]
+
+
+def test_services_are_ordered_by_hops_from_the_entry_then_changed_first_then_first_reached():
+    traces = {"a": declined_order(1), "b": declined_order(2)}
+    assert affected_services(traces) == ["gateway", "orders", "inventory", "payment"]
+    assert affected_services(traces, {"payment"}) == ["gateway", "orders", "payment", "inventory"]
+
+
+def test_a_service_counts_at_its_nearest_hop_and_a_changed_service_no_trace_touched_comes_last():
+    # In one trace inventory is called by the gateway directly (one hop), in another through
+    # orders (two hops): it is one hop away. A span whose parent is missing starts a chain.
+    direct = [span(3, 1, 0, "gateway", 50), span(3, 2, 1, "inventory", 51)]
+    orphan = [span(4, 9, 8, "shipping", -5)]
+    traces = {"a": declined_order(1), "b": direct, "c": orphan}
+    assert affected_services(traces, {"notifications"}) == [
+        "shipping",
+        "gateway",
+        "orders",
+        "inventory",
+        "payment",
+        "notifications",
+    ]
+    assert affected_services({}, {"payment"}) == ["payment"]
+
+
+def test_a_parent_cycle_does_not_loop():
+    looped = [span(5, 1, 2, "gateway", 0), span(5, 2, 1, "orders", 1)]
+    assert sorted(affected_services({"a": looped})) == ["gateway", "orders"]
