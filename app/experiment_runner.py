@@ -158,7 +158,7 @@ class ExperimentRunner:
         findings = {
             "sent": lab.sent,
             "restored_ns": restored_ns,
-            "services": phases.affected_services({**traces, **consumers}, changed),
+            "services": phases.affected_services(traces, changed, consumers),
             "sagas": [r.public() for r in judge.sagas(traces)],
             "transitions": {n: [list(t) for t in ts] for n, ts in transitions.items()},
             "first_failing_trace": judge.first_failing_trace(traces),

@@ -246,6 +246,8 @@ def _judge_instance_down(ev: Evidence) -> list[Check]:
 # -- notifications-down ------------------------------------------------------------------------
 
 DOWN_ORDERS = 3
+NOTIFICATIONS_BREAKER = "orders->notifications"
+"""The relay's breaker: it may open while notifications is down (shown, not judged)."""
 DOWN_FOR_S = 2.0
 DELIVERY_LIMIT_S = 30.0
 
@@ -351,11 +353,13 @@ SCENARIOS: dict[str, Scenario] = {
             "Notifications down",
             f"The notifications service's process is stopped while {DOWN_ORDERS} orders are placed. Their events were "
             "written to the orders outbox in the same transaction as the orders, so they wait there; the relay "
-            "keeps trying and delivers them all once notifications is back, and its inbox processes each once.",
+            "keeps trying (its breaker to notifications may open meanwhile, and then lets a trial call through after "
+            "its reset timeout) and delivers them all once notifications is back, and its inbox processes each once.",
             "Every order completes; every event waits in the outbox while notifications is down, is delivered "
             "once it is back, and is processed exactly once.",
             _drive_notifications_down,
             _judge_notifications_down,
+            breakers=(NOTIFICATIONS_BREAKER,),
             follows_messages=True,
         ),
     )

@@ -1,10 +1,11 @@
 """Measure the chaos lab: each scenario's run time (start to verdict) with the demo's
-default settings, and the response time (over loopback) of /chaos and of a result page.
+default settings, and the response time (over loopback) of /chaos and of each result page.
 
 Starts Spyglass and every demo service on free loopback ports (no background traffic),
-runs each scenario once through the JSON API with the control token, then requests the
-pages ``PAGE_REQUESTS`` times each and prints the median and the slowest. Exits 1 when a
-scenario's hypothesis does not hold. Run: ``python bench/chaos.py``.
+runs each scenario once through the JSON API with the control token, requesting its result
+page ``PAGE_REQUESTS`` times right after (with the RED of each affected service), then
+/chaos, and prints the median and the slowest of each. Exits 1 when a scenario's
+hypothesis does not hold. Run: ``python bench/chaos.py``.
 """
 
 from __future__ import annotations
@@ -63,15 +64,16 @@ def main() -> int:
     failed = 0
     with tempfile.TemporaryDirectory() as data_dir, Demo(data_dir=data_dir, out=io.StringIO()) as demo:
         names = [s["name"] for s in requests.get(f"{demo.ui_url}/api/v1/scenarios", timeout=10).json()["scenarios"]]
-        last = None
+        pages = []
         for name in names:
             took, result = run(demo, name)
             failed += result["verdict"] != "passed"
-            last = result
-            print(f"{name:<26} {took:6.1f} s  {result['verdict']}  ({len(result['trace_ids'])} traces)")
-        for label, url in (("/chaos", f"{demo.ui_url}/chaos"), ("result page", last["url"] if last else "")):
-            times = page_times(url)
-            print(f"{label:<26} median {statistics.median(times):6.1f} ms, slowest {max(times):6.1f} ms")
+            services = ", ".join(result["findings"].get("services", []))
+            print(f"{name:<26} {took:6.1f} s  {result['verdict']}  ({len(result['trace_ids'])} traces; {services})")
+            pages.append((f"result page {name}", page_times(result["url"])))
+        pages.append(("/chaos", page_times(f"{demo.ui_url}/chaos")))
+        for label, times in pages:
+            print(f"{label:<40} median {statistics.median(times):6.1f} ms, slowest {max(times):6.1f} ms")
     return 1 if failed else 0
 
 

@@ -350,10 +350,10 @@ class Demo:
                 return
             if child.log_file is not None:
                 child.log_file.close()
-            child.held = False
             child.restarts = 0
             child.restart_at = None
             child.start()
+            child.held = False  # only now: the monitor must never see the old, exited process unheld
         self._say(f"[demo] {child.name} started on request")
         deadline = time.monotonic() + INSTANCE_START_TIMEOUT_S
         while time.monotonic() < deadline and not self._stopping.is_set():
@@ -509,7 +509,8 @@ class Demo:
                     with self._lifecycle:
                         if self._stopping.is_set():
                             return
-                        if child.held:  # stopped on request since it was seen exiting
+                        if child.held or child.process is None or child.process.poll() is None:
+                            # Stopped, or started, on request since it was seen exiting.
                             child.restart_at = None
                             continue
                         child.restarts += 1

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from werkzeug.exceptions import Forbidden, HTTPException, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from demo_services.protocol import CONTROL_TOKEN_HEADER
@@ -62,6 +62,13 @@ class Processes(Protocol):
         """Start a stopped instance and wait until it serves; StartTimeout, UnknownInstance."""
 
 
+class _QuietHandler(WSGIRequestHandler):
+    """Werkzeug's handler without its access log: ``spyglass demo``'s output is for people."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
 _ROUTES = Map(
     [
         Rule("/instances", methods=["GET"], endpoint="list"),
@@ -77,7 +84,7 @@ class ProcessControl:
     def __init__(self, processes: Processes, control_token: str, port: int) -> None:
         self._processes = processes
         self._token = control_token
-        self._server: BaseWSGIServer = make_server("127.0.0.1", port, self, threaded=True)
+        self._server: BaseWSGIServer = make_server("127.0.0.1", port, self, threaded=True, request_handler=_QuietHandler)
         self._thread: threading.Thread | None = None
 
     @property

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from collectors.model import Span
+from collectors.model import KIND_PRODUCER, Span
 
 NS = 1_000_000_000
 PHASES = ("before", "during", "after")
@@ -43,18 +43,34 @@ class PhaseRed:
     p99_ms: float
 
 
-def affected_services(traces: Mapping[str, Sequence[Span]], changed: Iterable[str] = ()) -> list[str]:
-    """The services with a span in ``traces``, ordered as a request meets them: by hops
-    from the trace's root (the entry first, then what it calls, ...); among services as
-    many hops away, those in ``changed`` (the experiment changed their faults) first, then
-    the one reached first. Changed services no trace touched come last, by name."""
+def affected_services(
+    traces: Mapping[str, Sequence[Span]],
+    changed: Iterable[str] = (),
+    followers: Mapping[str, Sequence[Span]] | None = None,
+) -> list[str]:
+    """The services with a span in ``traces`` or ``followers``, ordered as a request meets
+    them: by hops from the trace's root (the entry first, then what it calls, ...); among
+    services as many hops away, those in ``changed`` (the experiment changed their faults)
+    first, then the one reached first. ``followers`` are traces that consumers of the
+    messages published in ``traces`` started: their root counts as one hop past the
+    nearest PRODUCER span. Changed services no trace touched come last, by name."""
     faulted = set(changed)
     hops: dict[str, int] = {}
     first: dict[str, int] = {}
-    for spans in traces.values():
+    producer_hops: list[int] = []
+
+    def count(spans: Sequence[Span], offset: int) -> None:
         for span, depth in _service_hops(spans):
-            hops[span.service] = min(hops.get(span.service, depth), depth)
+            hops[span.service] = min(hops.get(span.service, depth + offset), depth + offset)
             first[span.service] = min(first.get(span.service, span.start_ns), span.start_ns)
+            if span.kind == KIND_PRODUCER:
+                producer_hops.append(depth + offset)
+
+    for spans in traces.values():
+        count(spans, 0)
+    offset = 1 + min(producer_hops, default=max(hops.values(), default=0))
+    for spans in (followers or {}).values():
+        count(spans, offset)
     touched = sorted(hops, key=lambda s: (hops[s], s not in faulted, first[s], s))
     return touched + sorted(faulted - set(touched))
 

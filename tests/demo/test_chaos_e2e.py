@@ -109,6 +109,8 @@ def test_each_scenario_runs_and_its_hypothesis_holds(demo: Demo, script: request
     assert result["verdict"] == "passed", f"{name} failed after {took:.1f} s: {failed}\n{demo.logs(15)}"
     assert result["scenario"] == name and result["hypothesis"]
     assert result["trace_ids"], "the experiment found no trace of its own"
+    # The services its traces touched, from the entry outwards.
+    assert result["findings"]["services"][0] == "gateway"
     # Every fault it set was cleared again.
     for child in ("gateway", "orders", "payment", "inventory-1", "inventory-2", "notifications"):
         assert settings_of(demo, child) == NO_FAULTS

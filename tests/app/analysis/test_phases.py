@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.analysis.phases import affected_services
-from collectors.model import KIND_CLIENT, KIND_SERVER, Resource, Span
+from collectors.model import KIND_CLIENT, KIND_PRODUCER, KIND_SERVER, Resource, Span
 
 
 def span(trace: int, span_id: int, parent: int, service: str, start: int) -> Span:
@@ -59,3 +59,18 @@ def test_a_service_counts_at_its_nearest_hop_and_a_changed_service_no_trace_touc
 def test_a_parent_cycle_does_not_loop():
     looped = [span(5, 1, 2, "gateway", 0), span(5, 2, 1, "orders", 1)]
     assert sorted(affected_services({"a": looped})) == ["gateway", "orders"]
+
+
+def test_a_consumers_trace_counts_one_hop_past_the_producer():
+    placed = declined_order(1)[:5]
+    producer = span(1, 8, 3, "orders", 20)
+    producer.kind = KIND_PRODUCER
+    consumer = [span(9, 1, 0, "notifications", 30), span(9, 2, 1, "notifications", 31)]
+    traces = {"a": [*placed, producer]}
+    assert affected_services(traces, {"notifications"}, {"c": consumer}) == [
+        "gateway",
+        "orders",
+        "notifications",
+        "inventory",
+    ]
+    assert affected_services(traces, (), {"c": consumer}) == ["gateway", "orders", "inventory", "notifications"]
