@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo serve test bench clean
+.PHONY: setup demo serve test bench protos clean
 
 setup: $(STAMP) static/vendor/htmx.min.js
 
@@ -30,6 +30,15 @@ test: setup
 bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
+
+# Regenerate the committed gRPC modules of the demo from their .proto (grpcio-tools is
+# needed only for this, so it goes to a throw-away directory, not into the venv).
+protos: setup
+	rm -rf $(VENV)/grpc-tools
+	$(BIN)/pip install --quiet --target $(VENV)/grpc-tools "grpcio-tools<=$$($(BIN)/python -c 'import grpc; print(grpc.__version__)')"
+	PYTHONPATH=$(VENV)/grpc-tools $(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. \
+		--grpc_python_out=. demo_services/proto/users.proto
+	rm -rf $(VENV)/grpc-tools
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor data test-output

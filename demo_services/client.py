@@ -43,6 +43,10 @@ class UpstreamError(Exception):
         self.retry_after_s = retry_after_s
 
 
+class BreakerFailure(Exception):
+    """Raised inside a breaker by a call of another protocol (gRPC) to count as a failure."""
+
+
 class _ServerError(Exception):
     """A 5xx answer, raised inside the breaker so it counts as a failure."""
 
@@ -90,7 +94,7 @@ class ServiceClient:
                     f"{self._caller}->{service}",
                     failure_threshold=self._failure_threshold,
                     reset_after_s=self._reset_after_s,
-                    failure_types=(_ServerError, requests.Timeout, NoHealthyInstanceError),
+                    failure_types=(_ServerError, requests.Timeout, NoHealthyInstanceError, BreakerFailure),
                 )
             return self._breakers[service]
 

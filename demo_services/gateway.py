@@ -4,10 +4,12 @@ Authentication with signed JWTs that users issues (``POST /api/login`` is routed
 without a token; every other ``/api/`` request needs a valid one, else 401 with a JSON
 ``reason`` and a ``WWW-Authenticate: Bearer`` challenge); the caller's identity goes on
 to services in ``X-User-Id`` and onto the gateway's span as ``enduser.id``. Per-user
-rate limits through flask-limiter (429 with Retry-After), routing of ``/api/<resource>/...`` to instances
-found through the registry, and API composition at ``/api/order-details/<id>``, which
-fetches the order and then its user and products in parallel. A product listing that
-cannot be fetched is served from the last good copy (the breaker's fallback).
+rate limits through flask-limiter (429 with Retry-After). Routing of
+``/api/<resource>/...`` to instances found through the registry, with protocol
+translation for one route: ``GET /api/users/<id>`` becomes users' gRPC ``GetUser``.
+API composition at ``/api/order-details/<id>`` fetches the order and then its user (over
+gRPC) and products in parallel. A GET routed over REST that cannot be answered is served
+from the last good copy (the breaker's fallback).
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from demo_services.service import (
     ServiceSettings,
     error_response,
     main_for,
+    lookup_instances,
     make_service,
 )
 from demo_services.tokens import MISSING, TokenRefused, signing_key, verify
+from demo_services.user_directory import UserDirectoryClient
 
 RATE_LIMIT = "rate_limit.limit"
 RATE_LIMIT_WINDOW = "rate_limit.window_ms"
@@ -55,6 +59,12 @@ def create_service(settings: ServiceSettings) -> Service:
         failure_threshold=settings.breaker_failures,
         reset_after_s=settings.breaker_reset_s,
         bypass=lambda: service.chaos.bypass_breakers,
+    )
+    directory = UserDirectoryClient(
+        lambda name: lookup_instances(settings.registry_url, name),
+        client.breaker("users"),
+        timeout_s=settings.call_timeout_s * 3,
+        cache_ttl_s=settings.discovery_cache_s,
     )
     cache: dict[str, tuple[int, bytes]] = {}
     cache_lock = threading.Lock()
@@ -107,6 +117,17 @@ def create_service(settings: ServiceSettings) -> Service:
             return error_response(err.status, f"users unavailable: {err}")
         return _relay(upstream)
 
+    @app.get("/api/users/<int:user_id>")
+    def get_user(user_id: int) -> Response:
+        # Protocol translation: REST in, users' gRPC GetUser out, the same JSON back.
+        try:
+            user = directory.get_user(user_id, g.user_id)
+        except UpstreamError as err:
+            return error_response(err.status, str(err))
+        if user is None:
+            return error_response(404, f"no user {user_id}")
+        return jsonify(user)
+
     @app.route("/api/<resource>", methods=["GET", "POST"], defaults={"rest": ""})
     @app.route("/api/<resource>/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
     def route(resource: str, rest: str) -> Response:
@@ -148,10 +169,9 @@ def create_service(settings: ServiceSettings) -> Service:
         ids = ",".join(str(i["product_id"]) for i in order["items"]) or "0"
         user_future = pool.submit(
             contextvars.copy_context().run,
-            _get_json,
-            client,
-            "users",
-            f"/users/{order['user_id']}",
+            directory.get_user,
+            order["user_id"],
+            g.user_id,
         )
         products_future = pool.submit(
             contextvars.copy_context().run,

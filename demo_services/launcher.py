@@ -72,6 +72,8 @@ SERVICES: list[tuple[str, str, int, str]] = [
     ("shipping", "demo_services.shipping", 7, ""),
     ("notifications", "demo_services.notifications", 8, ""),
 ]
+# name, port offset from base_port of its gRPC server
+GRPC_SERVERS: dict[str, int] = {"users": 10}
 WHAT_TO_TRY = """\
 What to try:
   log in (users ada, alan, grace, edsger, barbara; password {password}) and keep the token:
@@ -134,9 +136,9 @@ class Demo:
     """Spyglass plus every demo service, as a context manager.
 
     ``base_port=None`` picks free loopback ports (tests); otherwise the services use
-    ``base_port`` .. ``base_port + 8`` in the order of ``SERVICES``, and the launcher's
-    control endpoint ``base_port + 9``. ``ui_addr`` and
-    ``otlp_http_addr`` default to free ports too. ``spyglass_command`` replaces the
+    ``base_port`` .. ``base_port + 8`` in the order of ``SERVICES``, the launcher's
+    control endpoint ``base_port + 9`` and users' gRPC server ``base_port + 10``.
+    ``ui_addr`` and ``otlp_http_addr`` default to free ports too. ``spyglass_command`` replaces the
     command that starts Spyglass (its address arguments are appended); an empty list
     means Spyglass is already running at those addresses. ``env`` adds variables for
     every service (``SPYGLASS_DEMO_BREAKER_RESET_S`` and friends). ``settings_env`` holds
@@ -161,13 +163,16 @@ class Demo:
         self.data_dir = Path(data_dir)
         self.services_dir = self.data_dir / "demo"
         self.logs_dir = self.services_dir / "logs"
-        free = _free_ports(2 + (len(SERVICES) + 1 if base_port is None else 0))
+        free = _free_ports(2 + (len(SERVICES) + 1 + len(GRPC_SERVERS) if base_port is None else 0))
         self.ui_addr = ui_addr or f"127.0.0.1:{free.pop()}"
         self.otlp_http_addr = otlp_http_addr or f"127.0.0.1:{free.pop()}"
         self.launcher_port = free.pop() if base_port is None else base_port + LAUNCHER_PORT_OFFSET
         self.ports = {
-            name: (free[i] if base_port is None else base_port + offset)
-            for i, (name, _module, offset, _instance) in enumerate(SERVICES)
+            name: (free.pop() if base_port is None else base_port + offset)
+            for name, _module, offset, _instance in SERVICES
+        }
+        self.grpc_ports = {
+            name: (free.pop() if base_port is None else base_port + offset) for name, offset in GRPC_SERVERS.items()
         }
         self.control_token = secrets.token_hex(16)
         # Signs and verifies access tokens for this run only; kept in memory and in the
@@ -450,6 +455,8 @@ class Demo:
             }
             if name in TOKEN_HOLDERS:
                 env[JWT_KEY_VARIABLE] = self.token_key
+            if name in self.grpc_ports:
+                env["SPYGLASS_DEMO_GRPC_PORT"] = str(self.grpc_ports[name])
             self._children[name] = _Child(
                 name,
                 [sys.executable, "-m", module],

@@ -4,7 +4,9 @@ Written by hand: the demo shows discovery itself, so it cannot hide behind Consu
 An instance that misses heartbeats for longer than the TTL is dropped; one whose
 ``/health`` fails is kept but marked unhealthy, and lookups return healthy instances only.
 Each registration declares the services the instance depends on (``depends_on``), so the
-declared topology can be compared with the one traces show. The registry's own calls are
+declared topology can be compared with the one traces show; an instance that also speaks
+gRPC registers its ``grpc_url`` (host:port) beside its HTTP URL, whose ``/health`` stays
+the one checked. The registry's own calls are
 bookkeeping and are not traced.
 """
 
@@ -35,6 +37,7 @@ instances = sa.Table(
     sa.Column("instance_id", sa.String, primary_key=True),
     sa.Column("service", sa.String, nullable=False),
     sa.Column("url", sa.String, nullable=False),
+    sa.Column("grpc_url", sa.String, nullable=True),
     sa.Column("depends_on", sa.Text, nullable=False),
     sa.Column("healthy", sa.Boolean, nullable=False),
     sa.Column("last_heartbeat", sa.Float, nullable=False),
@@ -46,9 +49,9 @@ def create_service(settings: ServiceSettings) -> Service:
     service = make_service("registry", settings, traced=False)
     app, engine = service.app, service.engine
     assert engine is not None
+    # The registry starts empty, its table made anew (with the current columns).
+    instances.drop(engine, checkfirst=True)
     create_schema(engine, metadata)
-    with engine.begin() as conn:
-        conn.execute(instances.delete())
 
     @app.post("/register")
     def register() -> tuple[Response, int] | Response:
@@ -60,10 +63,14 @@ def create_service(settings: ServiceSettings) -> Service:
         depends_on = body.get("depends_on") or []
         if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
             return error_response(400, "depends_on must be a list of service names")
+        grpc_url = body.get("grpc_url")
+        if grpc_url is not None and not isinstance(grpc_url, str):
+            return error_response(400, "grpc_url must be a host:port string")
         row = {
             "instance_id": body["instance_id"],
             "service": body["service"],
             "url": body["url"],
+            "grpc_url": grpc_url or None,
             "depends_on": json.dumps(depends_on),
             "healthy": True,
             "last_heartbeat": time.time(),
@@ -135,7 +142,7 @@ def check_instances(engine: sa.Engine, ttl_s: float) -> None:
 
 
 def _public(row: dict) -> dict:
-    return {
+    public = {
         "service": row["service"],
         "instance_id": row["instance_id"],
         "url": row["url"],
@@ -143,6 +150,9 @@ def _public(row: dict) -> dict:
         "last_heartbeat": row["last_heartbeat"],
         "depends_on": json.loads(row["depends_on"]),
     }
+    if row.get("grpc_url"):
+        public["grpc_url"] = row["grpc_url"]
+    return public
 
 
 def main() -> None:

@@ -60,6 +60,7 @@ class ServiceSettings:
     data_dir: str = "./data/demo"
     control_token: str = ""
     jwt_key: str = field(default="", repr=False)
+    grpc_port: int = 0
     rate_limit: str = "20/second"
     call_timeout_s: float = 2.0
     breaker_failures: int = 5
@@ -164,6 +165,8 @@ class Service:
     engine: sa.Engine | None = None
     discovery: DiscoveryClient | None = None
     background: list[Callable[[], None]] = field(default_factory=list)
+    grpc_url: str = ""
+    """host:port of the service's gRPC server, registered beside its HTTP URL (users only)."""
 
 
 def make_service(
@@ -307,7 +310,10 @@ def lookup_instances(registry_url: str, service: str) -> list[Instance]:
         return []
     if response.status_code != 200:
         return []
-    return [Instance(item["service"], item["instance_id"], item["url"]) for item in response.json()["instances"]]
+    return [
+        Instance(item["service"], item["instance_id"], item["url"], item.get("grpc_url") or "")
+        for item in response.json()["instances"]
+    ]
 
 
 class _RequestHandler(WSGIRequestHandler):
@@ -336,6 +342,8 @@ def run_service(service: Service) -> int:
             "url": url,
             "depends_on": service.depends_on,
         }
+        if service.grpc_url:
+            registration["grpc_url"] = service.grpc_url
         threading.Thread(
             target=_keep_registered,
             args=(settings.registry_url, registration, settings.heartbeat_s, stop),

@@ -2,12 +2,17 @@
 
 ``POST /login`` checks a username and password (hashes kept in the ``credentials`` table)
 and answers a signed access token for the gateway (see ``demo_services/tokens.py``).
+Users also speaks gRPC: ``UserDirectory.GetUser`` on its gRPC port
+(``SPYGLASS_DEMO_GRPC_PORT``), registered with the registry beside its HTTP URL, which
+keeps /health, /control, the login and the REST routes.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import secrets
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Response, jsonify, request
@@ -23,6 +28,7 @@ from demo_services.service import (
     make_service,
 )
 from demo_services.tokens import TOKEN_TTL_S, issue, signing_key
+from demo_services.user_directory import UserDirectoryServer
 
 metadata = sa.MetaData()
 users = sa.Table(
@@ -57,15 +63,27 @@ def create_service(settings: ServiceSettings) -> Service:
     create_schema(engine, metadata)
     seed(engine)
 
+    def find_user(user_id: int) -> dict[str, Any] | None:
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().first()
+        return dict(row) if row is not None else None
+
+    directory = UserDirectoryServer(find_user, service.chaos, "users", settings.grpc_port)
+    service.grpc_url = directory.address
+    service.background.append(directory.start)
+    atexit.register(directory.stop)
+
     @app.post("/login")
     def login() -> Response:
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("username", "password")):
             return error_response(400, "username and password are required strings")
         with engine.connect() as conn:
-            row = conn.execute(
-                sa.select(credentials).where(credentials.c.username == body["username"])
-            ).mappings().first()
+            row = (
+                conn.execute(sa.select(credentials).where(credentials.c.username == body["username"]))
+                .mappings()
+                .first()
+            )
         # An unknown username is checked against a decoy hash, so it is refused as slowly.
         stored = row["password_hash"] if row is not None else _decoy_hash()
         if not check_password_hash(stored, body["password"]) or row is None:
@@ -81,11 +99,10 @@ def create_service(settings: ServiceSettings) -> Service:
 
     @app.get("/users/<int:user_id>")
     def get_user(user_id: int) -> Response:
-        with engine.connect() as conn:
-            row = conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().first()
+        row = find_user(user_id)
         if row is None:
             return error_response(404, f"no user {user_id}")
-        return jsonify(dict(row))
+        return jsonify(row)
 
     return service
 

@@ -27,11 +27,12 @@ class NoHealthyInstanceError(Exception):
 
 @dataclass(frozen=True)
 class Instance:
-    """One registered instance of a service."""
+    """One registered instance of a service; ``grpc_url`` (host:port) when it also speaks gRPC."""
 
     service: str
     instance_id: str
     url: str
+    grpc_url: str = ""
 
 
 class DiscoveryClient:

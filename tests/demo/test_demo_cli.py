@@ -54,7 +54,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.mark.demo
 def test_demo_forwards_spyglass_options_and_says_where_to_go_without_a_display(tmp_path: Path) -> None:
-    ui_port, otlp_port, base_port = free_port(), free_port(), _free_block(9)
+    ui_port, otlp_port, base_port = free_port(), free_port(), _free_block(11)
     ui, otlp = f"http://127.0.0.1:{ui_port}", f"http://127.0.0.1:{otlp_port}"
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SPYGLASS_AUTH_TOKEN")}
     log = (tmp_path / "demo.log").open("w+")

@@ -167,3 +167,95 @@ def test_only_users_and_the_gateway_hold_the_token_key_and_no_output_shows_it(de
 
     assert holders == {"users", "gateway"}
     assert demo.token_key not in demo.logs(lines=100_000)
+
+
+def traced_get(demo: Demo, path: str, authorization: str) -> tuple[requests.Response, str]:
+    """GET ``path`` through the gateway with a baggage probe; return the answer and the probe."""
+    probe = secrets.token_hex(8)
+    answer = requests.get(
+        f"{demo.gateway_url}{path}",
+        headers={"Authorization": authorization, "baggage": f"chaos.experiment_id={probe}"},
+        timeout=10,
+    )
+    return answer, probe
+
+
+def probed_trace(demo: Demo, jaeger: Jaeger, probe: str, ready: Any) -> dict[str, Any]:
+    """The stored trace marked with ``probe``, once ``ready(trace)`` holds."""
+
+    def stored() -> dict[str, Any] | None:
+        for candidate in jaeger.find("gateway", tags={"chaos.experiment_id": probe}):
+            full = jaeger.trace(candidate["traceID"])
+            if full is not None and ready(full):
+                return full
+        return None
+
+    return wait_until(stored, interval=0.2, message=describe(demo, f"the trace of probe {probe}"))
+
+
+def test_users_registers_its_grpc_address_beside_its_http_url(demo: Demo) -> None:
+    [users] = requests.get(f"{demo.registry_url}/services/users", timeout=5).json()["instances"]
+
+    assert users["url"] == demo.url("users")
+    assert users["grpc_url"] == f"127.0.0.1:{demo.grpc_ports['users']}"
+    assert users["healthy"] is True
+    assert requests.get(f"{demo.url('users')}/health", timeout=5).json()["status"] == "ok"
+
+
+def test_a_rest_call_for_a_user_is_translated_to_grpc_under_the_gateways_http_span(
+    demo: Demo, jaeger: Jaeger
+) -> None:
+    grace = demo.log_in("grace").header
+    answer, probe = traced_get(demo, "/api/users/2", grace)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"id": 2, "name": "Alan Turing", "email": "alan@example.com"}
+    missing = requests.get(f"{demo.gateway_url}/api/users/99", headers={"Authorization": grace}, timeout=10)
+    assert missing.status_code == 404 and missing.json() == {"error": "no user 99"}
+
+    def complete(trace: dict[str, Any]) -> bool:
+        return {"gateway", "users"} <= {service_of(trace, s) for s in trace["spans"]}
+
+    trace = probed_trace(demo, jaeger, probe, complete)
+    by_id = {s["spanID"]: s for s in trace["spans"]}
+    [http] = [s for s in trace["spans"] if parent_id(s) is None]
+    assert service_of(trace, http) == "gateway" and tag(http, "span.kind") == "server"
+    grpc_spans = [s for s in trace["spans"] if tag(s, "rpc.system") == "grpc"]
+    [client] = [s for s in grpc_spans if tag(s, "span.kind") == "client"]
+    [server] = [s for s in grpc_spans if tag(s, "span.kind") == "server"]
+    assert service_of(trace, client) == "gateway" and service_of(trace, server) == "users"
+    assert by_id[parent_id(client)] is http
+    assert parent_id(server) == client["spanID"]
+    for span in (client, server):
+        assert tag(span, "rpc.service") == "spyglass.demo.users.v1.UserDirectory"
+        assert tag(span, "rpc.method") == "GetUser"
+        assert tag(span, "rpc.grpc.status_code") == 0
+    assert tag(client, "peer.service") == "users"
+    assert tag(client, "circuit_breaker.name") == "gateway->users"
+    assert tag(client, "circuit_breaker.state") == "closed"
+    assert tag(server, "enduser.id") == "3"
+
+
+def test_failing_grpc_calls_open_the_gateways_breaker_for_users(demo: Demo, jaeger: Jaeger) -> None:
+    alan = demo.log_in("alan").header
+    demo.control("users", error_rate=1.0)
+    try:
+        failing = [traced_get(demo, "/api/users/1", alan)[0] for _ in range(3)]
+        refused, probe = traced_get(demo, "/api/users/1", alan)
+    finally:
+        demo.control("users", error_rate=0.0)
+
+    assert [r.status_code for r in failing] == [502, 502, 502], [r.text for r in failing]
+    assert "INTERNAL" in failing[0].json()["error"]
+    assert refused.status_code == 503 and "circuit breaker" in refused.json()["error"]
+    trace = probed_trace(demo, jaeger, probe, lambda t: any(tag(s, "rpc.system") for s in t["spans"]))
+    [client] = [s for s in trace["spans"] if tag(s, "rpc.system") == "grpc"]
+    assert tag(client, "circuit_breaker.rejected") is True
+    assert tag(client, "circuit_breaker.state") == "open"
+    assert "users" not in {service_of(trace, s) for s in trace["spans"]}
+    # After the reset timeout a trial call closes the breaker again.
+    wait_until(
+        lambda: requests.get(f"{demo.gateway_url}/api/users/1", headers={"Authorization": alan}, timeout=10).ok,
+        interval=0.3,
+        message=describe(demo, "a call to users after the breaker's reset timeout"),
+    )

@@ -1,0 +1,1 @@
+"""Generated gRPC modules of the demo (see users.proto for how to regenerate them)."""
