@@ -8,7 +8,10 @@ rate limits through flask-limiter (429 with Retry-After). Routing of
 ``/api/<resource>/...`` to instances found through the registry, with protocol
 translation for one route: ``GET /api/users/<id>`` becomes users' gRPC ``GetUser``.
 API composition at ``/api/order-details/<id>`` fetches the order and then its user (over
-gRPC) and products in parallel. A GET routed over REST that cannot be answered is served
+gRPC) and products in parallel; when one of those cannot be had the answer is still 200,
+with that part null and named in ``missing`` (a degraded response), and the request's
+span says so (``composition.degraded``, ``composition.missing`` and a
+``composition.part_missing`` event per missing part). A GET routed over REST that cannot be answered is served
 from the last good copy (the breaker's fallback).
 """
 
@@ -26,14 +29,14 @@ from limits import parse_many
 from opentelemetry import trace
 from werkzeug.routing import Rule
 
-from demo_services.client import ServiceClient, UpstreamError
+from demo_services.client import PEER_SERVICE, ServiceClient, UpstreamError
 from demo_services.protocol import ENDUSER_ID, LOGIN_PATH, USER_ID_HEADER
 from demo_services.service import (
     Service,
     ServiceSettings,
     error_response,
-    main_for,
     lookup_instances,
+    main_for,
     make_service,
 )
 from demo_services.tokens import MISSING, TokenRefused, signing_key, verify
@@ -43,6 +46,11 @@ RATE_LIMIT = "rate_limit.limit"
 RATE_LIMIT_WINDOW = "rate_limit.window_ms"
 ROUTES = {"users": "users", "orders": "orders", "products": "inventory", "payments": "payment"}
 DEPENDS_ON = ["users", "orders", "inventory", "payment"]
+COMPOSITION_DEGRADED = "composition.degraded"
+COMPOSITION_MISSING = "composition.missing"
+PART_MISSING_EVENT = "composition.part_missing"
+COMPOSITION_PART = "composition.part"
+COMPOSITION_REASON = "composition.reason"
 _HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "content-encoding"}
 
 
@@ -65,6 +73,7 @@ def create_service(settings: ServiceSettings) -> Service:
         client.breaker("users"),
         timeout_s=settings.call_timeout_s * 3,
         cache_ttl_s=settings.discovery_cache_s,
+        bypass=lambda: service.chaos.bypass_breakers,
     )
     cache: dict[str, tuple[int, bytes]] = {}
     cache_lock = threading.Lock()
@@ -160,35 +169,35 @@ def create_service(settings: ServiceSettings) -> Service:
 
     @app.get("/api/order-details/<order_id>")
     def order_details(order_id: str) -> Response:
+        identity = _identity()
         try:
-            order = _get_json(client, "orders", f"/orders/{order_id}")
+            order = _get_json(client, "orders", f"/orders/{order_id}", identity)
         except UpstreamError as err:
+            # Without the order there is nothing to compose around.
             return error_response(err.status, str(err))
         if order is None:
             return error_response(404, f"no order {order_id}")
         ids = ",".join(str(i["product_id"]) for i in order["items"]) or "0"
-        user_future = pool.submit(
-            contextvars.copy_context().run,
-            directory.get_user,
-            order["user_id"],
-            g.user_id,
-        )
-        products_future = pool.submit(
-            contextvars.copy_context().run,
-            _get_json,
-            client,
-            "inventory",
-            f"/products?ids={ids}",
-        )
+        in_context = contextvars.copy_context
+        parts = {
+            "user": ("users", pool.submit(in_context().run, directory.get_user, order["user_id"], g.user_id)),
+            "products": (
+                "inventory",
+                pool.submit(in_context().run, _get_json, client, "inventory", f"/products?ids={ids}", identity),
+            ),
+        }
         details: dict[str, Any] = {"order": order}
-        for key, future in (("user", user_future), ("products", products_future)):
+        missing: list[dict[str, str]] = []
+        for part, (callee, future) in parts.items():
             try:
-                details[key] = future.result()
+                details[part] = future.result()
             except UpstreamError as err:
-                details[key] = None
-                details.setdefault("partial", []).append(f"{key}: {err}")
+                details[part] = None
+                missing.append({"part": part, "service": callee, "reason": str(err)})
         if details["products"] is not None:
             details["products"] = details["products"]["products"]
+        details["missing"] = missing
+        _record_composition(trace.get_current_span(), missing)
         return jsonify(details)
 
     return service
@@ -231,9 +240,21 @@ def span_name(method: str, rule: Rule | None, args: dict[str, Any] | None) -> st
     return f"{method} {rule.rule}"
 
 
-def _get_json(client: ServiceClient, service: str, path: str) -> Any:
-    """GET ``path`` from ``service`` as the caller; None on 404, UpstreamError on failure."""
-    response = client.request(service, "GET", path, headers=_identity())
+def _record_composition(span: trace.Span, missing: list[dict[str, str]]) -> None:
+    """Say on the composing request's span whether its answer is whole (docs/conventions.md)."""
+    span.set_attribute(COMPOSITION_DEGRADED, bool(missing))
+    if missing:
+        span.set_attribute(COMPOSITION_MISSING, [m["service"] for m in missing])
+    for m in missing:
+        span.add_event(
+            PART_MISSING_EVENT,
+            {COMPOSITION_PART: m["part"], PEER_SERVICE: m["service"], COMPOSITION_REASON: m["reason"]},
+        )
+
+
+def _get_json(client: ServiceClient, service: str, path: str, headers: dict[str, str]) -> Any:
+    """GET ``path`` from ``service`` with ``headers``; None on 404, UpstreamError on failure."""
+    response = client.request(service, "GET", path, headers=headers)
     if response.status_code == 404:
         return None
     if response.status_code != 200:

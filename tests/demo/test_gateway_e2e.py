@@ -16,7 +16,7 @@ import requests
 
 from demo_services.launcher import Demo
 from demo_services.protocol import DEMO_PASSWORD, LOGIN_PATH, log_in
-from tests.demo.helpers import TEST_ENV, Jaeger, describe, parent_id, service_of, tag
+from tests.demo.helpers import TEST_ENV, Jaeger, describe, log_events, parent_id, service_of, tag
 from tests.helpers import group_members, wait_until
 
 pytestmark = [pytest.mark.demo, pytest.mark.timeout(240)]
@@ -169,6 +169,11 @@ def test_only_users_and_the_gateway_hold_the_token_key_and_no_output_shows_it(de
     assert demo.token_key not in demo.logs(lines=100_000)
 
 
+def rooted(trace: dict[str, Any]) -> bool:
+    """Whether the root span (which ends last) has arrived."""
+    return any(parent_id(s) is None for s in trace["spans"])
+
+
 def traced_get(demo: Demo, path: str, authorization: str) -> tuple[requests.Response, str]:
     """GET ``path`` through the gateway with a baggage probe; return the answer and the probe."""
     probe = secrets.token_hex(8)
@@ -202,9 +207,7 @@ def test_users_registers_its_grpc_address_beside_its_http_url(demo: Demo) -> Non
     assert requests.get(f"{demo.url('users')}/health", timeout=5).json()["status"] == "ok"
 
 
-def test_a_rest_call_for_a_user_is_translated_to_grpc_under_the_gateways_http_span(
-    demo: Demo, jaeger: Jaeger
-) -> None:
+def test_a_rest_call_for_a_user_is_translated_to_grpc_under_the_gateways_http_span(demo: Demo, jaeger: Jaeger) -> None:
     grace = demo.log_in("grace").header
     answer, probe = traced_get(demo, "/api/users/2", grace)
 
@@ -214,7 +217,7 @@ def test_a_rest_call_for_a_user_is_translated_to_grpc_under_the_gateways_http_sp
     assert missing.status_code == 404 and missing.json() == {"error": "no user 99"}
 
     def complete(trace: dict[str, Any]) -> bool:
-        return {"gateway", "users"} <= {service_of(trace, s) for s in trace["spans"]}
+        return rooted(trace) and {"gateway", "users"} <= {service_of(trace, s) for s in trace["spans"]}
 
     trace = probed_trace(demo, jaeger, probe, complete)
     by_id = {s["spanID"]: s for s in trace["spans"]}
@@ -259,3 +262,88 @@ def test_failing_grpc_calls_open_the_gateways_breaker_for_users(demo: Demo, jaeg
         interval=0.3,
         message=describe(demo, "a call to users after the breaker's reset timeout"),
     )
+
+
+def place_order(demo: Demo, authorization: str) -> str:
+    answer = requests.post(
+        f"{demo.gateway_url}/api/orders",
+        json={"user_id": 5, "items": [{"product_id": 2, "quantity": 1}, {"product_id": 4, "quantity": 2}]},
+        headers={"Authorization": authorization},
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()["order_id"]
+
+
+def composition_span(trace: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's server span of an order-details request."""
+    [span] = [s for s in trace["spans"] if parent_id(s) is None]
+    assert service_of(trace, span) == "gateway"
+    return span
+
+
+def test_a_whole_composition_names_nothing_missing(demo: Demo, jaeger: Jaeger) -> None:
+    barbara = demo.log_in("barbara").header
+    order_id = place_order(demo, barbara)
+
+    answer, probe = traced_get(demo, f"/api/order-details/{order_id}", barbara)
+
+    assert answer.status_code == 200, answer.text
+    details = answer.json()
+    assert details["missing"] == []
+    assert details["order"]["order_id"] == order_id
+    assert details["user"] == {"id": 5, "name": "Barbara Liskov", "email": "barbara@example.com"}
+    assert {p["id"] for p in details["products"]} == {2, 4}
+    trace = probed_trace(demo, jaeger, probe, lambda t: rooted(t) and any(tag(s, "rpc.system") for s in t["spans"]))
+    span = composition_span(trace)
+    assert tag(span, "composition.degraded") is False
+    assert tag(span, "composition.missing") is None
+    assert log_events(span, "composition.part_missing") == []
+
+
+def test_a_composition_with_users_stopped_answers_200_and_names_the_missing_user(demo: Demo, jaeger: Jaeger) -> None:
+    barbara = demo.log_in("barbara").header
+    order_id = place_order(demo, barbara)
+    demo.stop_instance("users")
+    try:
+        answer, probe = traced_get(demo, f"/api/order-details/{order_id}", barbara)
+    finally:
+        demo.start_instance("users")
+
+    assert answer.status_code == 200, answer.text
+    details = answer.json()
+    assert details["order"]["order_id"] == order_id
+    assert {p["id"] for p in details["products"]} == {2, 4}
+    assert details["user"] is None
+    [missing] = details["missing"]
+    assert (missing["part"], missing["service"]) == ("user", "users")
+    assert "users unavailable" in missing["reason"]
+    trace = probed_trace(
+        demo, jaeger, probe, lambda t: rooted(t) and "inventory" in {service_of(t, s) for s in t["spans"]}
+    )
+    span = composition_span(trace)
+    assert tag(span, "composition.degraded") is True
+    assert tag(span, "composition.missing") == '["users"]'
+    [event] = log_events(span, "composition.part_missing")
+    assert (event["composition.part"], event["peer.service"]) == ("user", "users")
+    assert event["composition.reason"] == missing["reason"]
+    assert "users" not in {service_of(trace, s) for s in trace["spans"]}
+    degraded = jaeger.find("gateway", tags={"composition.degraded": "true"}, limit=100)
+    assert trace["traceID"] in {t["traceID"] for t in degraded}
+
+
+def test_a_composition_with_inventory_out_of_service_names_the_missing_products(demo: Demo) -> None:
+    barbara = demo.log_in("barbara").header
+    order_id = place_order(demo, barbara)
+    for instance in ("inventory-1", "inventory-2"):
+        demo.control(instance, stopped=True)
+    try:
+        answer, _probe = traced_get(demo, f"/api/order-details/{order_id}", barbara)
+    finally:
+        for instance in ("inventory-1", "inventory-2"):
+            demo.control(instance, stopped=False)
+
+    assert answer.status_code == 200, answer.text
+    details = answer.json()
+    assert details["user"]["id"] == 5 and details["products"] is None
+    assert [(m["part"], m["service"]) for m in details["missing"]] == [("products", "inventory")]
