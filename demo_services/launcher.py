@@ -86,6 +86,11 @@ What to try:
   make payment fail and watch its breaker open (error_rate 0 heals it):
   curl -H "X-Spyglass-Control-Token: $(cat {control})" -H 'Content-Type: application/json' \\
        -d '{{"error_rate": 1}}' {payment}/control
+  hold the next order's saga before its pivot, order, kill orders (the demo restarts it) and watch
+  the new orders compensate it ({ui}/sagas; hold at "confirm_shipping" and it carries it forward):
+  curl -H "X-Spyglass-Control-Token: $(cat {control})" -H 'Content-Type: application/json' \
+       -d '{{"hold_at": "capture_payment"}}' {orders}/control
+  kill -9 $(pgrep -f demo_services.orders)
   {ui}/chaos: set faults and run the named scenarios (spyglass chaos list / run NAME --wait)
   {ui}/traces, {ui}/services, {ui}/breakers, {ui}/sagas: watch the patterns react
 Press Ctrl-C to stop everything."""
@@ -573,6 +578,7 @@ def run_demo(
                 ui=demo.ui_url,
                 control=demo.control_token_path,
                 payment=demo.url("payment"),
+                orders=demo.url("orders"),
             ),
             flush=True,
         )
