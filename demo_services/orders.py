@@ -51,7 +51,7 @@ from demo_services.patterns.saga import (
     SagaStep,
     SagaStepError,
 )
-from demo_services.patterns.saga_log import FINISHED, SagaLog
+from demo_services.patterns.saga_log import FINISHED, UNFINISHED, SagaLog
 from demo_services.patterns.saga_recovery import SagaRecovery
 from demo_services.service import (
     Service,
@@ -178,9 +178,9 @@ def create_service(settings: ServiceSettings) -> Service:
     @app.get("/orders/sagas")
     def list_sagas() -> tuple[Response, int] | Response:
         status = request.args.get("status", "")
-        if status and status not in (*FINISHED, "running", "forward", "compensating"):
+        if status and status not in (*FINISHED, *UNFINISHED):
             return error_response(400, f"unknown saga status {status[:50]!r}"), 400
-        records = saga_log.unfinished() if status in ("running", "forward", "compensating") else saga_log.recent()
+        records = saga_log.unfinished() if status in UNFINISHED else saga_log.recent()
         return jsonify(sagas=[r.public() for r in records if not status or r.status == status])
 
     @app.get("/orders/sagas/<saga_id>")

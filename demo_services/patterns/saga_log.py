@@ -23,6 +23,7 @@ FORWARD = "forward"
 """The pivot completed: the remaining steps are carried forward, never compensated."""
 COMPENSATING = "compensating"
 FINISHED = ("completed", "compensated", "failed")
+UNFINISHED = (RUNNING, FORWARD, COMPENSATING)
 STARTED = "started"
 DONE = "completed"
 FAILED_ENTRY = "failed"
@@ -97,7 +98,7 @@ class SagaLog:
             sa.Column("context", sa.Text, nullable=False),
             sa.Column("trace_parent", sa.Text, nullable=False),
             sa.Column("started_ns", sa.BigInteger, nullable=False),
-            sa.Column("updated_ns", sa.BigInteger, nullable=False),
+            sa.Column("updated_ns", sa.BigInteger, nullable=False, index=True),
         )
         self.entries = sa.Table(
             "saga_log",
@@ -168,8 +169,9 @@ class SagaLog:
         return found[0] if found else None
 
     def unfinished(self) -> list[SagaRecord]:
-        """Every instance without an outcome, oldest first."""
-        return self._load(self.instances.c.status.not_in(FINISHED))
+        """Every instance without an outcome, oldest first (read through the status index,
+        which the recovery loop does every second however long the log grows)."""
+        return self._load(self.instances.c.status.in_(UNFINISHED))
 
     def recent(self, limit: int = 50) -> list[SagaRecord]:
         """The most recently changed instances, newest first."""

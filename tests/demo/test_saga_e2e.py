@@ -291,3 +291,23 @@ def test_a_concurrent_append_gets_a_version_conflict_and_the_command_is_retried(
     expected = order["version"] - 2  # created (and items), then the note, then OrderPlaced
     versions = [(int(c["event_sourcing.version.expected"]), int(c["event_sourcing.version.actual"])) for c in conflicts]
     assert versions == [(expected, expected + 1)]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [
+        ("GET", "/orders/sagas?status=<b>", None, 400, "unknown saga status"),
+        ("GET", "/orders/sagas/no-such-saga", None, 404, "no saga"),
+        ("POST", "/orders/no-such-order/notes", {"text": "hi"}, 404, "no order"),
+        ("POST", "/orders/no-such-order/notes", {"text": ""}, 400, "text must be"),
+        ("POST", "/orders/no-such-order/notes", {"text": "x" * 501}, 400, "at most 500"),
+        ("POST", "/orders/no-such-order/notes", None, 400, "text must be"),
+    ],
+)
+def test_bad_requests_to_the_saga_log_and_notes_get_a_4xx_with_a_message(
+    demo: Demo, method: str, path: str, body: Any, status: int, message: str
+) -> None:
+    answer = requests.request(method, f"{demo.url('orders')}{path}", json=body, timeout=5)
+
+    assert answer.status_code == status
+    assert message in answer.json()["error"]
