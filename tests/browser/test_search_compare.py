@@ -167,3 +167,28 @@ def test_search_and_compare_fit_each_width(browser, live_server, spread, changed
         page.screenshot(path=str(OUTPUT / f"compare-{width}.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_without_javascript_the_form_dots_and_compare_still_work(browser, live_server, spread):
+    context = browser.new_context(viewport={"width": 1000, "height": 900}, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.goto(live_server + "/traces")
+        page.select_option("select[name=range]", "custom")
+        start = page.locator(f"#results tr[data-trace-id='{tid(2)}'] td.start").inner_text()[:19].replace(" ", "T")
+        page.fill("input[name=start]", start)
+        page.click("button.find")
+        page.wait_for_url(re.compile(r"range=custom"))
+        assert {page.locator("tr.trace-row").nth(i).get_attribute("data-trace-id") for i in range(2)} == {tid(1), tid(2)}
+        assert page.locator("tr.trace-row").count() == 2
+        for n in (1, 2):
+            page.locator(f"tr[data-trace-id='{tid(n)}'] input[name=trace]").check()
+        page.click(".compare-pick button[type=submit]")
+        page.wait_for_url(re.compile(r"/traces/compare\?"))
+        assert page.locator("tr[data-where]").count() == 3
+        page.go_back()
+        page.locator(f".scatter a.dot[data-trace-id='{tid(1)}']").click()
+        page.wait_for_url(re.compile(f"/traces/{tid(1)}$"))
+    finally:
+        context.close()
