@@ -3,7 +3,9 @@
 Traces come by id (``a`` and ``b``), as the two rows ticked in the search results
 (``trace`` twice: the earlier one becomes A), or as ``previous=<id>``: that trace as B
 against the latest earlier trace of its root service and operation (a redirect to the
-``a``/``b`` address, so the comparison can be shared). Its own blueprint, registered
+``a``/``b`` address, so the comparison can be shared). The merged tree shows its first
+FIRST_ROWS rows, every row with ``rows=all``; the biggest changes link into either.
+Its own blueprint, registered
 with the others in app/factory.py; the diff itself is pure (app.analysis.compare).
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import BadRequest, NotFound
 
 from app.analysis.compare import LEVEL_TEXT, compare_traces
 from app.params import parse_trace_id
@@ -20,6 +22,9 @@ from collectors.model import SpanOutline, TraceSummary
 from collectors.store import SpanStore
 
 bp = Blueprint("compare", __name__)
+
+FIRST_ROWS = 1000
+"""Rows of the merged tree rendered unless ``rows=all`` asks for every one (a link says so)."""
 
 
 @bp.get("/traces/compare")
@@ -51,12 +56,19 @@ def page() -> Any:
     if not (raw_a and raw_b):
         return _render(a=raw_a, b=raw_b)
     a_id, b_id = parse_trace_id(raw_a), parse_trace_id(raw_b)
+    rows_wanted = request.args.get("rows", "")
+    if rows_wanted not in ("", "all"):
+        raise BadRequest(f"rows must be all or left out, got {rows_wanted[:20]!r}")
+    every_row = rows_wanted == "all"
     a_spans, b_spans = load_trace(a_id), load_trace(b_id)
     summaries = {s.trace_id: s for s in store.get_summaries([a_id, b_id])}
+    diff = compare_traces(a_spans, b_spans)
     return _render(
         a=a_id,
         b=b_id,
-        diff=compare_traces(a_spans, b_spans),
+        diff=diff,
+        shown=len(diff.rows) if every_row else min(len(diff.rows), FIRST_ROWS),
+        all_url=url_for("compare.page", a=a_id, b=b_id, rows="all"),
         a_summary=summaries.get(a_id),
         b_summary=summaries.get(b_id),
         a_url=url_for("traces.detail", trace_id=a_id),
@@ -77,6 +89,8 @@ def _render(
     a: str,
     b: str,
     diff: Any = None,
+    shown: int = 0,
+    all_url: str = "",
     message: str = "",
     a_summary: TraceSummary | None = None,
     b_summary: TraceSummary | None = None,
@@ -88,6 +102,9 @@ def _render(
         a=a,
         b=b,
         diff=diff,
+        rows=diff.rows[:shown] if diff else [],
+        shown=shown,
+        all_url=all_url,
         message=message,
         a_summary=a_summary,
         b_summary=b_summary,

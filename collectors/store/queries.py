@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -88,7 +89,7 @@ class TraceReader:
             )
             for r in rows
         ]
-        out.sort(key=lambda s: (s.start_ns, s.span_id))
+        out.sort(key=attrgetter("start_ns", "span_id"))
         return out
 
     def get_summaries(self, trace_ids: list[str]) -> list[TraceSummary]:

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from collectors.model import STATUS_ERROR, Span
+from app.compare import FIRST_ROWS
 from tests.app.test_traces import html, make_trace, res, tid
 
 MS = 1_000_000
@@ -165,3 +166,25 @@ def test_compare_takes_the_two_traces_ticked_in_search_results_earlier_as_a(clie
     one = client.get(f"/traces/compare?trace={tid(7)}")
     assert one.status_code == 400
     assert "Tick two traces" in html(one).select_one("[role=alert]").get_text()
+
+
+def test_a_large_diff_shows_its_first_rows_and_links_the_rest(client, store):
+    now = time.time_ns()
+    parts = [(1, None, "gateway", "GET /report", 0, 2000)] + [
+        (n, 1, "worker", "step", n, n + 1) for n in range(2, FIRST_ROWS + 202)
+    ]
+    slower = [p if p[0] != FIRST_ROWS + 150 else (*p[:5], p[4] + 500) for p in parts]
+    store.write_spans(spans(0xC, now - 60_000 * MS, parts))
+    store.write_spans(spans(0xD, now - 30_000 * MS, slower))
+    a, b = tid(0xC), tid(0xD)
+    page = html(client.get(f"/traces/compare?a={a}&b={b}"))
+    assert len(page.select("tr[data-where]")) == FIRST_ROWS
+    more = page.select_one(".diff-more a")
+    assert more["href"] == f"/traces/compare?a={a}&b={b}&rows=all"
+    late = FIRST_ROWS + 149  # the slower step's row: the root, then steps 2.. in start order
+    assert page.select(".biggest li a")[0]["href"] == f"/traces/compare?a={a}&b={b}&rows=all#d-{late}"
+    whole = html(client.get(more["href"]))
+    assert len(whole.select("tr[data-where]")) == FIRST_ROWS + 201 and whole.select_one(".diff-more") is None
+    row = whole.select_one(f"#d-{late}")
+    assert row.select_one("td.delta").get_text(" ", strip=True) == "▲ +499 ms"
+    assert client.get(f"/traces/compare?a={a}&b={b}&rows=some").status_code == 400
