@@ -27,6 +27,20 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         yield running
 
 
+@pytest.fixture(autouse=True)
+def no_hold_left(demo: Demo) -> Iterator[None]:
+    """Whatever a test does, orders holds nothing after it (a restarted orders holds nothing anyway)."""
+    yield
+    wait_until(lambda: _cleared(demo), interval=0.2, message=describe(demo, "orders to take hold_at back"))
+
+
+def _cleared(demo: Demo) -> bool:
+    try:
+        return demo.control("orders", hold_at="")["hold_at"] == ""
+    except requests.RequestException:
+        return False  # orders is being restarted
+
+
 @pytest.fixture
 def pool() -> Iterator[ThreadPoolExecutor]:
     """A thread to place an order in while the test holds, kills or changes orders."""
