@@ -4,10 +4,17 @@ Every call goes: CLIENT span -> circuit breaker (``caller->service``) -> discove
 (round-robin, fail-over on refused connections) -> HTTP with a timeout and the trace
 context in its headers. A 5xx answer or a timeout counts as a breaker failure; a 4xx
 answer is a business answer (e.g. a declined card) and is returned to the caller.
+
+The call's span stands for the call as the caller sees it: its status and
+``http.response.status_code`` are the answer the caller got, and its ``url.full`` names
+the first instance tried. When discovery fails over, each further attempt is a CLIENT
+span of its own under the call's span, with ``http.request.resend_count``, so the
+instance that answered is a child of the attempt that reached it.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +24,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from demo_services.patterns.breaker import CircuitBreaker, CircuitOpenError
-from demo_services.patterns.discovery import DiscoveryClient, Instance, NoHealthyInstanceError
+from demo_services.patterns.discovery import INSTANCE_ID, DiscoveryClient, Instance, NoHealthyInstanceError
 from demo_services.protocol import OUT_OF_SERVICE_HEADER
 from demo_services.telemetry import inject_headers
 
@@ -26,9 +33,9 @@ HTTP_METHOD = "http.request.method"
 HTTP_STATUS = "http.response.status_code"
 URL_FULL = "url.full"
 SERVER_PORT = "server.port"
-INSTANCE_ID = "spyglass.peer.instance_id"
 MAX_REASON = 200
 """Characters of an error answer's reason kept in the client span's status message."""
+RESEND_COUNT = "http.request.resend_count"
 
 _tracer = trace.get_tracer(__name__)
 
@@ -119,26 +126,24 @@ class ServiceClient:
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
+            attempts = itertools.count()
 
             def send(instance: Instance) -> requests.Response:
-                sent = dict(headers or {})
-                inject_headers(sent)
-                span.set_attribute(URL_FULL, f"{instance.url}{path}")
-                span.set_attribute(INSTANCE_ID, instance.instance_id)
-                span.set_attribute(SERVER_PORT, int(instance.url.rsplit(":", 1)[1]))
-                response = self._session.request(
-                    method,
-                    f"{instance.url}{path}",
-                    json=json,
-                    params=params,
-                    headers=sent,
-                    timeout=self._timeout_s,
-                )
-                if response.status_code == 503 and response.headers.get(OUT_OF_SERVICE_HEADER):
-                    raise InstanceOutOfService(response)
-                if response.status_code >= 500:
-                    raise _ServerError(response)
-                return response
+                attempt = next(attempts)
+                if attempt == 0:
+                    return self._send(span, instance, method, path, json, params, headers)
+                with _tracer.start_as_current_span(
+                    f"{method} {service}",
+                    kind=SpanKind.CLIENT,
+                    attributes={PEER_SERVICE: service, HTTP_METHOD: method, RESEND_COUNT: attempt},
+                    record_exception=False,
+                    set_status_on_exception=False,
+                ) as retry:
+                    try:
+                        return self._send(retry, instance, method, path, json, params, headers)
+                    except (_ServerError, requests.RequestException) as err:
+                        _fail(retry, err)
+                        raise
 
             try:
                 if self._bypass():
@@ -159,6 +164,59 @@ class ServiceClient:
             if response.status_code >= 400:
                 span.set_status(Status(StatusCode.ERROR, _answer_text(response)))
             return response
+
+    def _send(
+        self,
+        span: trace.Span,
+        instance: Instance,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+    ) -> requests.Response:
+        """Send one attempt to ``instance`` with extra ``headers``, recorded on ``span`` (the
+        current span)."""
+        sent = dict(headers or {})
+        inject_headers(sent)
+        span.set_attribute(URL_FULL, f"{instance.url}{path}")
+        span.set_attribute(INSTANCE_ID, instance.instance_id)
+        span.set_attribute(SERVER_PORT, int(instance.url.rsplit(":", 1)[1]))
+        response = self._session.request(
+            method,
+            f"{instance.url}{path}",
+            json=json,
+            params=params,
+            headers=sent,
+            timeout=self._timeout_s,
+        )
+        span.set_attribute(HTTP_STATUS, response.status_code)
+        if response.status_code == 503 and response.headers.get(OUT_OF_SERVICE_HEADER):
+            raise InstanceOutOfService(response)
+        if response.status_code >= 500:
+            raise _ServerError(response)
+        return response
+
+
+def failure_reason(err: BaseException) -> str:
+    """A short reason an attempt was not handled, for a fail-over event: ``503 out of
+    service``, or the operating system's words for a failed connection (e.g.
+    ``connection refused``), found down the exception's chain."""
+    if isinstance(err, InstanceOutOfService):
+        return f"{err.response.status_code} out of service"
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror.lower()
+        nested = [a for a in current.args if isinstance(a, BaseException)]
+        reason = getattr(current, "reason", None)
+        todo += [current.__cause__, current.__context__, *nested, reason if isinstance(reason, BaseException) else None]
+    return type(err).__name__
 
 
 def _answer_text(response: requests.Response) -> str:

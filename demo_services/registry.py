@@ -6,8 +6,12 @@ An instance that misses heartbeats for longer than the TTL is dropped; one whose
 Each registration declares the services the instance depends on (``depends_on``), so the
 declared topology can be compared with the one traces show; an instance that also speaks
 gRPC registers its ``grpc_url`` (host:port) beside its HTTP URL, whose ``/health`` stays
-the one checked. The registry's own calls are
-bookkeeping and are not traced.
+the one checked.
+
+Only lookups are traced: each is a SERVER span under the caller's ``discovery.lookup``
+span, recording the service asked for and the instances answered (docs/conventions.md).
+Registrations, heartbeats, listings and health checks are bookkeeping, and a span for
+each would drown the lookups in a steady trickle of traces that say nothing.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import time
 import requests
 import sqlalchemy as sa
 from flask import Response, jsonify, request
+from opentelemetry import trace
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from demo_services.patterns.discovery import CANDIDATES, DISCOVERY_SERVICE
 from demo_services.service import (
     Service,
     ServiceSettings,
@@ -42,11 +48,13 @@ instances = sa.Table(
     sa.Column("healthy", sa.Boolean, nullable=False),
     sa.Column("last_heartbeat", sa.Float, nullable=False),
 )
+LOOKUPS_ONLY = r"^(?!.*/services/)"
+"""FlaskInstrumentor's excluded URLs for the registry: every URL but a lookup's."""
 
 
 def create_service(settings: ServiceSettings) -> Service:
     """Build the registry service."""
-    service = make_service("registry", settings, traced=False)
+    service = make_service("registry", settings, untraced_urls=LOOKUPS_ONLY)
     app, engine = service.app, service.engine
     assert engine is not None
     # The registry starts empty, its table made anew (with the current columns).
@@ -115,7 +123,10 @@ def create_service(settings: ServiceSettings) -> Service:
         )
         with engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        return jsonify(service=name, instances=[_public(dict(r)) for r in rows])
+        found = [_public(dict(r)) for r in rows]
+        span = trace.get_current_span()
+        span.set_attributes({DISCOVERY_SERVICE: name, CANDIDATES: [i["instance_id"] for i in found]})
+        return jsonify(service=name, instances=found)
 
     def check_forever() -> None:
         while True:

@@ -34,12 +34,13 @@ import sqlalchemy as sa
 from flask import Flask, Response, abort, jsonify, request
 from opentelemetry import trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
+from opentelemetry.trace import Status, StatusCode
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from demo_services.client import InstanceOutOfService
+from demo_services.client import HTTP_STATUS, URL_FULL, InstanceOutOfService, failure_reason
 from demo_services.patterns.discovery import DiscoveryClient, Instance
 from demo_services.protocol import CONTROL_TOKEN_HEADER, ENDUSER_ID, OUT_OF_SERVICE_HEADER, USER_ID_HEADER
-from demo_services.telemetry import configure_tracing, use_stable_http_conventions
+from demo_services.telemetry import configure_tracing, inject_headers, use_stable_http_conventions
 
 LOOPBACK = ("127.0.0.1", "::1")
 SERVER_HEADER = "spyglass-demo"
@@ -175,13 +176,15 @@ def make_service(
     *,
     depends_on: list[str] | None = None,
     database: bool = True,
-    traced: bool = True,
+    untraced_urls: str = "health,control",
     trust_user_header: bool = True,
 ) -> Service:
     """Build the Flask app with /health and /control, a database file and discovery.
 
-    A service behind the gateway trusts its ``X-User-Id`` header (the gateway sets it from
-    a verified token) and records it as ``enduser.id`` on its server span; the gateway,
+    Requests whose URL matches one of the comma-separated regular expressions
+    ``untraced_urls`` get no span (FlaskInstrumentor's ``excluded_urls``). A service
+    behind the gateway trusts its ``X-User-Id`` header (the gateway sets it from a
+    verified token) and records it as ``enduser.id`` on its server span; the gateway,
     where outside requests enter, passes ``trust_user_header=False``.
     """
     app = Flask(name)
@@ -195,13 +198,13 @@ def make_service(
         # for a refused connection (its registration may not have expired from the cache).
         failover_errors=(requests.ConnectionError, InstanceOutOfService),
         cache_ttl_s=settings.discovery_cache_s,
+        describe=failure_reason,
     )
     service = Service(name, app, settings, chaos, list(depends_on or []), engine, discovery)
-    if traced:
-        # Instrument before any other hook: a hook that answers early (an injected error,
-        # a refused token) skips the hooks after it, and its request must still be traced.
-        use_stable_http_conventions()
-        FlaskInstrumentor().instrument_app(app, excluded_urls="health,control")
+    # Instrument before any other hook: a hook that answers early (an injected error,
+    # a refused token) skips the hooks after it, and its request must still be traced.
+    use_stable_http_conventions()
+    FlaskInstrumentor().instrument_app(app, excluded_urls=untraced_urls)
 
     if trust_user_header:
 
@@ -303,12 +306,22 @@ def create_schema(engine: sa.Engine, metadata: sa.MetaData) -> None:
 
 
 def lookup_instances(registry_url: str, service: str) -> list[Instance]:
-    """Ask the registry for the healthy instances of ``service`` (untraced)."""
+    """Ask the registry for the healthy instances of ``service``, with the trace context
+    of the current span (discovery's lookup span) in the request's headers; a registry
+    that cannot be asked marks that span as failed."""
+    span = trace.get_current_span()
+    headers: dict[str, str] = {}
+    inject_headers(headers)
+    url = f"{registry_url}/services/{service}"
+    span.set_attribute(URL_FULL, url)
     try:
-        response = requests.get(f"{registry_url}/services/{service}", timeout=1.0)
-    except requests.RequestException:
+        response = requests.get(url, headers=headers, timeout=1.0)
+    except requests.RequestException as err:
+        span.set_status(Status(StatusCode.ERROR, f"registry unreachable: {failure_reason(err)}"))
         return []
+    span.set_attribute(HTTP_STATUS, response.status_code)
     if response.status_code != 200:
+        span.set_status(Status(StatusCode.ERROR, f"registry answered {response.status_code}"))
         return []
     return [
         Instance(item["service"], item["instance_id"], item["url"], item.get("grpc_url") or "")

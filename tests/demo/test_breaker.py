@@ -1,4 +1,4 @@
-"""Unit tests for the circuit breaker wrapper and the discovery client."""
+"""Unit tests for the circuit breaker wrapper."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from demo_services.patterns.breaker import CircuitBreaker, CircuitOpenError
-from demo_services.patterns.discovery import DiscoveryClient, Instance, NoHealthyInstanceError
 from tests.demo.helpers import Spans
 from tests.helpers import wait_until
 
@@ -76,40 +75,6 @@ def test_breaker_ignores_errors_outside_failure_types() -> None:
         breaker.call(lambda: {}["missing"])
 
     assert breaker.state == "closed"
-
-
-def test_discovery_round_robins_and_fails_over() -> None:
-    a, b = Instance("inv", "a", "http://a"), Instance("inv", "b", "http://b")
-    lookups = []
-
-    def lookup(service: str) -> list[Instance]:
-        lookups.append(service)
-        return [a, b]
-
-    client = DiscoveryClient(lookup, cache_ttl_s=60, clock=lambda: 0.0)
-    seen = [client.call("inv", lambda i: i.instance_id) for _ in range(4)]
-    assert seen == ["a", "b", "a", "b"]
-    assert lookups == ["inv"]
-
-    def only_b(instance: Instance) -> str:
-        if instance.instance_id == "a":
-            raise ConnectionError("refused")
-        return instance.instance_id
-
-    assert [client.call("inv", only_b) for _ in range(3)] == ["b", "b", "b"]
-    assert client.instances("inv") == [b]
-
-
-def test_discovery_raises_when_no_instance_answers() -> None:
-    client = DiscoveryClient(lambda s: [Instance(s, "a", "http://a")], clock=lambda: 0.0)
-
-    def refuse(instance: Instance) -> None:
-        raise ConnectionError("refused")
-
-    with pytest.raises(NoHealthyInstanceError):
-        client.call("inv", refuse)
-    with pytest.raises(NoHealthyInstanceError):
-        DiscoveryClient(lambda s: [], clock=lambda: 0.0).call("inv", refuse)
 
 
 def test_calls_through_one_breaker_run_concurrently() -> None:

@@ -1,0 +1,153 @@
+"""Discovery and choreography on the real demo, as Spyglass's HTTP API shows them.
+
+The module's demo caches discovery answers for 20 s, so that a stopped instance is still
+a candidate when the next calls are made (with the default 2 s cache the registry may
+drop it first, and nothing would fail over).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from demo_services.launcher import Demo
+from tests.demo.helpers import (
+    TEST_ENV,
+    Jaeger,
+    describe,
+    is_true,
+    log_events,
+    parent_id,
+    process_tag,
+    service_of,
+    tag,
+)
+from tests.helpers import group_members, wait_until
+
+pytestmark = [pytest.mark.demo, pytest.mark.timeout(240)]
+ORDER = {"user_id": 1, "items": [{"product_id": 2, "quantity": 1}]}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """The demo, with a long discovery cache; every process stopped at the end."""
+    data_dir = tmp_path_factory.mktemp("discovery")
+    env = {**TEST_ENV, "SPYGLASS_DEMO_DISCOVERY_CACHE_S": "20"}
+    with Demo(data_dir=data_dir, env=env, out=io.StringIO()) as running:
+        yield running
+        groups = list(running.pids().values())
+    assert {group: group_members(group) for group in groups} == dict.fromkeys(groups, [])
+
+
+@pytest.fixture(scope="module")
+def jaeger(demo: Demo) -> Jaeger:
+    """Read traces from the demo's Spyglass."""
+    return Jaeger(demo.ui_url)
+
+
+@pytest.fixture
+def api(demo: Demo) -> requests.Session:
+    """An HTTP session to the gateway with the demo's bearer token."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {demo.api_token}"
+    return session
+
+
+def place_order(demo: Demo, api: requests.Session) -> dict[str, Any]:
+    """Place an order through the gateway; it must complete."""
+    response = api.post(f"{demo.gateway_url}/api/orders", json=ORDER, timeout=30)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def spans_named(trace: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The spans of ``trace`` called ``name``."""
+    return [s for s in trace["spans"] if s["operationName"] == name]
+
+
+def children(trace: dict[str, Any], span: dict[str, Any]) -> list[dict[str, Any]]:
+    """The spans of ``trace`` whose parent is ``span``."""
+    return [s for s in trace["spans"] if parent_id(s) == span["spanID"]]
+
+
+def test_a_lookup_is_a_span_with_the_registrys_own_span_under_it(
+    demo: Demo, api: requests.Session, jaeger: Jaeger
+) -> None:
+    place_order(demo, api)
+
+    def lookup_trace() -> dict[str, Any] | None:
+        for found in jaeger.find("orders", operation="discovery.lookup inventory"):
+            trace = jaeger.trace(found["traceID"])
+            lookup = spans_named(trace, "discovery.lookup inventory") if trace else []
+            if lookup and any(service_of(trace, s) == "registry" for s in children(trace, lookup[0])):
+                return trace
+        return None
+
+    trace = wait_until(lookup_trace, interval=0.3, message=describe(demo, "a traced lookup of inventory"))
+    [lookup] = spans_named(trace, "discovery.lookup inventory")
+    assert tag(lookup, "span.kind") == "client"
+    assert tag(lookup, "peer.service") == "registry"
+    assert is_true(tag(lookup, "discovery.cache.hit")) is False
+    # An array attribute reads back as a JSON string tag, as Jaeger shows it.
+    assert sorted(json.loads(tag(lookup, "discovery.candidates"))) == ["inventory-1", "inventory-2"]
+    assert tag(lookup, "discovery.instance.id") in {"inventory-1", "inventory-2"}
+    call = next(s for s in trace["spans"] if s["spanID"] == parent_id(lookup))
+    assert service_of(trace, call) == "orders" and tag(call, "peer.service") == "inventory"
+    [served] = [s for s in children(trace, lookup) if service_of(trace, s) == "registry"]
+    assert tag(served, "span.kind") == "server"
+    assert tag(served, "discovery.service") == "inventory"
+
+    wait_until(
+        lambda: "registry" in requests.get(f"{demo.ui_url}/api/services", timeout=5).json()["data"],
+        message=describe(demo, "registry in /api/services"),
+    )
+    operations = requests.get(f"{demo.ui_url}/api/services/registry/operations", timeout=5).json()["data"]
+    # Only lookups are traced: no registration, heartbeat or listing.
+    assert set(operations) == {"GET /services/<name>"}
+    assert ("orders", "registry") in jaeger.dependencies()
+
+
+def test_a_stopped_instance_is_a_fail_over_event_and_a_second_call_in_one_trace(
+    demo: Demo, api: requests.Session, jaeger: Jaeger
+) -> None:
+    place_order(demo, api)  # both instances are in the callers' discovery caches now
+    demo.control("inventory-1", stopped=True)
+    try:
+        # Each order calls inventory at least three times, in round-robin order, so one
+        # of these calls picks the stopped instance.
+        for _ in range(2):
+            place_order(demo, api)
+    finally:
+        demo.control("inventory-1", stopped=False)
+
+    def failed_over() -> dict[str, Any] | None:
+        for found in jaeger.find("orders", tags={"discovery.failed_over": "true"}):
+            trace = jaeger.trace(found["traceID"])
+            if trace and any(tag(s, "http.request.resend_count") for s in trace["spans"]):
+                served = [s for s in trace["spans"] if process_tag(trace, s, "service.instance.id") == "inventory-2"]
+                if served:
+                    return trace
+        return None
+
+    trace = wait_until(failed_over, interval=0.3, message=describe(demo, "a trace with a fail-over"))
+    call = next(s for s in trace["spans"] if is_true(tag(s, "discovery.failed_over")))
+    assert service_of(trace, call) == "orders" and tag(call, "span.kind") == "client"
+    assert tag(call, "discovery.instance.id") == "inventory-1"
+    [event] = log_events(call, "discovery.failover")
+    assert event["discovery.instance.id"] == "inventory-1"
+    assert event["discovery.next_instance.id"] == "inventory-2"
+    assert event["discovery.failover.reason"]
+    [retry] = [s for s in children(trace, call) if tag(s, "http.request.resend_count") is not None]
+    assert retry["operationName"] == call["operationName"]
+    assert tag(retry, "span.kind") == "client"
+    assert int(tag(retry, "http.request.resend_count")) == 1
+    assert tag(retry, "discovery.instance.id") == "inventory-2"
+    assert tag(retry, "error") is None
+    answered = [s for s in children(trace, retry) if service_of(trace, s) == "inventory"]
+    assert [process_tag(trace, s, "service.instance.id") for s in answered] == ["inventory-2"]
+    assert tag(call, "error") is None  # the caller got its answer
