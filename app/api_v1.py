@@ -148,9 +148,10 @@ def saga(saga_id: str) -> Any:
 
 @bp.get("/registry")
 def registry() -> Any:
-    """Registry instances with traffic, and declared versus observed dependencies."""
+    """Registry instances with traffic, declared versus observed dependencies, lookups per
+    caller and the latest discovery fail-overs."""
     window = parse_window()
-    topo, problem = registry_view(_store(), current_app.config["SPYGLASS_SETTINGS"].registry_url, window)
+    topo, discovery, problem = registry_view(_store(), current_app.config["SPYGLASS_SETTINGS"].registry_url, window)
     return jsonify(
         {
             "window": _window_json(window),
@@ -160,6 +161,8 @@ def registry() -> Any:
             "observed": [list(p) for p in topo.observed],
             "undeclared": [list(p) for p in topo.undeclared],
             "unseen": [list(p) for p in topo.unseen],
+            "lookups": [dataclasses.asdict(lk) for lk in discovery.lookups],
+            "failovers": [dataclasses.asdict(f) for f in discovery.failovers],
         }
     )
 

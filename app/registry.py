@@ -1,6 +1,6 @@
 """The registry page (/registry): instances, their health and traffic, declared versus
-observed topology. The registry is asked over HTTP at ``Settings.registry_url``
-(:mod:`app.registry_client`).
+observed topology, and discovery as traces show it (lookups per caller, fail-overs). The
+registry is asked over HTTP at ``Settings.registry_url`` (:mod:`app.registry_client`).
 
 The page itself never waits for the registry: it renders at once and loads the part
 that needs the registry from ``/registry/instances``, an htmx fragment that says plainly
@@ -33,13 +33,16 @@ def index() -> str:
 
 @bp.get("/registry/instances")
 def instances() -> str:
-    """The fragment: instances, health, traffic and the two topologies side by side."""
+    """The fragment: instances, health, traffic, the two topologies side by side, lookups
+    and fail-overs."""
     window = parse_window()
     settings = current_app.config["SPYGLASS_SETTINGS"]
-    topology, problem = registry_view(current_app.extensions["spyglass.store"], settings.registry_url, window)
+    store = current_app.extensions["spyglass.store"]
+    topology, discovery, problem = registry_view(store, settings.registry_url, window)
     return render_template(
         "registry/_body.html",
         topo=topology,
+        discovery=discovery,
         problem=problem,
         win=window,
         registry_url=settings.registry_url,

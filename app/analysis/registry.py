@@ -1,4 +1,10 @@
-"""Declared topology (the registry's ``depends_on``) beside the observed one (trace edges)."""
+"""Declared topology (the registry's ``depends_on``) beside the observed one (trace edges),
+and discovery as traces show it: lookups per calling service and recent fail-overs.
+
+Discovery follows docs/conventions.md ("Service discovery"): a lookup that asks the
+registry is a call ``caller -> registry``, and a fail-over is a ``discovery.failover``
+event on the span of the call that failed over.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from collectors.model import EdgeStats, InstanceActivity
+from collectors.model import EdgeStats, InstanceActivity, Span
+
+REGISTRY_SERVICE = "registry"
+"""The registry's ``service.name``: calls to it are lookups, not declared dependencies."""
+FAILED_OVER = "discovery.failed_over"
+FAILOVER_EVENT = "discovery.failover"
+_INSTANCE_ID = "discovery.instance.id"
+_NEXT_INSTANCE_ID = "discovery.next_instance.id"
+_REASON = "discovery.failover.reason"
+_PEER_SERVICE = "peer.service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +51,29 @@ class Topology:
     unregistered_activity: list[InstanceActivity]
 
 
+@dataclass(frozen=True, slots=True)
+class Lookups:
+    """The registry lookups one service made in the window (its discovery cache misses)."""
+
+    caller: str
+    count: int
+    error_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failover:
+    """One fail-over: a call from ``caller`` to ``service`` left ``failed`` for ``next``."""
+
+    time_ns: int
+    trace_id: str
+    span_id: str
+    caller: str
+    service: str
+    failed: str
+    next: str
+    reason: str
+
+
 def parse_instances(doc: Any) -> list[dict[str, Any]]:
     """The instance objects of a ``GET /instances`` answer (a list, or an object holding
     one under ``instances``); raises ValueError for any other shape."""
@@ -52,6 +90,8 @@ def compare_topology(
 
     Observed edges are calls between services (synchronous or asynchronous), not calls to
     uninstrumented peers; a declared dependency counts as seen if either kind occurred.
+    Lookups (calls to the registry) are how callers find their callees, not dependencies
+    an instance declares: :func:`lookups_by_caller` counts them apart.
     """
     by_instance = {(a.service, a.instance_id): a for a in activity}
     instances = []
@@ -76,7 +116,11 @@ def compare_topology(
             )
         )
     instances.sort(key=lambda i: (i.service, i.instance_id))
-    observed = {(e.parent, e.child) for e in edges if e.mode in ("sync", "async") and e.parent != e.child}
+    observed = {
+        (e.parent, e.child)
+        for e in edges
+        if e.mode in ("sync", "async") and e.parent != e.child and e.child != REGISTRY_SERVICE
+    }
     known = {(i.service, i.instance_id) for i in instances}
     return Topology(
         instances=instances,
@@ -86,6 +130,65 @@ def compare_topology(
         unseen=sorted(declared - observed),
         unregistered_activity=[a for key, a in sorted(by_instance.items()) if key not in known],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryActivity:
+    """What discovery did in a window: lookups per caller and the latest fail-overs."""
+
+    lookups: list[Lookups]
+    failovers: list[Failover]
+
+
+def discovery_activity(
+    edges: Iterable[EdgeStats], failover_traces: Iterable[Sequence[Span]], limit: int
+) -> DiscoveryActivity:
+    """Lookups per caller from the edges, and the newest ``limit`` fail-overs of the traces."""
+    return DiscoveryActivity(lookups_by_caller(edges), recent_failovers(failover_traces, limit))
+
+
+def lookups_by_caller(edges: Iterable[EdgeStats]) -> list[Lookups]:
+    """Registry lookups per calling service, most first. A lookup is counted once: from the
+    pair of the caller's lookup span and the registry's span when both were traced, else
+    from the lookup span's ``peer.service`` alone."""
+    modes: dict[str, dict[str, tuple[int, int]]] = {}
+    for e in edges:
+        if e.child == REGISTRY_SERVICE and e.parent != REGISTRY_SERVICE:
+            modes.setdefault(e.parent, {})[e.mode] = (e.call_count, e.error_count)
+    found = []
+    for caller, counts in modes.items():
+        count, errors = counts.get("sync") or counts.get("peer") or max(counts.values())
+        found.append(Lookups(caller, count, errors))
+    return sorted(found, key=lambda lk: (-lk.count, lk.caller))
+
+
+def recent_failovers(traces: Iterable[Sequence[Span]], limit: int) -> list[Failover]:
+    """The ``discovery.failover`` events of the traces' spans, newest first, at most ``limit``."""
+    found = []
+    for spans in traces:
+        for s in spans:
+            for event in s.events:
+                if event.name != FAILOVER_EVENT:
+                    continue
+                a = event.attributes
+                found.append(
+                    Failover(
+                        time_ns=event.time_ns,
+                        trace_id=s.trace_id,
+                        span_id=s.span_id,
+                        caller=s.service,
+                        service=_text(s.attributes.get(_PEER_SERVICE)),
+                        failed=_text(a.get(_INSTANCE_ID)),
+                        next=_text(a.get(_NEXT_INSTANCE_ID)),
+                        reason=_text(a.get(_REASON)),
+                    )
+                )
+    found.sort(key=lambda f: (f.time_ns, f.span_id), reverse=True)
+    return found[:limit]
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 def _heartbeat_text(value: object) -> str:

@@ -129,3 +129,46 @@ def failover(factory: Factory, service: str = "orders", instance: str = "invento
     with caller.start_as_current_span("POST inventory", kind=SpanKind.CLIENT) as call:
         call.add_event("discovery.failover", {"discovery.instance.id": instance, "error": error})
         return format(call.get_span_context().span_id, "016x")
+
+
+def discovery_failover(factory: Factory, reason: str = "connection refused") -> str:
+    """orders calls inventory through discovery (docs/conventions.md "Service discovery"):
+    a cache miss asks the registry under a lookup span, inventory-1 fails and the call
+    fails over to inventory-2 in a second CLIENT span. Returns the trace id."""
+    orders, registry = tracer(factory, "orders"), tracer(factory, "registry")
+    inventory_2 = tracer(factory, "inventory", **{"service.instance.id": "inventory-2"})
+    found = {"discovery.cache.hit": False, "discovery.candidates": ["inventory-1", "inventory-2"]}
+    with orders.start_as_current_span("POST /orders", kind=SpanKind.SERVER) as root:
+        with orders.start_as_current_span(
+            "POST inventory", kind=SpanKind.CLIENT, attributes={"peer.service": "inventory", **found}
+        ) as call:
+            with orders.start_as_current_span(
+                "discovery.lookup inventory",
+                kind=SpanKind.CLIENT,
+                attributes={"peer.service": "registry", "discovery.service": "inventory", **found},
+            ):
+                with registry.start_as_current_span("GET /services/<name>", kind=SpanKind.SERVER):
+                    pass
+            call.set_attribute("discovery.instance.id", "inventory-1")
+            call.set_attribute("discovery.failed_over", True)
+            call.add_event(
+                "discovery.failover",
+                {
+                    "discovery.instance.id": "inventory-1",
+                    "discovery.failover.reason": reason,
+                    "error.type": "ConnectionError",
+                    "discovery.next_instance.id": "inventory-2",
+                },
+            )
+            with orders.start_as_current_span(
+                "POST inventory",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "peer.service": "inventory",
+                    "http.request.resend_count": 1,
+                    "discovery.instance.id": "inventory-2",
+                },
+            ):
+                with inventory_2.start_as_current_span("POST /reservations", kind=SpanKind.SERVER):
+                    pass
+        return format(root.get_span_context().trace_id, "032x")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import requests
+from bs4 import BeautifulSoup
 
 from demo_services.launcher import Demo
 from tests.demo.helpers import (
@@ -151,3 +152,10 @@ def test_a_stopped_instance_is_a_fail_over_event_and_a_second_call_in_one_trace(
     answered = [s for s in children(trace, retry) if service_of(trace, s) == "inventory"]
     assert [process_tag(trace, s, "service.instance.id") for s in answered] == ["inventory-2"]
     assert tag(call, "error") is None  # the caller got its answer
+
+    # The registry page lists the fail-over and the lookups that reached the registry.
+    page = BeautifulSoup(requests.get(f"{demo.ui_url}/registry/instances", timeout=10).text, "html.parser")
+    rows = [[td.get_text(" ", strip=True) for td in tr.select("td")] for tr in page.select("tr.failover")]
+    assert ["orders → inventory", "inventory-1"] in [r[1:3] for r in rows], rows
+    callers = {tr.select("td")[0].get_text() for tr in page.select("table.lookups tr.lookup")}
+    assert "orders" in callers
