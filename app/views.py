@@ -15,7 +15,7 @@ from werkzeug.exceptions import Conflict, NotFound
 from app.analysis.breakers import BreakerView, edge_badges, summarize_breakers
 from app.analysis.graph import ServiceGraph, build_service_graph, rate_limit_of
 from app.analysis.overview import Moments, recent_compensations, service_health, troubled_breakers
-from app.analysis.registry import FAILED_OVER, DiscoveryActivity, Topology, compare_topology, discovery_activity
+from app.analysis.registry import DiscoveryActivity, Topology, compare_topology, discovery_activity
 from app.analysis.sagas import check_saga, failed_action, failed_step, failure_cause, outcome_counts, saga_timeline
 from app.analysis.stats import merge, red, sparkline
 from app.experiment_runner import ExperimentRunningError
@@ -25,7 +25,7 @@ from app.registry_client import RegistryUnavailableError, fetch_instances
 from app.scenarios import SCENARIOS, Scenario
 from app.window import Window
 from collectors.model import STATS_BUCKET_NS
-from collectors.store import SpanStore, TraceQuery
+from collectors.store import SpanStore
 
 TRACE_LINKS = 8
 """Slowest and failing traces linked from a node's details."""
@@ -34,7 +34,7 @@ RECENT_TRACES = 25
 MOMENTS = 6
 """Compensated sagas and fail-overs listed on the overview, each."""
 FAILOVERS_SHOWN = 10
-"""Latest discovery fail-overs (and traces read for them) on the registry page."""
+"""Latest discovery fail-overs on the registry page."""
 
 
 def breaker_views(store: SpanStore, window: Window) -> list[BreakerView]:
@@ -129,16 +129,13 @@ def registry_view(
     the registry could not be asked (or None)."""
     edges = store.find_edge_stats(window.start_ns, window.end_ns)
     activity = store.find_instance_activity(window.start_ns, window.end_ns)
-    failed_over = TraceQuery(
-        start_ns=window.start_ns, end_ns=window.end_ns, tags={FAILED_OVER: "true"}, limit=FAILOVERS_SHOWN
-    )
-    traces = [store.get_trace(t.trace_id) for t in store.find_traces(failed_over).traces]
+    failovers = store.find_failovers(window.start_ns, window.end_ns, FAILOVERS_SHOWN)
     try:
         raw = fetch_instances(registry_url)
         problem = None
     except RegistryUnavailableError as err:
         raw, problem = [], str(err)
-    return compare_topology(raw, edges, activity), discovery_activity(edges, traces, FAILOVERS_SHOWN), problem
+    return compare_topology(raw, edges, activity), discovery_activity(edges, failovers), problem
 
 
 def saga_counts(store: SpanStore) -> list[tuple[str, int]]:

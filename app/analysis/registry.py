@@ -1,9 +1,9 @@
 """Declared topology (the registry's ``depends_on``) beside the observed one (trace edges),
-and discovery as traces show it: lookups per calling service and recent fail-overs.
+and discovery as traces show it: lookups per calling service and the latest fail-overs.
 
 Discovery follows docs/conventions.md ("Service discovery"): a lookup that asks the
 registry is a call ``caller -> registry``, and a fail-over is a ``discovery.failover``
-event on the span of the call that failed over.
+event on the span of the call that failed over (kept at ingest, one row each).
 """
 
 from __future__ import annotations
@@ -13,16 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from collectors.model import EdgeStats, InstanceActivity, Span
+from collectors.model import EdgeStats, Failover, InstanceActivity
 
 REGISTRY_SERVICE = "registry"
 """The registry's ``service.name``: calls to it are lookups, not declared dependencies."""
-FAILED_OVER = "discovery.failed_over"
-FAILOVER_EVENT = "discovery.failover"
-_INSTANCE_ID = "discovery.instance.id"
-_NEXT_INSTANCE_ID = "discovery.next_instance.id"
-_REASON = "discovery.failover.reason"
-_PEER_SERVICE = "peer.service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +52,6 @@ class Lookups:
     caller: str
     count: int
     error_count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Failover:
-    """One fail-over: a call from ``caller`` to ``service`` left ``failed`` for ``next``."""
-
-    time_ns: int
-    trace_id: str
-    span_id: str
-    caller: str
-    service: str
-    failed: str
-    next: str
-    reason: str
 
 
 def parse_instances(doc: Any) -> list[dict[str, Any]]:
@@ -140,11 +120,9 @@ class DiscoveryActivity:
     failovers: list[Failover]
 
 
-def discovery_activity(
-    edges: Iterable[EdgeStats], failover_traces: Iterable[Sequence[Span]], limit: int
-) -> DiscoveryActivity:
-    """Lookups per caller from the edges, and the newest ``limit`` fail-overs of the traces."""
-    return DiscoveryActivity(lookups_by_caller(edges), recent_failovers(failover_traces, limit))
+def discovery_activity(edges: Iterable[EdgeStats], failovers: Iterable[Failover]) -> DiscoveryActivity:
+    """Lookups per caller from the edges, beside the latest fail-overs (newest first)."""
+    return DiscoveryActivity(lookups_by_caller(edges), list(failovers))
 
 
 def lookups_by_caller(edges: Iterable[EdgeStats]) -> list[Lookups]:
@@ -160,35 +138,6 @@ def lookups_by_caller(edges: Iterable[EdgeStats]) -> list[Lookups]:
         count, errors = counts.get("sync") or counts.get("peer") or max(counts.values())
         found.append(Lookups(caller, count, errors))
     return sorted(found, key=lambda lk: (-lk.count, lk.caller))
-
-
-def recent_failovers(traces: Iterable[Sequence[Span]], limit: int) -> list[Failover]:
-    """The ``discovery.failover`` events of the traces' spans, newest first, at most ``limit``."""
-    found = []
-    for spans in traces:
-        for s in spans:
-            for event in s.events:
-                if event.name != FAILOVER_EVENT:
-                    continue
-                a = event.attributes
-                found.append(
-                    Failover(
-                        time_ns=event.time_ns,
-                        trace_id=s.trace_id,
-                        span_id=s.span_id,
-                        caller=s.service,
-                        service=_text(s.attributes.get(_PEER_SERVICE)),
-                        failed=_text(a.get(_INSTANCE_ID)),
-                        next=_text(a.get(_NEXT_INSTANCE_ID)),
-                        reason=_text(a.get(_REASON)),
-                    )
-                )
-    found.sort(key=lambda f: (f.time_ns, f.span_id), reverse=True)
-    return found[:limit]
-
-
-def _text(value: object) -> str:
-    return "" if value is None else str(value)
 
 
 def _heartbeat_text(value: object) -> str:

@@ -260,6 +260,8 @@ failovers = sa.Table(
     sa.Column("instance_id", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("time_ns", sa.BigInteger, nullable=False),
+    sa.Column("callee", sa.Text, nullable=False, server_default=""),
+    sa.Column("next_instance_id", sa.Text, nullable=False, server_default=""),
     sa.Index("ix_failovers_time_ns", "time_ns"),
 )
 

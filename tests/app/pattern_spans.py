@@ -127,7 +127,7 @@ def failover(factory: Factory, service: str = "orders", instance: str = "invento
     the discovery client records it. Returns the span id of the call."""
     caller = tracer(factory, service)
     with caller.start_as_current_span("POST inventory", kind=SpanKind.CLIENT) as call:
-        call.add_event("discovery.failover", {"discovery.instance.id": instance, "error": error})
+        call.add_event("discovery.failover", {"discovery.instance.id": instance, "discovery.failover.reason": error})
         return format(call.get_span_context().span_id, "016x")
 
 

@@ -143,8 +143,9 @@ def test_saga_steps_keep_their_kind(store):
     assert [s.forward_only for s in steps] == [False, True, True, False]
 
 
-def failover_event(at: int, instance: object, error: object = "refused") -> SpanEvent:
-    return SpanEvent(NOW + at, "discovery.failover", {"discovery.instance.id": instance, "error": error})
+def failover_event(at: int, instance: object, error: object = "refused", **more: object) -> SpanEvent:
+    attrs = {"discovery.instance.id": instance, "discovery.failover.reason": error}
+    return SpanEvent(NOW + at, "discovery.failover", {**attrs, **more})
 
 
 def test_failovers_are_kept_once_each_newest_first_and_bounded(store):
@@ -167,6 +168,20 @@ def test_failovers_are_kept_once_each_newest_first_and_bounded(store):
     assert len(found[2].reason) == 500 and found[0].reason == "" and found[3].reason == "refused"
     assert [f.instance_id for f in store.find_failovers(start, end, limit=2)] == ["", "7"]
     assert store.find_failovers(NOW + 2, NOW + 3) == [found[2]]
+
+
+def test_a_failover_keeps_the_service_called_and_the_instance_tried_next(store):
+    call = span(
+        "a" * 16,
+        kind=KIND_CLIENT,
+        attrs={"peer.service": "inventory"},
+        events=(failover_event(1, "inventory-1", **{"discovery.next_instance.id": "inventory-2"}),),
+    )
+    store.write_spans([call, span("b" * 16, kind=KIND_CLIENT, events=(failover_event(2, "inventory-2"),))])
+    start, end = window(store)
+    found = {f.span_id: f for f in store.find_failovers(start, end)}
+    assert (found["a" * 16].callee, found["a" * 16].next_instance_id) == ("inventory", "inventory-2")
+    assert (found["b" * 16].callee, found["b" * 16].next_instance_id) == ("", "")
 
 
 def test_pruning_every_trace_empties_the_pattern_tables(store):

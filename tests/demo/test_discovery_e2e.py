@@ -53,9 +53,9 @@ def jaeger(demo: Demo) -> Jaeger:
 
 @pytest.fixture
 def api(demo: Demo) -> requests.Session:
-    """An HTTP session to the gateway with the demo's bearer token."""
+    """An HTTP session to the gateway, logged in as ada (user 1)."""
     session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {demo.api_token}"
+    session.headers["Authorization"] = demo.log_in("ada").header
     return session
 
 
@@ -85,7 +85,13 @@ def test_a_lookup_is_a_span_with_the_registrys_own_span_under_it(
         for found in jaeger.find("orders", operation="discovery.lookup inventory"):
             trace = jaeger.trace(found["traceID"])
             lookup = spans_named(trace, "discovery.lookup inventory") if trace else []
-            if lookup and any(service_of(trace, s) == "registry" for s in children(trace, lookup[0])):
+            ids = {s["spanID"] for s in trace["spans"]} if trace else set()
+            # Spans arrive in batches: wait for the registry's span and the call's as well.
+            if (
+                lookup
+                and parent_id(lookup[0]) in ids
+                and any(service_of(trace, s) == "registry" for s in children(trace, lookup[0]))
+            ):
                 return trace
         return None
 
@@ -94,9 +100,11 @@ def test_a_lookup_is_a_span_with_the_registrys_own_span_under_it(
     assert tag(lookup, "span.kind") == "client"
     assert tag(lookup, "peer.service") == "registry"
     assert is_true(tag(lookup, "discovery.cache.hit")) is False
-    # An array attribute reads back as a JSON string tag, as Jaeger shows it.
-    assert sorted(json.loads(tag(lookup, "discovery.candidates"))) == ["inventory-1", "inventory-2"]
-    assert tag(lookup, "discovery.instance.id") in {"inventory-1", "inventory-2"}
+    # An array attribute reads back as a JSON string tag, as Jaeger shows it. (A health
+    # check that timed out on a busy machine may have left one instance out for a moment.)
+    candidates = json.loads(tag(lookup, "discovery.candidates"))
+    assert candidates and set(candidates) <= {"inventory-1", "inventory-2"}
+    assert tag(lookup, "discovery.instance.id") == candidates[0]
     call = next(s for s in trace["spans"] if s["spanID"] == parent_id(lookup))
     assert service_of(trace, call) == "orders" and tag(call, "peer.service") == "inventory"
     [served] = [s for s in children(trace, lookup) if service_of(trace, s) == "registry"]
@@ -129,10 +137,12 @@ def test_a_stopped_instance_is_a_fail_over_event_and_a_second_call_in_one_trace(
     def failed_over() -> dict[str, Any] | None:
         for found in jaeger.find("orders", tags={"discovery.failed_over": "true"}):
             trace = jaeger.trace(found["traceID"])
-            if trace and any(tag(s, "http.request.resend_count") for s in trace["spans"]):
-                served = [s for s in trace["spans"] if process_tag(trace, s, "service.instance.id") == "inventory-2"]
-                if served:
-                    return trace
+            spans = trace["spans"] if trace else []
+            calls = [s for s in spans if is_true(tag(s, "discovery.failed_over"))]
+            retries = [s for s in spans if tag(s, "http.request.resend_count") is not None]
+            served = [s for s in spans if process_tag(trace, s, "service.instance.id") == "inventory-2"]
+            if calls and retries and any(parent_id(s) in {r["spanID"] for r in retries} for s in served):
+                return trace
         return None
 
     trace = wait_until(failed_over, interval=0.3, message=describe(demo, "a trace with a fail-over"))

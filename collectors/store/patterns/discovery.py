@@ -2,7 +2,8 @@
 
 A client that finds instances through the registry and gives up on one (it refused the
 connection, or said it is out of service) records the event on the span of the call
-before trying the next instance; the overview lists the latest ones.
+before trying the next instance (docs/conventions.md, "Service discovery"); the overview
+and the registry page list the latest ones.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from collectors.model import Failover, Span
-from collectors.store.patterns.conventions import FAILOVER_ERROR, FAILOVER_EVENT, FAILOVER_INSTANCE
+from collectors.store.patterns.conventions import (
+    FAILOVER_EVENT,
+    FAILOVER_INSTANCE,
+    FAILOVER_NEXT,
+    FAILOVER_REASON,
+    PEER_SERVICE,
+)
 from collectors.store.schema import failovers
 
 if TYPE_CHECKING:
@@ -37,8 +44,10 @@ def collect_failovers(s: Span, out: list[dict[str, Any]]) -> None:
                 "seq": seq,
                 "service": s.service,
                 "instance_id": _text(a.get(FAILOVER_INSTANCE)),
-                "reason": _text(a.get(FAILOVER_ERROR))[:REASON_LENGTH],
+                "reason": _text(a.get(FAILOVER_REASON))[:REASON_LENGTH],
                 "time_ns": event.time_ns,
+                "callee": _text(s.attributes.get(PEER_SERVICE)),
+                "next_instance_id": _text(a.get(FAILOVER_NEXT)),
             }
         )
 
@@ -67,6 +76,15 @@ class FailoverReader:
         )
         with self._database.connect() as conn:
             return [
-                Failover(r.service, r.instance_id, r.reason, r.time_ns, r.trace_id.hex(), r.span_id.hex())
+                Failover(
+                    r.service,
+                    r.instance_id,
+                    r.reason,
+                    r.time_ns,
+                    r.trace_id.hex(),
+                    r.span_id.hex(),
+                    r.callee,
+                    r.next_instance_id,
+                )
                 for r in conn.execute(stmt)
             ]
