@@ -27,7 +27,13 @@ def format_duration(ns: int) -> str:
     return f"{minutes}m{seconds:02d}s"
 
 
+def format_offset(ns: int) -> str:
+    """A signed offset from a start, as ``+12.3ms`` or ``-840µs``."""
+    return ("+" if ns >= 0 else "-") + format_duration(abs(ns))
+
+
 def register(app: Flask) -> None:
     """Install the filters."""
     app.add_template_filter(format_time, "time")
     app.add_template_filter(format_duration, "duration")
+    app.add_template_filter(format_offset, "offset")

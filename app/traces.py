@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request, url_for
-from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, NotFound
 
 from app import jaeger, otlp_json
@@ -25,144 +23,18 @@ from app.analysis.values import (
     EXCEPTION_TYPE,
     typed_attributes,
 )
+from app.analysis.waterfall import build_minimap, error_order, row_marks
 from app.htmx import is_htmx, render_page_or_fragment
-from app.params import parse_datetime, parse_duration, parse_limit, parse_logfmt_tags, parse_name, parse_trace_id
-from collectors.store import SORT_ORDERS, SpanStore, TraceQuery
+from app.params import parse_name, parse_trace_id
+from app.search_form import RANGE_LABELS, SORT_LABELS, STATUSES, SearchForm
+from collectors.store import SpanStore
 
 bp = Blueprint("traces", __name__)
 
-RANGES = {"15m": 15 * 60, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600, "custom": 0}
-RANGE_LABELS = {
-    "15m": "Last 15 minutes",
-    "1h": "Last hour",
-    "6h": "Last 6 hours",
-    "24h": "Last 24 hours",
-    "custom": "Custom range",
-}
-STATUSES = ("any", "error", "ok")
-SORT_LABELS = {"recent": "Most recent", "slowest": "Slowest", "spans": "Most spans", "errors": "Most errors"}
-DEFAULT_LIMIT = 20
 FIRST_PAGE_ROWS = 300
 """Waterfall rows rendered with the page; the rest load as the user scrolls."""
 MORE_ROWS = 1000
 MINIMAP_ROWS = 600
-_DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
-
-
-@dataclass
-class SearchForm:
-    """The search filters as typed (kept as text so the form shows what was sent)."""
-
-    service: str = ""
-    operation: str = ""
-    tags: str = ""
-    status: str = "any"
-    min_duration: str = ""
-    max_duration: str = ""
-    range: str = "1h"
-    start: str = ""
-    end: str = ""
-    limit: str = str(DEFAULT_LIMIT)
-    sort: str = "recent"
-    live: bool = False
-    errors: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_args(cls, args: MultiDict) -> SearchForm:
-        """Read the form from query parameters, defaults for what is missing."""
-        form = cls()
-        for name in (
-            "service",
-            "operation",
-            "tags",
-            "status",
-            "min_duration",
-            "max_duration",
-            "range",
-            "start",
-            "end",
-            "limit",
-            "sort",
-        ):
-            value = args.get(name)
-            if value is not None:
-                setattr(form, name, value.strip())
-        form.live = args.get("live") in ("1", "on", "true")
-        return form
-
-    def query(self, now_ns: int) -> TraceQuery | None:
-        """The store query, or None after recording a message per bad field in ``errors``."""
-        values: dict[str, Any] = {}
-        checks = {
-            "service": lambda: parse_name("service", self.service),
-            "operation": lambda: parse_name("operation", self.operation),
-            "tags": lambda: parse_logfmt_tags(self.tags),
-            "min_duration": lambda: parse_duration("min duration", self.min_duration),
-            "max_duration": lambda: parse_duration("max duration", self.max_duration),
-            "limit": lambda: parse_limit(self.limit, DEFAULT_LIMIT),
-            "range": lambda: self._window(now_ns),
-            "status": lambda: _choice("status", self.status, STATUSES),
-            "sort": lambda: _choice("sort", self.sort, SORT_ORDERS),
-        }
-        for name, check in checks.items():
-            try:
-                values[name] = check()
-            except BadRequest as err:
-                self.errors[name] = str(err.description)
-        lo, hi = values.get("min_duration"), values.get("max_duration")
-        if lo is not None and hi is not None and lo > hi:
-            self.errors["max_duration"] = f"max duration must not be below min duration, got {self.max_duration!r}"
-        if self.errors:
-            return None
-        start_ns, end_ns = values["range"]
-        return TraceQuery(
-            start_ns=start_ns,
-            end_ns=end_ns,
-            service=values["service"],
-            operation=values["operation"],
-            tags=values["tags"],
-            min_duration_ns=lo,
-            max_duration_ns=hi,
-            status=self.status,
-            limit=values["limit"],
-            sort=self.sort,
-        )
-
-    def _window(self, now_ns: int) -> tuple[int, int]:
-        if self.range not in RANGES:
-            raise BadRequest(f"range must be one of {', '.join(RANGES)}, got {self.range!r}")
-        if self.range != "custom":
-            return now_ns - RANGES[self.range] * 1_000_000_000, now_ns
-        start = parse_datetime("start", self.start)
-        end = parse_datetime("end", self.end) if self.end else now_ns
-        if start is None:
-            raise BadRequest("start is needed for a custom range, as 2024-05-01T13:45 (UTC)")
-        if end < start:
-            raise BadRequest(f"range end {self.end!r} is before its start {self.start!r}")
-        return start, end
-
-    def params(self, **overrides: Any) -> dict[str, Any]:
-        """Query parameters that reproduce this search (for links)."""
-        out = {
-            k: v
-            for k, v in {
-                "service": self.service,
-                "operation": self.operation,
-                "tags": self.tags,
-                "status": self.status,
-                "min_duration": self.min_duration,
-                "max_duration": self.max_duration,
-                "range": self.range,
-                "start": self.start if self.range == "custom" else "",
-                "end": self.end if self.range == "custom" else "",
-                "limit": self.limit,
-                "sort": self.sort,
-                "live": "1" if self.live else "",
-            }.items()
-            if v
-        }
-        out.update(overrides)
-        return out
 
 
 def _store() -> SpanStore:
@@ -223,16 +95,24 @@ def detail(trace_id: str) -> Any:
     last_open = max((r.index for r in view.rows if r.span.span_id in opened), default=0)
     shown = max(FIRST_PAGE_ROWS, last_open + 1)
     return render_page_or_fragment(
-        "traces/detail.html", "traces/_waterfall.html", **_waterfall_context(view, opened, 0, shown)
+        "traces/detail.html",
+        "traces/_waterfall.html",
+        **_waterfall_context(view, opened, 0, shown),
+        **_layout_context(view),
     )
 
 
 @bp.get("/traces/<trace_id>/rows")
 def rows(trace_id: str) -> str:
-    """The next page of waterfall rows, from ``offset`` (lazy loading of large traces)."""
+    """The next page of waterfall rows, from ``offset`` (lazy loading of large traces), and at
+    least up to row ``through`` when given."""
     view, opened = _trace_view(trace_id)
-    offset = _offset(request.args.get("offset"))
-    return render_template("traces/_rows.html", **_waterfall_context(view, opened, offset, offset + MORE_ROWS))
+    offset = _index("offset", request.args.get("offset"))
+    stop = offset + MORE_ROWS
+    if request.args.get("through"):
+        # "Next error" asks for every row up to the error it goes to.
+        stop = max(stop, _index("through", request.args["through"]) + 1)
+    return render_template("traces/_rows.html", **_waterfall_context(view, opened, offset, stop))
 
 
 @bp.get("/traces/<trace_id>/spans/<span_id>")
@@ -315,17 +195,23 @@ def _waterfall_context(view: TraceView, opened: list[str], start: int, stop: int
     more_url = None
     if stop < len(view.rows):
         more_url = url_for("traces.rows", trace_id=view.trace_id, offset=stop, **links["params"])
-    step = max(1, len(view.rows) // MINIMAP_ROWS)
     return {
         "view": view,
         "rows": rows,
+        "marks": row_marks(view, rows),
         "opened": opened,
         "panels": panels,
         "more_url": more_url,
-        "minimap": view.rows[::step],
-        "minimap_step": step,
-        "ticks": [(i / 4, view.duration_ns * i // 4) for i in range(5)],
         **links,
+    }
+
+
+def _layout_context(view: TraceView) -> dict[str, Any]:
+    """What only the whole waterfall shows: the minimap, the axis, the errors' order."""
+    return {
+        "minimap": build_minimap(view.rows, MINIMAP_ROWS),
+        "ticks": [(i / 4, view.duration_ns * i // 4) for i in range(5)],
+        "error_order": [[r.span_id, r.index] for r in error_order(view)],
     }
 
 
@@ -363,19 +249,13 @@ def _operation_names(store: SpanStore, service: str) -> list[str]:
     return sorted({name for _, name, _ in store.list_operations(service or None)})
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise BadRequest(f"{name} must be one of {', '.join(allowed)}, got {value[:40]!r}")
-    return value
-
-
-def _offset(raw: str | None) -> int:
+def _index(name: str, raw: str | None) -> int:
     try:
         value = int(raw or "0")
     except ValueError:
-        raise BadRequest(f"offset must be a non-negative integer, got {(raw or '')[:20]!r}") from None
+        raise BadRequest(f"{name} must be a non-negative integer, got {(raw or '')[:20]!r}") from None
     if value < 0:
-        raise BadRequest(f"offset must be a non-negative integer, got {raw!r}")
+        raise BadRequest(f"{name} must be a non-negative integer, got {raw!r}")
     return value
 
 

@@ -1,8 +1,13 @@
 // Waterfall island: collapse/expand, error and match navigation, open span panels in the
-// URL (?span=), and minimap zoom. Started from [data-waterfall]; htmx swaps the waterfall,
-// so every handler is delegated from document and re-reads the DOM when it runs.
+// URL (?span=), rows and bars that open their span, event-marker tooltips, duration
+// labels beside their bars, and minimap zoom. Started from [data-waterfall]; htmx swaps
+// the waterfall, so every handler is delegated from document and re-reads the DOM when it runs.
 (function () {
   "use strict";
+
+  // Room a duration label needs beside its bar, as a fraction of the track: the same rule
+  // as label_side() in app/analysis/waterfall.py, which places the labels of an unzoomed view.
+  var LABEL_ROOM = 0.15;
 
   function rowsOf(wf) { return Array.prototype.slice.call(wf.querySelectorAll(".wf-row")); }
 
@@ -50,6 +55,57 @@
     next.scrollIntoView({ block: "center" });
   }
 
+  function nameLink(row) { return row.querySelector(":scope > .wf-line .wf-name"); }
+
+  function openSpan(row) {
+    if (!row.classList.contains("open")) nameLink(row).click();
+  }
+
+  function closeSpan(row) {
+    row.querySelector(":scope > .wf-panel").replaceChildren();
+    row.classList.remove("open", "nav-opened");
+    syncUrl();
+  }
+
+  // "Next error" follows the server's cause order (deepest error first), held in
+  // data-error-order as [span id, row index] pairs. It opens each error's panel, closing
+  // the one it opened before; a row not loaded yet is fetched with every row up to it.
+  function goToError(wf, dir) {
+    var order;
+    try { order = JSON.parse(wf.dataset.errorOrder || "[]"); } catch (e) { order = []; }
+    if (!order.length) return;
+    var current = wf.querySelector(".wf-row.focused");
+    var at = -1;
+    for (var i = 0; current && i < order.length; i++) if (order[i][0] === current.dataset.spanId) at = i;
+    var next = at === -1 ? (dir > 0 ? 0 : order.length - 1) : (at + dir + order.length) % order.length;
+    var id = order[next][0];
+    var row = document.getElementById("row-" + id);
+    if (row) { focusRow(wf, row); return; }
+    var more = wf.querySelector(".wf-more");
+    if (!more || !window.htmx) return;
+    var url = more.getAttribute("hx-get") + "&through=" + encodeURIComponent(order[next][1]);
+    window.htmx.ajax("GET", url, { target: more, swap: "outerHTML" }).then(function () {
+      var loaded = document.getElementById("row-" + id);
+      if (loaded) focusRow(wf, loaded);
+    });
+  }
+
+  function focusRow(wf, row) {
+    var current = wf.querySelector(".wf-row.focused");
+    if (current) {
+      current.classList.remove("focused");
+      if (current !== row && current.classList.contains("nav-opened")) closeSpan(current);
+    }
+    row.classList.add("focused");
+    reveal(wf, row);
+    if (!row.classList.contains("open")) {
+      row.classList.add("nav-opened");
+      openSpan(row);
+    }
+    nameLink(row).focus({ preventScroll: true });
+    row.scrollIntoView({ block: "center" });
+  }
+
   // The open panels are the page's state: keep ?span= in step without adding history entries.
   function syncUrl() {
     var url = new URL(window.location.href);
@@ -71,7 +127,75 @@
     });
     var win = wf.querySelector(".mm-window");
     if (win) { win.setAttribute("x", String(from * 1000)); win.setAttribute("width", String(width * 1000)); }
+    placeLabels(wf);
   }
+
+  // Put each duration label on the side of its bar with room, in the current zoom.
+  function placeLabels(wf) {
+    var rows = wf.querySelector(".wf-rows");
+    var from = Number(rows.style.getPropertyValue("--va")) || 0;
+    var width = Number(rows.style.getPropertyValue("--vw")) || 1;
+    wf.querySelectorAll(".wf-track").forEach(function (track) {
+      var s = Number(track.style.getPropertyValue("--s")), w = Number(track.style.getPropertyValue("--w"));
+      var start = (s - from) / width, end = (s + w - from) / width;
+      var side = end <= 1 - LABEL_ROOM ? "right" : start >= LABEL_ROOM ? "left" : "inside";
+      var label = track.querySelector(".wf-dur");
+      if (label) label.className = "wf-dur at-" + side;
+    });
+  }
+
+  // One tooltip for every event marker, filled from the marker's hidden details (cloned
+  // nodes, so span text stays text) and placed beside it within the window.
+  function tooltip() {
+    var tip = document.getElementById("wf-tip");
+    if (!tip) {
+      tip = document.createElement("div");
+      tip.id = "wf-tip";
+      tip.className = "wf-tip";
+      tip.setAttribute("role", "tooltip");
+      tip.hidden = true;
+      document.body.appendChild(tip);
+    }
+    return tip;
+  }
+
+  function showTip(marker) {
+    var detail = marker.querySelector(".wf-event-detail");
+    if (!detail) return;
+    var tip = tooltip();
+    tip.replaceChildren.apply(tip, Array.prototype.map.call(detail.children, function (c) { return c.cloneNode(true); }));
+    tip.hidden = false;
+    var box = marker.getBoundingClientRect();
+    var left = Math.min(Math.max(4, box.left + box.width / 2 - tip.offsetWidth / 2), window.innerWidth - tip.offsetWidth - 4);
+    var top = box.bottom + 6;
+    if (top + tip.offsetHeight > window.innerHeight - 4) top = Math.max(4, box.top - tip.offsetHeight - 6);
+    tip.style.left = left + "px";
+    tip.style.top = top + "px";
+  }
+
+  function hideTip() {
+    var tip = document.getElementById("wf-tip");
+    if (tip) tip.hidden = true;
+  }
+
+  document.addEventListener("mouseover", function (event) {
+    var marker = event.target.closest && event.target.closest(".wf-event");
+    if (marker) showTip(marker);
+  });
+  document.addEventListener("mouseout", function (event) {
+    var marker = event.target.closest && event.target.closest(".wf-event");
+    if (marker && !marker.contains(event.relatedTarget) && document.activeElement !== marker) hideTip();
+  });
+  document.addEventListener("focusin", function (event) {
+    var marker = event.target.closest && event.target.closest(".wf-event");
+    if (marker) showTip(marker); else hideTip();
+  });
+  document.addEventListener("focusout", function (event) {
+    if (event.target.closest && event.target.closest(".wf-event")) hideTip();
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") hideTip();
+  });
 
   function formatNs(ns) {
     if (ns < 1e3) return Math.round(ns) + "ns";
@@ -94,16 +218,21 @@
     } else if (target.closest("[data-expand-all]")) {
       rowsOf(wf).forEach(function (r) { r.classList.remove("collapsed"); });
       applyCollapse(wf);
+    } else if (target.closest("[data-nav-error]")) {
+      goToError(wf, Number(target.closest("[data-nav-error]").dataset.dir));
     } else if (target.closest("[data-nav]")) {
       var nav = target.closest("[data-nav]");
       navigate(wf, nav.dataset.nav, Number(nav.dataset.dir));
     } else if (target.closest("[data-close-span]")) {
-      var row = target.closest(".wf-row");
-      row.querySelector(".wf-panel").replaceChildren();
-      row.classList.remove("open");
-      syncUrl();
+      closeSpan(target.closest(".wf-row"));
     } else if (target.closest("[data-zoom-reset]")) {
       setZoom(wf, 0, 1);
+    } else if (target.closest(".wf-event")) {
+      openSpan(target.closest(".wf-row"));
+    } else if (target.closest("[data-open-span]") && !target.closest("a, button, input")) {
+      // A click anywhere on a row's line (its bar included) opens the span, or closes it.
+      var line = target.closest("[data-open-span]").parentElement;
+      if (line.classList.contains("open")) closeSpan(line); else openSpan(line);
     }
   });
 
@@ -113,9 +242,19 @@
       panel.closest(".wf-row").classList.add("open");
       syncUrl();
     }
-    var wf = panel.closest && panel.closest("[data-waterfall]");
-    if (wf) applyCollapse(wf);
+    // A page of rows replaces the .wf-more it was loaded by (outerHTML), and htmx then
+    // reports one swap per new row: tidy the whole waterfall once, after the last of them.
+    if (!tidying) {
+      tidying = true;
+      window.requestAnimationFrame(function () {
+        tidying = false;
+        var wf = document.querySelector("[data-waterfall]");
+        if (wf) { applyCollapse(wf); placeLabels(wf); }
+      });
+    }
+    hideTip();
   });
+  var tidying = false;
 
   // Minimap: drag across it to zoom the waterfall to that time window; a click resets.
   var drag = null;

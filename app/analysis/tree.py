@@ -200,13 +200,13 @@ def build_trace_view(spans: list[Span], *, adjust_skew: bool = True, query: str 
 
 
 def span_matches(span: Span, needle: str) -> bool:
-    """Whether a lower-cased search string occurs in a span's name, service, id or attributes."""
+    """Whether a lower-cased search string occurs in a span's name, service, id, status
+    message, attributes, or its events' names and attributes."""
     if needle in span.name.lower() or needle in span.service.lower() or needle == span.span_id:
         return True
-    for key, value in span.attributes.items():
-        if needle in key.lower() or needle in str(value).lower() or needle in f"{key}={value}".lower():
-            return True
-    return False
+    if needle in span.status_message.lower() or _attributes_match(span.attributes, needle):
+        return True
+    return any(needle in e.name.lower() or _attributes_match(e.attributes, needle) for e in span.events)
 
 
 def trace_operation_stats(view: TraceView) -> list[TraceOperationStats]:
@@ -237,6 +237,13 @@ def critical_path_ids(view: TraceView) -> list[str]:
 
 
 # -- private helpers ------------------------------------------------------------------------
+
+
+def _attributes_match(attributes: dict, needle: str) -> bool:
+    for key, value in attributes.items():
+        if needle in key.lower() or needle in str(value).lower() or needle in f"{key}={value}".lower():
+            return True
+    return False
 
 
 @dataclass(slots=True)

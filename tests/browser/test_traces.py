@@ -187,9 +187,9 @@ def test_next_error_walks_error_spans_and_loads_more_rows_of_a_huge_trace(page, 
     errors_loaded = page.locator(".wf-row.is-error").count()
     assert errors_loaded >= 1
     for _ in range(errors_loaded):
-        page.click("button[data-nav=is-error][data-dir='1']")
+        page.click("button[data-nav-error][data-dir='1']")
     focused = page.locator(".wf-row.focused")
     assert "is-error" in focused.get_attribute("class")
     assert focused.get_attribute("id") == page.locator(".wf-row.is-error").nth(errors_loaded - 1).get_attribute("id")
-    page.click("button[data-nav=is-error][data-dir='1']")
+    page.click("button[data-nav-error][data-dir='1']")
     page.wait_for_function(f"() => document.querySelectorAll('.wf-row').length > {loaded}")

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.analysis.tree import build_trace_view, trace_operation_stats
-from collectors.model import STATUS_ERROR, Resource, Span, SpanLink
+from collectors.model import STATUS_ERROR, Resource, Span, SpanEvent, SpanLink
 
 TRACE = "ab" * 16
 MS = 1_000_000
@@ -124,6 +124,19 @@ def test_search_matches_name_service_and_attributes():
     assert [r.match for r in build_trace_view(spans, query="cart").rows] == [True, False, False]
     assert [r.match for r in build_trace_view(spans, query="user.id=u-42").rows] == [False, True, False]
     assert build_trace_view(spans, query="PAYMENTS").match_count == 1
+
+
+def test_search_matches_status_messages_event_names_and_event_attributes():
+    spans = [
+        span(1, None, 0, 10, status_code=STATUS_ERROR, status_message="card Declined"),
+        span(2, 1, 1, 2, events=(SpanEvent(MS, "circuit_breaker.state_change", {"circuit_breaker.state.to": "open"}),)),
+        span(3, 1, 3, 4, events=(SpanEvent(3 * MS, "exception", {"exception.message": "processor declined"}),)),
+        span(4, 1, 5, 6, attributes={"note": "nothing here"}),
+    ]
+    assert [r.match for r in build_trace_view(spans, query="declined").rows] == [True, False, True, False]
+    assert [r.match for r in build_trace_view(spans, query="state_change").rows] == [False, True, False, False]
+    assert [r.match for r in build_trace_view(spans, query="state.to=open").rows] == [False, True, False, False]
+    assert build_trace_view(spans, query="refused").match_count == 0
 
 
 def test_links_are_shown_both_ways():
