@@ -117,7 +117,9 @@ def sagas() -> Any:
     rows, truncated = saga_rows(_store(), outcome, parse_limit(request.args.get("limit"), default=50))
     return jsonify(
         {
-            "sagas": [{**_saga_json(r["saga"]), "failed_step": r["failed_step"]} for r in rows],
+            "sagas": [
+                {**_saga_json(r["saga"]), "failed_step": r["failed_step"], "reason": r["reason"] or None} for r in rows
+            ],
             "truncated": truncated,
         }
     )

@@ -144,13 +144,20 @@ def saga_counts(store: SpanStore) -> list[tuple[str, int]]:
 
 
 def saga_rows(store: SpanStore, outcome: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
-    """Sagas, most recent first, each with its failed step (if any)."""
+    """Sagas, most recent first, each with its failed step (if any) and, for one that did
+    not complete, why: the reason its trace's summary keeps (its deepest error span)."""
     found = store.find_sagas(outcome=outcome, limit=limit)
     steps = store.find_saga_steps([s.saga_id for s in found.sagas])
+    unfinished = {s.saga_id: s.trace_id for s in found.sagas if s.status in ("compensated", "failed")}
+    summaries = {t.trace_id: t for t in store.get_summaries(sorted(set(unfinished.values())))}
     rows = []
     for s in found.sagas:
         failed = failed_action(steps.get(s.saga_id, []))
-        rows.append({"saga": s, "failed_step": failed.step if failed else None})
+        reason = ""
+        if s.saga_id in unfinished:
+            summary = summaries.get(s.trace_id)
+            reason = (summary.failure if summary else "") or "unknown"
+        rows.append({"saga": s, "failed_step": failed.step if failed else None, "reason": reason})
     return rows, found.truncated
 
 

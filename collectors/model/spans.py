@@ -132,7 +132,8 @@ class SpanOutline:
 
 @dataclass(frozen=True, slots=True)
 class TraceSummary:
-    """Per-trace figures kept up to date at ingest so listing traces scans no spans."""
+    """Per-trace figures kept up to date at ingest so listing traces scans no spans; the
+    failure's service and reason are those of the deepest error span."""
 
     trace_id: str
     root_service: str
@@ -143,11 +144,24 @@ class TraceSummary:
     error_count: int
     services: tuple[str, ...] = ()
     received_ns: int = 0
+    failure_service: str | None = None
+    failure_reason: str | None = None
 
     @property
     def duration_ns(self) -> int:
         """Duration of the whole trace, first start to last end."""
         return max(0, self.end_ns - self.start_ns)
+
+    @property
+    def failure(self) -> str:
+        """Why the trace failed, in a line: ``payment: card declined`` (the reason of its
+        deepest error span), ``unknown`` for an error stored before reasons were kept,
+        and empty when no span failed."""
+        if not self.error_count:
+            return ""
+        if self.failure_reason is None:
+            return "unknown"
+        return f"{self.failure_service}: {self.failure_reason}" if self.failure_service else self.failure_reason
 
 
 @dataclass(frozen=True, slots=True)

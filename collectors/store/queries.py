@@ -341,4 +341,6 @@ def _summary(r: Any) -> TraceSummary:
         error_count=r.error_count,
         services=tuple(_rows.loads(r.services)),
         received_ns=r.received_ns,
+        failure_service=r.failure_service,
+        failure_reason=r.failure_reason,
     )

@@ -68,6 +68,12 @@ trace_summaries = sa.Table(
     sa.Column("error_count", sa.Integer, nullable=False),
     sa.Column("services", sa.Text, nullable=False),
     sa.Column("received_ns", sa.BigInteger, nullable=False),
+    # The deepest error span (the likely cause of the failure), its service and reason:
+    # its status message, else its exception. NULL: no error span, or one stored before
+    # reasons were kept.
+    sa.Column("failure_span_id", sa.LargeBinary(8), nullable=True),
+    sa.Column("failure_service", sa.Text, nullable=True),
+    sa.Column("failure_reason", sa.Text, nullable=True),
     sa.Index("ix_trace_summaries_start_ns", "start_ns"),
     sa.Index("ix_trace_summaries_received_ns", "received_ns"),
 )

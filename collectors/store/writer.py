@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from collectors.model import KIND_CONSUMER, KIND_PRODUCER, STATUS_ERROR, Span, SpanLink
+from collectors.model import KIND_CONSUMER, KIND_PRODUCER, STATUS_ERROR, Span, SpanEvent, SpanLink
 from collectors.store import rows as _rows
 from collectors.store import tag_index
 from collectors.store.bulk import insert_ignoring_duplicates, lock_traces, select_in, upsert
@@ -31,7 +31,15 @@ from collectors.store.schema import (
     trace_summaries,
     unpaired_consumers,
 )
-from collectors.store.summaries import SUMMARY_COLUMNS, SUMMARY_SETS, summary_rows, with_stored_services
+from collectors.store.summaries import (
+    SUMMARY_COLUMNS,
+    SUMMARY_SETS,
+    deepest_errors,
+    failure_reason,
+    summary_rows,
+    with_failure,
+    with_stored_services,
+)
 
 WRITE_ATTEMPTS = 3
 """Tries of a batch's transaction when PostgreSQL aborts it to break a deadlock or a
@@ -105,12 +113,13 @@ class Writer:
         lock_traces(conn, list(trace_keys | linked))
         # Services already recorded per stored trace: which traces exist, and what the
         # summary upsert merges with.
-        existing = {
-            trace_id: _rows.loads(services)
-            for trace_id, services in select_in(
-                conn, trace_summaries, ("trace_id", "services"), "trace_id", list(trace_keys)
-            )
-        }
+        existing: dict[bytes, list[str]] = {}
+        stored_failures: dict[bytes, bytes | None] = {}
+        for trace_id, services, failure in select_in(
+            conn, trace_summaries, ("trace_id", "services", "failure_span_id"), "trace_id", list(trace_keys)
+        ):
+            existing[trace_id] = _rows.loads(services)
+            stored_failures[trace_id] = failure
         if existing:
             # Some traces have spans stored already: drop spans already stored (a retry),
             # and pair the new spans with the stored ones for edges.
@@ -130,6 +139,7 @@ class Writer:
         summaries = prepared.summaries
         if existing:
             summaries = [with_stored_services(row, existing) for row in summaries]
+        summaries = self._with_failures(conn, summaries, prepared.by_id, stored_failures)
         upsert(conn, trace_summaries, SUMMARY_COLUMNS, ("trace_id",), SUMMARY_SETS, summaries)
         insert_ignoring_duplicates(conn, trace_services, ("service", "start_ns", "trace_id"), prepared.services)
         tag_index.write(conn, prepared.tags)
@@ -145,6 +155,47 @@ class Writer:
         write_edge_stats(conn, prepared.calls.stats)
         write_pattern_rows(self._database, conn, prepared.patterns)
         return new_ops, len(unique)
+
+
+    def _with_failures(
+        self,
+        conn: Connection,
+        summaries: list[tuple],
+        known: dict[tuple[str, str], StoredSpan | Span],
+        stored: dict[bytes, bytes | None],
+    ) -> list[tuple]:
+        """The summary rows with the reason of each trace's deepest error span, judged over
+        its stored and new spans; a row keeps NULLs (the stored reason stands) when that
+        span is the one already recorded. A stored span's reason is read back (rare: its
+        batch judged another span deeper, or it was stored before reasons were kept)."""
+        deepest = deepest_errors({row[0].hex() for row in summaries}, known)
+        if not deepest:
+            return summaries
+        reasons: dict[bytes, tuple[bytes, str, str]] = {}
+        wanted: list[tuple[bytes, bytes]] = []
+        for trace_id, x in deepest.items():
+            key, span_key = bytes.fromhex(trace_id), bytes.fromhex(x.span_id)
+            if isinstance(x, Span):
+                reasons[key] = (span_key, x.service, failure_reason(x.name, x.status_message, x.events, x.attributes))
+            elif stored.get(key) != span_key:
+                wanted.append((key, span_key))
+        if wanted:
+            reasons.update(self._stored_reasons(conn, wanted))
+        return [with_failure(row, *reasons[row[0]]) if row[0] in reasons else row for row in summaries]
+
+    def _stored_reasons(self, conn: Connection, wanted: list[tuple[bytes, bytes]]) -> dict[bytes, tuple[bytes, str, str]]:
+        c = spans.c
+        rows = conn.execute(
+            sa.select(c.trace_id, c.span_id, c.service, c.name, c.status_message, c.events, c.attributes).where(
+                sa.tuple_(c.trace_id, c.span_id).in_(wanted)
+            )
+        ).all()
+        attributes = self._catalog.decode_attributes(conn, [r.attributes for r in rows])
+        out = {}
+        for r, attrs in zip(rows, attributes, strict=True):
+            events = [SpanEvent(t, n, a, d) for t, n, a, d in _rows.loads(r.events)] if r.events else []
+            out[r.trace_id] = (r.span_id, r.service, failure_reason(r.name, r.status_message or "", events, attrs))
+        return out
 
 
 @dataclass(slots=True)

@@ -142,7 +142,8 @@ def test_search_page_keeps_the_filters_in_the_form_and_lists_what_each_trace_sho
     assert doc.select_one("select[name=sort] option[selected]")["value"] == "errors"
     row = doc.select_one("tr.trace-row")
     cells = [td.get_text(" ", strip=True) for td in row.select("td:not(.pick-col)")]
-    assert cells[0].startswith("gateway GET /") and cells[2] == "300ms" and cells[3:5] == ["9", "3"]
+    assert cells[0].startswith("gateway GET /") and cells[2] == "300ms"
+    assert cells[3:5] == ["9", "3 orders: child 1: status ERROR, with no message"], "errors and why"
     assert [t.get_text() for t in row.select(".svc-tag")] == ["gateway", "orders"]
     assert row.select_one("a.trace-link")["href"] == f"/traces/{3:032x}"
     assert len(doc.select(".scatter a.dot.error")) == 1, "trace 4's error is not on an orders span"
