@@ -111,7 +111,7 @@ def test_a_trace_without_errors_has_no_reason(store: SpanStore):
 
 def test_a_trace_stored_before_reasons_says_unknown_until_its_next_span(database_url: str):
     engine = sa.create_engine(database_url)
-    upgrade(engine, "0012")
+    upgrade(engine, "0013")
     old = declined_order()
     with engine.begin() as conn:
         store_without_reasons(conn, old[:5])
@@ -126,7 +126,7 @@ def test_a_trace_stored_before_reasons_says_unknown_until_its_next_span(database
 
 
 def store_without_reasons(conn: sa.Connection, spans: list[Span]) -> None:
-    """Write spans (without attributes) as a release at revision 0012 did: its summaries
+    """Write spans (without attributes) as a release at revision 0013 did: its summaries
     have no failure columns."""
     for service in ("gateway", "orders", "payment"):
         conn.execute(

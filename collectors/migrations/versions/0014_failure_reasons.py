@@ -1,7 +1,7 @@
 """Why a trace failed, kept in its summary: the deepest error span, its service and reason.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 
 Traces stored before the upgrade have none (NULL): their lists say the reason is unknown
 until another span of the trace arrives, when the writer judges the trace's spans again.
@@ -10,8 +10,8 @@ until another span of the trace arrives, when the writer judges the trace's span
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
