@@ -5,8 +5,8 @@ counts earlier siblings with the same service and operation (siblings in start o
 Two spans in different traces match when their keys are equal. Keys are interned as
 small integers shared by both traces, so matching is linear in the number of spans.
 
-The merged tree lists every key once, A's order first and B-only spans after their A
-siblings; each row carries both durations, the change from A to B in ns and as a ratio,
+The merged tree lists every key once, siblings in A's order with B-only spans slotted
+in by their start (relative to their parent); each row carries both durations, the change from A to B in ns and as a ratio,
 its level on a diverging scale (-3 much faster .. +3 much slower) and the text that says
 the same thing without colour. Pure: no Flask, no SQL.
 """
@@ -244,7 +244,8 @@ def span_keys(spans: list[AnySpan], intern: dict[tuple[int, str, str, int], int]
 
 
 def compare_traces(a: list[AnySpan], b: list[AnySpan]) -> TraceDiff:
-    """Merge the two span trees; A's order first, B-only spans after their A siblings."""
+    """Merge the two span trees: siblings in A's order, a B-only span placed among them
+    by when it started after its parent."""
     intern: dict[tuple[int, str, str, int], int] = {}
     a_by = span_keys(a, intern)
     b_by = span_keys(b, intern)
@@ -254,6 +255,19 @@ def compare_traces(a: list[AnySpan], b: list[AnySpan]) -> TraceDiff:
         children[steps[key][0]].append(key)
     a_start, a_end = _bounds(a)
     b_start, b_end = _bounds(b)
+
+    def offset(key: int) -> int:
+        # When the span started after its parent (or its trace, for a root), in its trace.
+        parent = steps[key][0]
+        if key in a_by:
+            above = a_by.get(parent)
+            return a_by[key].start_ns - (above.start_ns if above else a_start)
+        above = b_by.get(parent)
+        return b_by[key].start_ns - (above.start_ns if above else b_start)
+
+    for siblings in children.values():
+        if len(siblings) > 1 and siblings[-1] not in a_by:
+            siblings.sort(key=offset)  # stable: A's order kept, B-only spans slotted in by start
     scale = max(1, a_end - a_start, b_end - b_start)
     rows: list[DiffRow] = []
     stack: list[tuple[int, int | None, int]] = [(k, None, 0) for k in reversed(children[0])]

@@ -38,19 +38,25 @@ def test_extra_and_missing_spans_and_duration_change():
     assert [r.parent_index for r in diff.rows] == [None, 0, 0, 0]
 
 
-def test_the_merged_tree_keeps_a_order_and_puts_b_only_spans_after_their_a_siblings():
+def test_the_merged_tree_keeps_a_order_and_slots_b_only_spans_in_by_start():
     a = [span(1, None, 0, 100, name="root"), span(2, 1, 10, 20, name="x"), span(3, 1, 30, 40, name="y")]
-    b = [span(1, None, 0, 100, name="root"), span(4, 1, 0, 5, name="new"), span(3, 1, 30, 40, name="y")]
+    b = [
+        span(1, None, 500, 600, name="root"),
+        span(4, 1, 520, 525, name="new"),
+        span(3, 1, 530, 540, name="y"),
+        span(5, 1, 590, 595, name="late"),
+    ]
     diff = compare_traces(a, b)
     assert [(r.operation, r.where, r.depth) for r in diff.rows] == [
         ("root", BOTH, 0),
         ("x", ONLY_A, 1),
-        ("y", BOTH, 1),
         ("new", ONLY_B, 1),
+        ("y", BOTH, 1),
+        ("late", ONLY_B, 1),
     ]
     assert diff.rows[0].has_children and not diff.rows[1].has_children
     assert (diff.rows[1].a_span_id, diff.rows[1].b_span_id) == (f"{2:016x}", "")
-    assert (diff.rows[3].a_span_id, diff.rows[3].b_span_id) == ("", f"{4:016x}")
+    assert (diff.rows[2].a_span_id, diff.rows[2].b_span_id) == ("", f"{4:016x}")
 
 
 def test_biggest_changes_come_first_by_absolute_ms_with_added_and_missing_spans():
