@@ -64,11 +64,12 @@ class UserDirectoryServer(users_pb2_grpc.UserDirectoryServicer):
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=SERVER_THREADS, thread_name_prefix="grpc"),
             interceptors=[server_interceptor()],
+            # A port another process holds is an error here, not a port silently shared.
+            options=[("grpc.so_reuseport", 0)],
         )
         users_pb2_grpc.add_UserDirectoryServicer_to_server(self, self._server)
+        # Raises RuntimeError when the port is taken; port 0 picks a free one.
         bound = self._server.add_insecure_port(f"127.0.0.1:{port}")
-        if not bound:
-            raise OSError(f"cannot listen for gRPC on 127.0.0.1:{port}")
         self.address = f"127.0.0.1:{bound}"
 
     def start(self) -> None:

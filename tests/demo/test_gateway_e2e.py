@@ -45,6 +45,12 @@ def token(key: str, **claims: Any) -> str:
     return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm="HS256")
 
 
+def unsigned() -> str:
+    """A valid-looking token for user 1 with no signature at all (``alg: none``)."""
+    now = int(time.time())
+    return jwt.encode({"sub": "1", "aud": AUDIENCE, "iat": now, "exp": now + 60}, None, algorithm="none")
+
+
 def status_code(span: dict[str, Any]) -> Any:
     """The HTTP status code of a span, under the stable or the older attribute name."""
     value = tag(span, "http.response.status_code")
@@ -99,13 +105,26 @@ def test_login_without_credentials_is_a_400(demo: Demo) -> None:
         (lambda key: None, "missing"),
         (lambda key: "Basic YWRhOnNweWdsYXNz", "missing"),
         (lambda key: f"Bearer {token('another key of at least thirty-two bytes')}", "bad signature"),
+        (lambda key: f"Bearer {unsigned()}", "bad signature"),
         (lambda key: f"Bearer {token(key, iat=int(time.time()) - 120, exp=int(time.time()) - 60)}", "expired"),
+        (lambda key: f"Bearer {token(key, iat=int(time.time()) + 120, exp=int(time.time()) + 600)}", "not yet valid"),
         (lambda key: f"Bearer {token(key, aud='someone-else')}", "wrong audience"),
         (lambda key: f"Bearer {token(key, aud=None)}", "wrong audience"),
         (lambda key: f"Bearer {token(key, sub=None)}", "malformed"),
         (lambda key: "Bearer not.a.token", "malformed"),
     ],
-    ids=["no header", "not bearer", "forged", "expired", "other audience", "no audience", "no subject", "garbage"],
+    ids=[
+        "no header",
+        "not bearer",
+        "forged",
+        "alg none",
+        "expired",
+        "issued later",
+        "other audience",
+        "no audience",
+        "no subject",
+        "garbage",
+    ],
 )
 def test_a_token_that_does_not_verify_gets_401_with_the_reason(demo: Demo, make: Any, reason: str) -> None:
     answer = get_products(demo, make(demo.token_key))
