@@ -115,7 +115,9 @@ class TraceReader:
             earlier = sa.or_(t.start_ns < this.start_ns, sa.and_(t.start_ns == this.start_ns, t.trace_id < key))
             stmt = (
                 sa.select(trace_summaries)
-                .where(t.root_service == this.root_service, t.root_name == this.root_name, earlier)
+                # start_ns <= start alone lets the start index seek rather than scan from the newest.
+                .where(t.start_ns <= this.start_ns, earlier)
+                .where(t.root_service == this.root_service, t.root_name == this.root_name)
                 .order_by(t.start_ns.desc(), t.trace_id.desc())
                 .limit(1)
             )
