@@ -28,10 +28,10 @@ WHERE_TEXT = {BOTH: "in both", ONLY_A: "missing in B", ONLY_B: "added in B"}
 
 BIGGEST = 15
 """How many of the largest changes the summary lists."""
-NOTABLE_NS = 100_000
-"""Changes under 0.1 ms stay neutral whatever their ratio (timer noise on tiny spans)."""
 LEVEL_RATIOS = (0.05, 0.25, 1.0)
 """|ratio| at or above each bound raises the level by one: 5 %, 25 %, 100 %."""
+LEVEL_NS = (100_000, 1_000_000, 10_000_000)
+"""The same for |change|: 0.1 ms, 1 ms, 10 ms; a level needs both (a tiny span that doubles is no alarm)."""
 LEVEL_TEXT = {
     -3: "much faster",
     -2: "faster",
@@ -122,10 +122,8 @@ class DiffRow:
     @property
     def level_text(self) -> str:
         """The level in words (what the colour says)."""
-        if self.where == ONLY_A:
-            return "missing in B"
-        if self.where == ONLY_B:
-            return "added in B"
+        if self.where != BOTH:
+            return WHERE_TEXT[self.where]
         return LEVEL_TEXT[self.level]
 
 
@@ -182,14 +180,16 @@ def signed_percent(ratio: float) -> str:
 def change_level(delta_ns: int | None, ratio: float | None) -> int:
     """The change on a diverging scale from -3 (much faster) to +3 (much slower).
 
-    Neutral for no change, an absent side or a change under NOTABLE_NS; otherwise one
-    step per bound of LEVEL_RATIOS that |ratio| reaches (a change from zero counts as
-    the largest).
+    The lower of two counts: the bounds of LEVEL_RATIOS that |ratio| reaches (a change
+    from zero reaches them all) and the bounds of LEVEL_NS that |delta| reaches. Neutral
+    for no change or an absent side.
     """
-    if delta_ns is None or abs(delta_ns) < NOTABLE_NS:
+    if delta_ns is None:
         return 0
     size = abs(ratio) if ratio is not None else float("inf")
-    level = sum(1 for bound in LEVEL_RATIOS if size >= bound)
+    by_ratio = sum(1 for bound in LEVEL_RATIOS if size >= bound)
+    by_time = sum(1 for bound in LEVEL_NS if abs(delta_ns) >= bound)
+    level = min(by_ratio, by_time)
     return level if delta_ns > 0 else -level
 
 

@@ -104,13 +104,17 @@ def test_bars_place_each_side_on_the_longer_trace_scale():
     [
         (0, 0.0, 0),
         (0.05, 5.0, 0),  # under 0.1 ms: noise, whatever the ratio
+        (0.5, 2.0, 1),  # doubled, but by half a millisecond
+        (8, 3.0, 2),  # quadrupled, by under 10 ms
         (1, 0.04, 0),
         (1, 0.05, 1),
         (5, 0.25, 2),
         (-5, -0.3, -2),
         (50, 1.0, 3),
         (-50, -0.9, -2),
-        (3, None, 3),  # from zero
+        (3, None, 2),  # from zero, by 3 ms
+        (30, None, 3),
+        (200, 0.1, 1),  # long, but 10 % longer
     ],
 )
 def test_change_level_is_a_diverging_scale(delta_ms, ratio, level):
