@@ -111,10 +111,12 @@ def test_payment_declined_shows_the_compensations_in_reverse(demo: Demo, script:
     # The services its traces touched, as the orders met them: the gateway, orders, then
     # payment (whose faults changed) before inventory (asked for prices first), each
     # before / during / after; just done, so "after" is still collecting and the page
-    # refreshes itself.
-    assert result["findings"]["services"] == ["gateway", "orders", "payment", "inventory"]
+    # refreshes itself. (The registry is among them when a discovery lookup missed its
+    # cache during the run: its lookup spans are in the traces.)
+    services = [s for s in result["findings"]["services"] if s != "registry"]
+    assert services == ["gateway", "orders", "payment", "inventory"]
     shown = [part.split('"', 1)[0] for part in page.split('data-service="')[1:]]
-    assert shown == ["gateway", "orders", "payment", "inventory"]
+    assert [s for s in shown if s != "registry"] == ["gateway", "orders", "payment", "inventory"]
     assert "still collecting" in page and "data-live" in page
 
 
