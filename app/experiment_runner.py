@@ -144,7 +144,7 @@ class ExperimentRunner:
             ]
             for name in scenario.breakers
         }
-        consumers = self._consumers(experiment, traces) if scenario.follows_messages else {}
+        consumers = self._consumers(experiment, traces, scenario.follows_messages) if scenario.follows_messages else {}
         checks: list[Check] = []
         if failure is not None:
             checks.append(Check("the scenario ran to the end", False, failure))
@@ -190,9 +190,10 @@ class ExperimentRunner:
         return {t.trace_id: self._store.get_trace(t.trace_id) for t in found}
 
 
-    def _consumers(self, experiment: Experiment, traces: dict[str, list]) -> dict[str, list]:
+    def _consumers(self, experiment: Experiment, traces: dict[str, list], consumer: str) -> dict[str, list]:
         """The traces that processed the messages published in ``traces`` (a consumer
-        starts a trace of its own), found by message id; waits a while for late ones."""
+        starts a trace of its own), found by message id; waits a while for ``consumer``'s
+        late ones."""
         produced = judge.published_messages(traces)
         found: dict[str, list] = {}
         deadline = time.monotonic() + SETTLE_LIMIT_S
@@ -207,7 +208,7 @@ class ExperimentRunner:
                 for summary in self._store.find_traces(query).traces:
                     if summary.trace_id not in traces:
                         found[summary.trace_id] = self._store.get_trace(summary.trace_id)
-            if set(judge.consumer_spans(found)) >= set(produced) or time.monotonic() > deadline:
+            if set(judge.consumer_spans(found, consumer)) >= set(produced) or time.monotonic() > deadline:
                 return found
             time.sleep(0.5)
 

@@ -44,7 +44,8 @@ class Scenario:
     drive: Callable[[Lab, dict[str, Any]], None]
     judge: Callable[[Evidence], list[Check]]
     breakers: Sequence[str] = ()
-    follows_messages: bool = False
+    follows_messages: str = ""
+    """The consumer whose processing of the events published in the run is judged too."""
 
     def public(self) -> dict[str, Any]:
         """JSON-ready description."""
@@ -245,6 +246,7 @@ def _judge_instance_down(ev: Evidence) -> list[Check]:
 
 # -- notifications-down ------------------------------------------------------------------------
 
+NOTIFICATIONS = "notifications"
 DOWN_ORDERS = 3
 NOTIFICATIONS_BREAKER = "orders->notifications"
 """The relay's breaker: it may open while notifications is down (shown, not judged)."""
@@ -274,7 +276,7 @@ def _drive_notifications_down(lab: Lab, notes: dict[str, Any]) -> None:
 def _judge_notifications_down(ev: Evidence) -> list[Check]:
     runs = judge.sagas(ev.traces)
     produced = judge.published_messages(ev.traces)
-    consumed = judge.consumer_spans(ev.consumers)
+    consumed = judge.consumer_spans(ev.consumers, NOTIFICATIONS)
     return [
         judge.check_traces_stored(ev.traces, ev.sent),
         judge.check_outcomes(runs, "completed", ev.sent),
@@ -360,7 +362,7 @@ SCENARIOS: dict[str, Scenario] = {
             _drive_notifications_down,
             _judge_notifications_down,
             breakers=(NOTIFICATIONS_BREAKER,),
-            follows_messages=True,
+            follows_messages=NOTIFICATIONS,
         ),
     )
 }

@@ -1,19 +1,21 @@
-"""Notifications service: consumes order events asynchronously and idempotently.
+"""Notifications service: consumes order and shipment events asynchronously and idempotently.
 
-The orders service's outbox relay POSTs each event to ``/events``; the event is stored
-in the inbox (a duplicate is acknowledged and ignored) and processed later by a worker,
-under a CONSUMER span linked to the producer's span.
+The relays of orders and shipping POST each event to ``/events``; the event is stored in
+the inbox (a duplicate is acknowledged and ignored) and processed later by a worker,
+under a CONSUMER span linked to the producer's span. ``OrderPlaced`` and
+``OrderCancelled`` come from orders; ``ShipmentPrepared`` comes from shipping, which
+published it in reaction to ``OrderPlaced`` (the choreographed chain, see messaging.py).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 
 import sqlalchemy as sa
 from flask import Response, jsonify, request
 from opentelemetry import trace
 
+from demo_services.messaging import SHIPMENT_PREPARED, consume_events
 from demo_services.patterns.events import Inbox, Message
 from demo_services.patterns.saga import (
     PHASE_ACTION,
@@ -27,7 +29,6 @@ from demo_services.service import (
     Service,
     ServiceSettings,
     create_schema,
-    error_response,
     main_for,
     make_service,
 )
@@ -42,12 +43,13 @@ notifications = sa.Table(
     sa.Column("text", sa.String, nullable=False),
     sa.Column("created_ns", sa.BigInteger, nullable=False),
 )
-# The orchestrated order saga has steps 0-4; notifying the customer follows them.
+# The orchestrated order saga has steps 0-7; notifying the customer follows them.
 NOTIFY_STEP = "notify_customer"
-NOTIFY_STEP_INDEX = 5
+NOTIFY_STEP_INDEX = 8
 _TEXTS = {
     "OrderPlaced": "Your order {order_id} is on its way.",
     "OrderCancelled": "Your order {order_id} was cancelled: {reason}.",
+    SHIPMENT_PREPARED: "Your order {order_id} is packed; tracking number {tracking_number}.",
 }
 
 
@@ -59,14 +61,7 @@ def create_service(settings: ServiceSettings) -> Service:
     inbox = Inbox(metadata, trace.get_tracer(__name__))
     create_schema(engine, metadata)
 
-    @app.post("/events")
-    def receive() -> tuple[Response, int]:
-        try:
-            message = Message.from_json(request.get_json(silent=True) or {})
-        except (KeyError, TypeError, ValueError) as err:
-            return error_response(400, f"not an event message: {err}"), 400
-        new = inbox.receive(engine, message)
-        return jsonify(message_id=message.message_id, duplicate=not new), 202
+    consume_events(service, inbox, notify, settings.relay_interval_s)
 
     @app.get("/notifications")
     def list_notifications() -> Response:
@@ -77,12 +72,6 @@ def create_service(settings: ServiceSettings) -> Service:
             rows = conn.execute(query).mappings().all()
         return jsonify(notifications=[dict(r) for r in rows])
 
-    def work_forever() -> None:
-        while True:
-            time.sleep(settings.relay_interval_s)
-            inbox.process_pending(engine, notify)
-
-    service.background.append(lambda: threading.Thread(target=work_forever, name="inbox-worker", daemon=True).start())
     return service
 
 
@@ -104,7 +93,11 @@ def notify(conn: sa.Connection, message: Message) -> None:
             }
         )
     template = _TEXTS.get(message.topic, "Update on order {order_id}.")
-    text = template.format(order_id=payload.get("order_id"), reason=payload.get("reason", ""))
+    text = template.format(
+        order_id=payload.get("order_id"),
+        reason=payload.get("reason", ""),
+        tracking_number=payload.get("tracking_number", ""),
+    )
     conn.execute(
         notifications.insert().values(
             message_id=message.message_id,

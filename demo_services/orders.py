@@ -13,7 +13,7 @@ appends the event it names, as ``append OrderPlaced``).
 
 Orders are event-sourced: each command loads the order from its stream and appends with an
 expected version (see order_log.py). Placing or cancelling an order writes the event to the
-outbox in the same transaction; the relay delivers it to notifications.
+outbox in the same transaction; the relay delivers it to its subscribers (messaging.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from flask import Response, jsonify, request
 from opentelemetry import trace
 
 from demo_services.client import ServiceClient, UpstreamError, retry_after
+from demo_services.messaging import deliver_to_subscribers
 from demo_services.order_log import (
     ITEM_ADDED,
     NOTE_ADDED,
@@ -40,7 +41,7 @@ from demo_services.order_log import (
     build_read_model,
 )
 from demo_services.order_log import metadata as order_metadata
-from demo_services.patterns.events import Message, Outbox, OutboxRelay
+from demo_services.patterns.events import Outbox, OutboxRelay
 from demo_services.patterns.retry import RETRY_ATTEMPT, current_attempt
 from demo_services.patterns.saga import (
     COMPLETED,
@@ -101,7 +102,7 @@ def create_service(settings: ServiceSettings) -> Service:
         bypass=lambda: service.chaos.bypass_breakers,
     )
     log = OrderLog(engine, hold=lambda point: hold_while(chaos, point))
-    outbox = Outbox(order_metadata, _tracer)
+    outbox = Outbox(order_metadata, _tracer, conversation_key="order_id")
     saga_log = SagaLog(engine, order_metadata)
     create_schema(engine, order_metadata)
     saga = SagaOrchestrator(
@@ -114,15 +115,10 @@ def create_service(settings: ServiceSettings) -> Service:
         before_step=lambda step: hold_while(chaos, step),
     )
 
-    def deliver(message: Message) -> None:
-        response = client.request("notifications", "POST", "/events", json=message.to_json())
-        if response.status_code >= 400:
-            raise UpstreamError("notifications", f"event refused: {response.status_code}")
-
     relay = OutboxRelay(
         outbox,
         engine,
-        deliver,
+        deliver_to_subscribers(client),
         delivery_errors=(UpstreamError,),
         interval_s=settings.relay_interval_s,
     )

@@ -303,13 +303,14 @@ def published_messages(traces: Traces) -> dict[str, Span]:
     return out
 
 
-def consumer_spans(traces: Traces) -> dict[str, list[Span]]:
-    """The CONSUMER spans in the traces, by message id."""
+def consumer_spans(traces: Traces, service: str | None = None) -> dict[str, list[Span]]:
+    """The CONSUMER spans in the traces (only ``service``'s when given: a topic may have
+    several subscribers, each processing every message once), by message id."""
     out: dict[str, list[Span]] = {}
     for spans in traces.values():
         for s in spans:
             mid = s.attributes.get(MESSAGE_ID)
-            if s.kind == KIND_CONSUMER and isinstance(mid, str):
+            if s.kind == KIND_CONSUMER and isinstance(mid, str) and service in (None, s.service):
                 out.setdefault(mid, []).append(s)
     return out
 

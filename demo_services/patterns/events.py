@@ -8,7 +8,11 @@ once, in the same transaction as its effect.
 
 Tracing follows the OpenTelemetry messaging conventions: a PRODUCER span when a message
 is published (its context travels in the message headers) and a CONSUMER span when it is
-processed, which starts a new trace and links to the producer span.
+processed, which starts a new trace and links to the producer span. An outbox given a
+``conversation_key`` copies that payload field (e.g. the order id) into the message's
+headers and, as ``messaging.message.conversation_id``, onto the producer span and every
+consumer span of the message, so one tag search finds every trace of a conversation (a
+chain of events caused by one order).
 """
 
 from __future__ import annotations
@@ -33,12 +37,15 @@ MESSAGING_SYSTEM = "messaging.system"
 MESSAGING_OPERATION_TYPE = "messaging.operation.type"
 MESSAGING_DESTINATION = "messaging.destination.name"
 MESSAGING_MESSAGE_ID = "messaging.message.id"
+MESSAGING_CONVERSATION_ID = "messaging.message.conversation_id"
+CONVERSATION_HEADER = "conversation-id"
 SYSTEM_NAME = "spyglass-outbox"
 
 
 @dataclass(frozen=True)
 class Message:
-    """One event: id, topic (e.g. ``OrderPlaced``), JSON payload and trace headers."""
+    """One event: id, topic (e.g. ``OrderPlaced``), JSON payload and headers (the trace
+    context, and the conversation id when the outbox has one)."""
 
     message_id: str
     topic: str
@@ -68,8 +75,9 @@ class Message:
 class Outbox:
     """The producer's outbox table; ``publish`` must run inside the caller's transaction."""
 
-    def __init__(self, metadata: sa.MetaData, tracer: Tracer) -> None:
+    def __init__(self, metadata: sa.MetaData, tracer: Tracer, *, conversation_key: str | None = None) -> None:
         self._tracer = tracer
+        self._conversation_key = conversation_key
         self.table = sa.Table(
             "outbox",
             metadata,
@@ -86,18 +94,20 @@ class Outbox:
     def publish(self, conn: sa.Connection, topic: str, payload: dict[str, Any]) -> Message:
         """Record ``payload`` for delivery, under a PRODUCER span whose context it carries."""
         message_id = uuid.uuid4().hex
-        with self._tracer.start_as_current_span(
-            f"publish {topic}",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                MESSAGING_SYSTEM: SYSTEM_NAME,
-                MESSAGING_OPERATION_TYPE: "publish",
-                MESSAGING_DESTINATION: topic,
-                MESSAGING_MESSAGE_ID: message_id,
-            },
-        ):
+        attributes = {
+            MESSAGING_SYSTEM: SYSTEM_NAME,
+            MESSAGING_OPERATION_TYPE: "publish",
+            MESSAGING_DESTINATION: topic,
+            MESSAGING_MESSAGE_ID: message_id,
+        }
+        conversation = payload.get(self._conversation_key) if self._conversation_key else None
+        if conversation is not None:
+            attributes[MESSAGING_CONVERSATION_ID] = str(conversation)
+        with self._tracer.start_as_current_span(f"publish {topic}", kind=SpanKind.PRODUCER, attributes=attributes):
             headers: dict[str, str] = {}
             inject_headers(headers)
+            if conversation is not None:
+                headers[CONVERSATION_HEADER] = str(conversation)
             conn.execute(
                 self.table.insert().values(
                     message_id=message_id,
@@ -249,18 +259,21 @@ class Inbox:
     ) -> None:
         producer = trace.get_current_span(extract_context(message.headers)).get_span_context()
         links = [Link(producer)] if producer.is_valid else []
+        attributes = {
+            MESSAGING_SYSTEM: SYSTEM_NAME,
+            MESSAGING_OPERATION_TYPE: "process",
+            MESSAGING_DESTINATION: message.topic,
+            MESSAGING_MESSAGE_ID: message.message_id,
+        }
+        if message.headers.get(CONVERSATION_HEADER):
+            attributes[MESSAGING_CONVERSATION_ID] = message.headers[CONVERSATION_HEADER]
         with (
             self._tracer.start_as_current_span(
                 f"process {message.topic}",
                 context=Context(),
                 kind=SpanKind.CONSUMER,
                 links=links,
-                attributes={
-                    MESSAGING_SYSTEM: SYSTEM_NAME,
-                    MESSAGING_OPERATION_TYPE: "process",
-                    MESSAGING_DESTINATION: message.topic,
-                    MESSAGING_MESSAGE_ID: message.message_id,
-                },
+                attributes=attributes,
             ),
             engine.begin() as conn,
         ):

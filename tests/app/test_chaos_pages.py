@@ -9,7 +9,7 @@ import pytest
 from app import create_app
 from app.analysis import chaos as judge
 from app.settings import Settings
-from collectors.model import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, STATUS_OK, Resource, Span
+from collectors.model import KIND_CLIENT, KIND_CONSUMER, KIND_SERVER, STATUS_ERROR, STATUS_OK, Resource, Span
 from collectors.store import SpanStore
 from collectors.store.experiments import DONE, Experiment
 from demo_services.protocol import CONTROL_TOKEN_HEADER
@@ -128,6 +128,27 @@ def test_an_event_processed_twice_or_before_the_consumer_was_back_fails_its_chec
     assert early == [True, False, True, True]
     lost = {"m1": once["m1"]}
     assert [c.passed for c in judge.check_outbox_waited(produced, lost, back_ns=40)] == [True, False, False, False]
+
+
+def test_an_event_with_two_subscribers_counts_once_per_consumer():
+    def consumer(service: str, span_id: str) -> Span:
+        return Span(
+            "cd" * 16,
+            span_id,
+            "",
+            "process OrderPlaced",
+            KIND_CONSUMER,
+            50,
+            60,
+            Resource(service),
+            attributes={"messaging.message.id": "m1"},
+        )
+
+    traces = {"cd" * 16: [consumer("notifications", "0000000000000401"), consumer("shipping", "0000000000000402")]}
+
+    assert len(judge.consumer_spans(traces)["m1"]) == 2
+    assert [s.service for s in judge.consumer_spans(traces, "notifications")["m1"]] == ["notifications"]
+    assert judge.consumer_spans(traces, "payment") == {}
 
 
 SECOND = 1_000_000_000

@@ -1,4 +1,4 @@
-"""Discovery and choreography on the real demo, as Spyglass's HTTP API shows them.
+"""Discovery on the real demo, as Spyglass's HTTP API and registry page show it.
 
 The module's demo caches discovery answers for 20 s, so that a stopped instance is still
 a candidate when the next calls are made (with the default 2 s cache the registry may

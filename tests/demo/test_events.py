@@ -115,3 +115,22 @@ def test_consumer_span_starts_new_trace_linked_to_producer(spans: Spans, tmp_pat
     assert consumed.context.trace_id != producer.context.trace_id
     assert [link.context.span_id for link in consumed.links] == [producer.context.span_id]
     assert consumer.processed == [7]
+
+
+def test_a_conversation_id_travels_from_the_producer_span_to_the_consumer_span(spans: Spans, tmp_path: Path) -> None:
+    metadata = sa.MetaData()
+    outbox = Outbox(metadata, spans.tracer, conversation_key="order_id")
+    engine = create_engine(tmp_path / "producer.db")
+    metadata.create_all(engine)
+    consumer = _Consumer(spans.tracer, tmp_path)
+    with engine.begin() as conn:
+        message = outbox.publish(conn, "OrderPlaced", {"order_id": "o-1", "n": 1})
+        untagged = Outbox(sa.MetaData(), spans.tracer).publish(conn, "OrderPlaced", {"order_id": "o-2", "n": 2})
+    for sent in (message, untagged):
+        consumer.inbox.receive(consumer.engine, sent)
+    consumer.inbox.process_pending(consumer.engine, consumer.handle)
+
+    by_message = {(s.kind, s.attributes["messaging.message.id"]): s for s in spans.finished()}
+    for kind in (SpanKind.PRODUCER, SpanKind.CONSUMER):
+        assert by_message[(kind, message.message_id)].attributes["messaging.message.conversation_id"] == "o-1"
+        assert "messaging.message.conversation_id" not in by_message[(kind, untagged.message_id)].attributes
