@@ -55,3 +55,11 @@ def test_a_dragged_range_is_a_custom_range_to_the_second(client, store, now):
     page = html(client.get(f"/traces?range=custom&start={start}&end={end}"))
     assert page.select_one("input[name=start]")["value"] == start
     assert page.select_one("input[name=start]")["step"] == "1"
+
+
+def test_empty_results_say_what_to_do_next(client, store, now):
+    empty = html(client.get("/traces")).select_one("#results .empty").get_text(" ", strip=True)
+    assert "No service has sent a span yet" in empty and "http://localhost/v1/traces" in empty
+    store.write_spans(make_trace(1, age_min=90, now=now))
+    narrowed = html(client.get("/traces?range=1h")).select_one("#results .empty").get_text(" ", strip=True)
+    assert narrowed == "No traces match these filters in this time range: widen the time range or clear a filter."
