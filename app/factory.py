@@ -59,7 +59,20 @@ def create_app(
         auth_token=settings.auth_token,
     )
 
-    from app import api, api_v1, breakers, chaos, chaos_api, compare, overview, registry, sagas, services, traces
+    from app import (
+        api,
+        api_v1,
+        breakers,
+        chaos,
+        chaos_api,
+        compare,
+        learn,
+        overview,
+        registry,
+        sagas,
+        services,
+        traces,
+    )
     from app.experiment_runner import ExperimentRunner
     from app.post_guard import load_guard
 
@@ -79,6 +92,7 @@ def create_app(
     app.register_blueprint(sagas.bp)  # /sagas
     app.register_blueprint(registry.bp)  # /registry
     app.register_blueprint(chaos.bp)  # /chaos
+    app.register_blueprint(learn.bp)  # /learn
     app.register_blueprint(api.bp)  # /api (Jaeger)
     app.register_blueprint(api_v1.bp)  # /api/v1
     app.register_blueprint(chaos_api.bp)  # /api/v1/scenarios, /api/v1/experiments

@@ -16,5 +16,11 @@ def is_htmx() -> bool:
 
 
 def render_page_or_fragment(page: str, fragment: str, **context: Any) -> str:
-    """Render ``fragment`` for htmx requests and ``page`` (which includes it) otherwise."""
-    return render_template(fragment if is_htmx() else page, **context)
+    """Render ``fragment`` for htmx requests and ``page`` (which includes it) otherwise.
+
+    The fragment sees ``fragment`` true when it is rendered alone, so it can carry
+    out-of-band updates of other parts of the page (htmx's ``hx-swap-oob``).
+    """
+    if is_htmx():
+        return render_template(fragment, fragment=True, **context)
+    return render_template(page, **context)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
+from app.analysis.headlines import registry_headline, traffic_headline
 from app.htmx import render_page_or_fragment
+from app.topics import PAGE_TOPICS, TOPICS
 from app.views import registry_view
 from app.window import WINDOW_CHOICES, parse_window
 
@@ -22,12 +24,15 @@ bp = Blueprint("registry", __name__)
 def index() -> str:
     """The page: the window form and a placeholder that loads the instances fragment."""
     window = parse_window()
+    activity = current_app.extensions["spyglass.store"].find_instance_activity(window.start_ns, window.end_ns)
     return render_page_or_fragment(
         "registry/index.html",
         "registry/_loader.html",
         win=window,
         choices=WINDOW_CHOICES,
         registry_url=current_app.config["SPYGLASS_SETTINGS"].registry_url,
+        topic=TOPICS[PAGE_TOPICS["registry"]],
+        now=traffic_headline(activity),
     )
 
 
@@ -46,4 +51,7 @@ def instances() -> str:
         problem=problem,
         win=window,
         registry_url=settings.registry_url,
+        topic=TOPICS[PAGE_TOPICS["registry"]],
+        now=registry_headline(topology, problem, discovery),
+        oob=True,
     )

@@ -5,8 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, request, url_for
 
 from app.converters import fits_in_path
+from app.analysis.headlines import sagas_headline
 from app.htmx import render_page_or_fragment
 from app.params import SAGA_OUTCOME_FILTERS, parse_limit, parse_outcome
+from app.topics import PAGE_TOPICS, TOPICS
 from app.views import saga_counts, saga_detail, saga_rows
 from collectors.store import SpanStore
 
@@ -23,12 +25,15 @@ def index() -> str:
     outcome = parse_outcome(request.args.get("outcome"))
     limit = parse_limit(request.args.get("limit"), default=50)
     rows, truncated = saga_rows(_store(), outcome, limit)
+    counts = saga_counts(_store())
     return render_page_or_fragment(
         "sagas/index.html",
         "sagas/_list.html",
         rows=rows,
         truncated=truncated,
-        counts=saga_counts(_store()),
+        counts=counts,
+        topic=TOPICS[PAGE_TOPICS["sagas"]],
+        now=sagas_headline(counts, rows),
         outcome=outcome or "",
         outcomes=SAGA_OUTCOME_FILTERS,
         limit=limit,

@@ -5,13 +5,19 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, request
 
 from app.analysis.graph import NODE_H, NODE_W
+from app.analysis.headlines import gateway_headline, services_headline
 from app.htmx import render_page_or_fragment
 from app.params import parse_name
+from app.topics import PAGE_TOPICS, TOPICS
 from app.views import node_detail, service_graph
 from app.window import WINDOW_CHOICES, parse_window
 from collectors.store import SpanStore
 
 bp = Blueprint("services", __name__)
+
+GATEWAY = "gateway"
+"""The demo's gateway: its panel explains the pattern even before a rate limit is recorded
+(any service whose spans record a rate limit gets the explanation too)."""
 
 
 def _store() -> SpanStore:
@@ -31,6 +37,8 @@ def index() -> str:
         choices=WINDOW_CHOICES,
         node_w=NODE_W,
         node_h=NODE_H,
+        topic=TOPICS[PAGE_TOPICS["services"]],
+        now=services_headline(graph),
     )
 
 
@@ -52,7 +60,13 @@ def node() -> str:
         if peer is None:
             abort(404, description=f"No service or peer {name!r} in the window")
         detail["peer"] = peer
-    return render_page_or_fragment("services/node.html", "services/_node.html", d=detail, win=window)
+    extra = {}
+    if detail.get("rate_limit") is not None or name == GATEWAY:
+        extra = {
+            "topic": TOPICS[PAGE_TOPICS["gateway"]],
+            "now": gateway_headline(name, detail["total"], detail.get("rate_limit")),
+        }
+    return render_page_or_fragment("services/node.html", "services/_node.html", d=detail, win=window, **extra)
 
 
 @bp.get("/services/edge")
