@@ -14,9 +14,11 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from collectors.model import KIND_PRODUCER, Span
+from collectors.model import KIND_CLIENT, KIND_PRODUCER, Span
 
 NS = 1_000_000_000
+DISCOVERY_SERVICE = "discovery.service"
+"""On a discovery lookup's CLIENT span: the service looked up (docs/conventions.md)."""
 PHASES = ("before", "during", "after")
 
 
@@ -53,16 +55,21 @@ def affected_services(
     services as many hops away, those in ``changed`` (the experiment changed their faults)
     first, then the one reached first. ``followers`` are traces that consumers of the
     messages published in ``traces`` started: their root counts as one hop past the
-    nearest PRODUCER span. Changed services no trace touched come last, by name."""
+    nearest PRODUCER span. Services met only through a discovery lookup (the registry:
+    spans under a CLIENT span with ``discovery.service``) follow those the requests
+    called; changed services no trace touched come last, by name."""
     faulted = set(changed)
     hops: dict[str, int] = {}
     first: dict[str, int] = {}
+    called: set[str] = set()
     producer_hops: list[int] = []
 
     def count(spans: Sequence[Span], offset: int) -> None:
-        for span, depth in _service_hops(spans):
+        for span, depth, looked_up in _service_hops(spans):
             hops[span.service] = min(hops.get(span.service, depth + offset), depth + offset)
             first[span.service] = min(first.get(span.service, span.start_ns), span.start_ns)
+            if not looked_up:
+                called.add(span.service)
             if span.kind == KIND_PRODUCER:
                 producer_hops.append(depth + offset)
 
@@ -71,15 +78,17 @@ def affected_services(
     offset = 1 + min(producer_hops, default=max(hops.values(), default=0))
     for spans in (followers or {}).values():
         count(spans, offset)
-    touched = sorted(hops, key=lambda s: (hops[s], s not in faulted, first[s], s))
+    touched = sorted(hops, key=lambda s: (s not in called, hops[s], s not in faulted, first[s], s))
     return touched + sorted(faulted - set(touched))
 
 
-def _service_hops(spans: Sequence[Span]) -> list[tuple[Span, int]]:
+def _service_hops(spans: Sequence[Span]) -> list[tuple[Span, int, bool]]:
     """Each span with its number of service changes on the way up to its trace's root (a
-    span whose parent is not in the trace counts as a root)."""
+    span whose parent is not in the trace counts as a root), and whether it is, or lies
+    under, a discovery lookup."""
     by_id = {s.span_id: s for s in spans}
     depth: dict[str, int] = {}
+    lookup: dict[str, bool] = {}
     for span in spans:
         chain: list[Span] = []
         seen: set[str] = set()
@@ -90,11 +99,14 @@ def _service_hops(spans: Sequence[Span]) -> list[tuple[Span, int]]:
             current = by_id.get(current.parent_span_id)
         for link in reversed(chain):
             parent = by_id.get(link.parent_span_id)
+            is_lookup = link.kind == KIND_CLIENT and DISCOVERY_SERVICE in link.attributes
             if parent is None or parent.span_id not in depth:
                 depth[link.span_id] = 0
+                lookup[link.span_id] = is_lookup
             else:
                 depth[link.span_id] = depth[parent.span_id] + (parent.service != link.service)
-    return [(span, depth[span.span_id]) for span in spans]
+                lookup[link.span_id] = is_lookup or lookup[parent.span_id]
+    return [(span, depth[span.span_id], lookup[span.span_id]) for span in spans]
 
 
 def phases(started_ns: int, restored_ns: int, now_ns: int, span_ns: int) -> list[Phase]:

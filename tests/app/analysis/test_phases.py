@@ -74,3 +74,11 @@ def test_a_consumers_trace_counts_one_hop_past_the_producer():
         "inventory",
     ]
     assert affected_services(traces, (), {"c": consumer}) == ["gateway", "orders", "inventory", "notifications"]
+
+
+def test_a_service_met_only_through_a_discovery_lookup_follows_the_services_called():
+    traces = {"a": declined_order(1)}
+    lookup = span(1, 20, 2, "gateway", 1)
+    lookup.attributes = {"discovery.service": "orders"}
+    traces["a"] = [*traces["a"], lookup, span(1, 21, 20, "registry", 1)]
+    assert affected_services(traces, {"payment"}) == ["gateway", "orders", "payment", "inventory", "registry"]
