@@ -1,7 +1,8 @@
 """Discovery on the real demo, as Spyglass's HTTP API and registry page show it.
 
-The module's demo caches discovery answers for 20 s, so that a stopped instance is still
-a candidate when the next calls are made (with the default 2 s cache the registry may
+The module's demo caches discovery answers for 6 s. A fail-over test first waits for an
+order whose trace shows a fresh lookup finding both inventory instances, so that the one
+it then makes unavailable is still a candidate for the next calls (else the registry may
 drop it first, and nothing would fail over).
 """
 
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -32,13 +34,15 @@ from tests.helpers import group_members, wait_until
 
 pytestmark = [pytest.mark.demo, pytest.mark.timeout(240)]
 ORDER = {"user_id": 1, "items": [{"product_id": 2, "quantity": 1}]}
+CACHE_S = 6
+BOTH = ["inventory-1", "inventory-2"]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """The demo, with a long discovery cache; every process stopped at the end."""
+    """The demo, with a 6 s discovery cache; every process stopped at the end."""
     data_dir = tmp_path_factory.mktemp("discovery")
-    env = {**TEST_ENV, "SPYGLASS_DEMO_DISCOVERY_CACHE_S": "20"}
+    env = {**TEST_ENV, "SPYGLASS_DEMO_DISCOVERY_CACHE_S": str(CACHE_S)}
     with Demo(data_dir=data_dir, env=env, out=io.StringIO()) as running:
         yield running
         groups = list(running.pids().values())
@@ -121,21 +125,57 @@ def test_a_lookup_is_a_span_with_the_registrys_own_span_under_it(
     assert ("orders", "registry") in jaeger.dependencies()
 
 
-def test_a_stopped_instance_is_a_fail_over_event_and_a_second_call_in_one_trace(
-    demo: Demo, api: requests.Session, jaeger: Jaeger
-) -> None:
-    place_order(demo, api)  # both instances are in the callers' discovery caches now
+def place_orders_until_a_fresh_lookup_finds_both(demo: Demo, api: requests.Session, jaeger: Jaeger) -> None:
+    """Place orders until one's trace shows orders asking the registry for inventory and
+    being given both instances: its discovery cache then holds both for ``CACHE_S``."""
+    for _ in range(4 * CACHE_S):
+        saga_id = place_order(demo, api)["saga_id"]
+
+        def finished() -> dict[str, Any] | None:
+            found = jaeger.find("orders", tags={"saga.id": saga_id})
+            trace = jaeger.trace(found[0]["traceID"]) if found else None
+            roots = [s for s in trace["spans"] if tag(s, "saga.outcome")] if trace else []
+            return trace if roots else None
+
+        trace = wait_until(finished, interval=0.2, message=describe(demo, f"the trace of saga {saga_id}"))
+        lookups = spans_named(trace, "discovery.lookup inventory")
+        if lookups and sorted(json.loads(tag(lookups[-1], "discovery.candidates"))) == BOTH:
+            return
+        time.sleep(0.5)
+    raise AssertionError(describe(demo, "an order whose lookup found both inventory instances")())
+
+
+def stop_with_the_switch(demo: Demo) -> Callable[[], None]:
+    """Make inventory-1 answer 503 out of service (its /control ``stopped`` switch)."""
     demo.control("inventory-1", stopped=True)
+    return lambda: demo.control("inventory-1", stopped=False)
+
+
+def stop_the_process(demo: Demo) -> Callable[[], None]:
+    """Stop inventory-1's process (it deregisters; connecting to it is refused)."""
+    demo.stop_instance("inventory-1")
+    return lambda: demo.start_instance("inventory-1")
+
+
+@pytest.mark.parametrize("make_unavailable", [stop_with_the_switch, stop_the_process])
+def test_a_stopped_instance_is_a_fail_over_event_and_a_second_call_in_one_trace(
+    demo: Demo, api: requests.Session, jaeger: Jaeger, make_unavailable: Callable[[Demo], Callable[[], None]]
+) -> None:
+    seen = {t["traceID"] for t in jaeger.find("orders", tags={"discovery.failed_over": "true"})}
+    place_orders_until_a_fresh_lookup_finds_both(demo, api, jaeger)
+    restore = make_unavailable(demo)
     try:
         # Each order calls inventory at least three times, in round-robin order, so one
-        # of these calls picks the stopped instance.
+        # of these calls picks the unavailable instance.
         for _ in range(2):
             place_order(demo, api)
     finally:
-        demo.control("inventory-1", stopped=False)
+        restore()
 
     def failed_over() -> dict[str, Any] | None:
         for found in jaeger.find("orders", tags={"discovery.failed_over": "true"}):
+            if found["traceID"] in seen:
+                continue
             trace = jaeger.trace(found["traceID"])
             spans = trace["spans"] if trace else []
             calls = [s for s in spans if is_true(tag(s, "discovery.failed_over"))]
@@ -152,7 +192,8 @@ def test_a_stopped_instance_is_a_fail_over_event_and_a_second_call_in_one_trace(
     [event] = log_events(call, "discovery.failover")
     assert event["discovery.instance.id"] == "inventory-1"
     assert event["discovery.next_instance.id"] == "inventory-2"
-    assert event["discovery.failover.reason"]
+    # A stopped instance answers 503 (the switch) or refuses the connection (the process).
+    assert event["discovery.failover.reason"] in {"503 out of service", "connection refused"}
     [retry] = [s for s in children(trace, call) if tag(s, "http.request.resend_count") is not None]
     assert retry["operationName"] == call["operationName"]
     assert tag(retry, "span.kind") == "client"
