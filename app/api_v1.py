@@ -103,6 +103,8 @@ def breakers() -> Any:
                 "calls": b.call_count,
                 "failures": b.failure_count,
                 "rejected": b.rejected_count,
+                "failure_threshold": b.failure_threshold,
+                "reset_timeout_ms": b.reset_timeout_ms,
                 "timeline": [{"state": s.state, "start_ns": s.start_ns, "end_ns": s.end_ns} for s in b.segments],
                 "transitions": [dataclasses.asdict(m.transition) for m in b.marks],
             }

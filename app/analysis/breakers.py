@@ -10,17 +10,27 @@ from collectors.model import BreakerCalls, BreakerTransition
 
 STATES = ("closed", "open", "half_open")
 DEFAULT_STATE = "closed"
+MIN_SHOWN_WIDTH = 1.0
+"""Narrowest a segment is drawn, in percent of the window: an open period of a second in
+a 15-minute window (0.1%) would be thinner than a pixel."""
 
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """A stretch of time in one state; ``left`` and ``width`` are percentages of the window."""
+    """A stretch of time in one state; ``left`` and ``width`` are percentages of the window.
+    ``shown_width`` is the width to draw: at least MIN_SHOWN_WIDTH, so that a short open
+    or half-open period never disappears (it is drawn over its neighbours)."""
 
     state: str
     start_ns: int
     end_ns: int
     left: float
     width: float
+
+    @property
+    def shown_width(self) -> float:
+        """The width to draw, in percent of the window (see the class docstring)."""
+        return max(self.width, MIN_SHOWN_WIDTH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,8 @@ class BreakerView:
     rejected_count: int = 0
     segments: list[Segment] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
+    failure_threshold: int | None = None
+    reset_timeout_ms: int | None = None
 
 
 def state_timeline(
@@ -89,7 +101,9 @@ def summarize_breakers(
     The current state is the latest of the last transition and the last call's recorded
     state; the timeline starts from the state left by the last transition before the
     window (``before``, by breaker name), else the first transition's ``from`` state,
-    else the current state.
+    else the current state. The state began at the transition into it; when no transition
+    explains it (the calls recorded it, its transition was not sent), at the first call
+    that recorded it (:attr:`BreakerCalls.state_since_ns`), after the last transition.
     """
     span = max(end_ns - start_ns, 1)
     by_key: dict[tuple[str, str], list[BreakerTransition]] = defaultdict(list)
@@ -106,7 +120,11 @@ def summarize_breakers(
         if last_t is not None:
             state, since = last_t.to_state, last_t.time_ns
         if c is not None and c.last_state and (last_t is None or c.last_ns > last_t.time_ns) and c.last_state != state:
-            state, since = c.last_state, None
+            state, since = c.last_state, c.state_since_ns
+            if since is not None and last_t is not None:
+                since = max(since, last_t.time_ns)
+        elif last_t is None and c is not None and c.last_state == state:
+            since = c.state_since_ns
         if before.get(name) is not None:
             initial = before[name].to_state
         elif ts:
@@ -127,6 +145,8 @@ def summarize_breakers(
                 rejected_count=c.rejected_count if c else 0,
                 segments=state_timeline(ts, start_ns, end_ns, initial),
                 marks=[Mark(t, (t.time_ns - start_ns) * 100 / span) for t in ts],
+                failure_threshold=c.failure_threshold if c else None,
+                reset_timeout_ms=c.reset_timeout_ms if c else None,
             )
         )
     return views

@@ -9,7 +9,12 @@ from dataclasses import dataclass
 class BreakerCalls:
     """Calls made through one breaker by one caller in a window, its latest state, and
     the settings its spans last recorded (``circuit_breaker.failure_threshold``,
-    ``circuit_breaker.reset_timeout_ms``; None when they record none)."""
+    ``circuit_breaker.reset_timeout_ms``; None when they record none).
+
+    ``state_since_ns`` is when the calls first recorded ``last_state`` without a break: the
+    latest call of the earliest minute of the run of minutes whose latest call recorded
+    it, over every stored minute up to the window's end (None without a state).
+    """
 
     name: str
     caller: str
@@ -21,6 +26,7 @@ class BreakerCalls:
     last_state: str
     failure_threshold: int | None = None
     reset_timeout_ms: int | None = None
+    state_since_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,3 +207,26 @@ def test_a_store_at_revision_0010_upgrades_with_no_throttled_calls_and_no_settin
         assert (calls.call_count, calls.failure_threshold, calls.reset_timeout_ms) == (4, None, None)
     finally:
         store.close()
+
+
+def test_a_breakers_state_is_dated_from_the_first_call_of_its_latest_run(store: SpanStore):
+    minute = 60_000_000_000
+    base = NOW - NOW % minute - 3 * minute
+
+    def breaker_call(i: int, at: int, state: str) -> Span:
+        attrs = {"circuit_breaker.name": "orders->payment", "circuit_breaker.state": state}
+        s = span(100 + i, f"{i:x}", res=ORDERS, kind=KIND_CLIENT, attrs=attrs)
+        s.start_ns, s.end_ns = at, at + 1_000
+        return s
+
+    store.write_spans(
+        [
+            breaker_call(1, base + 5, "closed"),
+            breaker_call(2, base + minute + 7, "open"),  # the run of 'open' starts here
+            breaker_call(3, base + 2 * minute + 9, "open"),
+        ]
+    )
+    [calls] = store.find_breaker_calls(base + minute, base + 3 * minute)
+    assert (calls.last_state, calls.state_since_ns) == ("open", base + minute + 7)
+    [calls] = store.find_breaker_calls(base + 2 * minute, base + 3 * minute)
+    assert calls.state_since_ns == base + minute + 7, "the run began before the window"

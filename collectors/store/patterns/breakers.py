@@ -24,6 +24,7 @@ from collectors.store.patterns.conventions import (
     CB_THRESHOLD,
     CB_TO,
     PEER_SERVICE,
+    bucket_of,
     in_window,
     whole_number,
 )
@@ -154,20 +155,35 @@ class BreakerReader:
             if not totals:
                 return []
             latest = {}
+            # Every minute up to the window's end (the table holds a row per breaker and
+            # minute, so this stays small): the run of the latest state may start before
+            # the window.
             last = conn.execute(
                 sa.select(
                     c.name, c.caller, c.bucket_ns, c.last_ns, c.last_state, c.failure_threshold, c.reset_timeout_ms
-                ).where(
-                    *in_window(c.bucket_ns, start_ns, end_ns),
+                )
+                .where(
+                    c.bucket_ns <= end_ns,
+                    c.name.in_({r[0] for r in totals}),
                     sa.or_(c.last_state != "", c.failure_threshold.is_not(None)),
                 )
+                .order_by(c.bucket_ns)
             ).all()
         settings: dict[tuple[str, str], tuple[int, int, int | None]] = {}
+        since: dict[tuple[str, str], int] = {}
+        first_bucket = bucket_of(start_ns)
         for r in last:
             key = (r.name, r.caller)
-            if r.last_state and (key not in latest or r.last_ns >= latest[key][0]):
-                latest[key] = (r.last_ns, r.last_state)
-            if r.failure_threshold is not None and (key not in settings or r.bucket_ns >= settings[key][0]):
+            if r.last_state:
+                if key not in latest or latest[key][1] != r.last_state:
+                    since[key] = r.last_ns
+                if key not in latest or r.last_ns >= latest[key][0]:
+                    latest[key] = (r.last_ns, r.last_state)
+            if (
+                r.failure_threshold is not None
+                and r.bucket_ns >= first_bucket
+                and (key not in settings or r.bucket_ns >= settings[key][0])
+            ):
                 settings[key] = (r.bucket_ns, r.failure_threshold, r.reset_timeout_ms)
         out = []
         for r in totals:
@@ -175,7 +191,17 @@ class BreakerReader:
             _, threshold, reset_ms = settings.get((r[0], r[1]), (0, None, None))
             out.append(
                 BreakerCalls(
-                    r[0], r[1], r[2] or "", int(r[3]), int(r[4]), int(r[5]), last_ns, last_state, threshold, reset_ms
+                    r[0],
+                    r[1],
+                    r[2] or "",
+                    int(r[3]),
+                    int(r[4]),
+                    int(r[5]),
+                    last_ns,
+                    last_state,
+                    threshold,
+                    reset_ms,
+                    since.get((r[0], r[1])) if last_state else None,
                 )
             )
         return out

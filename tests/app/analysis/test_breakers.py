@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.analysis.breakers import edge_badges, state_timeline, summarize_breakers
+from app.analysis.breakers import MIN_SHOWN_WIDTH, edge_badges, state_timeline, summarize_breakers
 from collectors.model import BreakerCalls, BreakerTransition
 
 S = 1_000_000_000
@@ -91,3 +91,37 @@ def test_edge_badges_take_the_worst_state():
         BreakerCalls("z", "orders", "users", 1, 0, 0, 1, "closed"),
     ]
     assert edge_badges(summarize_breakers(calls, [], {}, 0, 10)) == {("orders", "payment"): "open"}
+
+
+def test_a_state_the_calls_recorded_began_at_its_first_call_inside_the_window():
+    """No transition explains half-open (its event was never sent): the state began at the
+    first call that recorded it, after the last transition, not 'before the window'."""
+    calls = [
+        BreakerCalls("a->b", "a", "b", 3, 0, 0, 80 * S, "half_open", state_since_ns=60 * S),
+    ]
+    [view] = summarize_breakers(calls, [tr(40 * S, "closed", "open", "a->b", "a")], {}, 0, 100 * S)
+    assert (view.state, view.since_ns, view.time_in_state_ns) == ("half_open", 60 * S, 40 * S)
+    calls = [BreakerCalls("a->b", "a", "b", 3, 0, 0, 80 * S, "closed", state_since_ns=20 * S)]
+    [view] = summarize_breakers(calls, [], {}, 0, 100 * S)
+    assert (view.state, view.time_in_state_ns) == ("closed", 80 * S), "closed since its first call"
+
+
+def test_a_short_open_period_is_drawn_at_least_the_minimum_width():
+    window = 15 * 60 * S
+    ts = [
+        tr(100 * S, "closed", "open"),
+        tr(101 * S, "open", "half_open"),
+        tr(101 * S + S // 2, "half_open", "closed"),
+    ]
+    [view] = summarize_breakers([], ts, {}, 0, window)
+    shown = {s.state: s for s in view.segments}
+    assert shown["open"].width < 0.2 and shown["open"].shown_width == MIN_SHOWN_WIDTH
+    assert shown["half_open"].shown_width == MIN_SHOWN_WIDTH
+    closed = [s for s in view.segments if s.state == "closed"]
+    assert all(s.shown_width == s.width for s in closed if s.width >= MIN_SHOWN_WIDTH)
+
+
+def test_the_settings_the_spans_recorded_reach_the_view():
+    calls = [BreakerCalls("a->b", "a", "b", 3, 0, 0, 8, "closed", failure_threshold=5, reset_timeout_ms=10_000)]
+    [view] = summarize_breakers(calls, [], {}, 0, 100 * S)
+    assert (view.failure_threshold, view.reset_timeout_ms) == (5, 10_000)
