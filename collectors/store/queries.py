@@ -78,16 +78,8 @@ class TraceReader:
         with self._database.connect() as conn:
             rows = conn.execute(stmt).all()
         out = [
-            SpanOutline(
-                r.span_id.hex(),
-                r.parent_span_id.hex() if r.parent_span_id else "",
-                r.service,
-                r.name,
-                r.start_ns,
-                r.start_ns + r.duration_ns,
-                r.status_code,
-            )
-            for r in rows
+            SpanOutline(sid.hex(), pid.hex() if pid else "", service, name, start, start + duration, status)
+            for sid, pid, service, name, start, duration, status in rows
         ]
         out.sort(key=attrgetter("start_ns", "span_id"))
         return out
