@@ -33,6 +33,7 @@ def test_without_a_demo_the_page_says_so_and_how_to_start_it(client):
     assert page.status_code == 200
     assert "No demo to experiment on" in page.text and "spyglass demo" in page.text
     assert "Run payment declined" not in page.text
+    assert 'id="scenario-payment-declined"' in page.text, "the scenarios are described even without a demo"
 
 
 def test_with_a_token_but_no_registry_a_run_ends_failed_saying_why(settings, store: SpanStore, monkeypatch):

@@ -76,6 +76,15 @@ def test_failovers_name_the_instance_left_and_open_the_span(client, tracer_provi
     assert item.select_one(".reason").get_text() == "connection refused"
 
 
+def test_a_failover_names_the_instance_it_went_on_to(client, tracer_provider_factory):
+    caller = pattern_spans.tracer(tracer_provider_factory, "orders")
+    with caller.start_as_current_span("POST inventory") as call:
+        moved = {"discovery.instance.id": "inventory-1", "discovery.next_instance.id": "inventory-2"}
+        call.add_event("discovery.failover", {**moved, "discovery.failover.reason": "503 out of service"})
+    [item] = soup_of(client).select("ul.failovers li")
+    assert item.get_text(" ", strip=True).startswith("orders left inventory-1 for inventory-2: 503 out of service")
+
+
 def test_a_quiet_store_says_nothing_happened(client):
     soup = soup_of(client)
     assert soup.select_one("section.service-health .empty").get_text() == "No service has sent spans yet."
