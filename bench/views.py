@@ -1,9 +1,10 @@
-"""Server time of the overview, service graph, breaker and saga pages over a large store.
+"""Server time of the overview, service graph, breaker, saga and trace pages over a large store.
 
 Loads ``--spans`` synthetic spans (traces of ten spans each: calls across five services,
 a database call, a call through a circuit breaker, a saga with three steps, now and then
 a fail-over) spread over the last hour, then times each page through the WSGI app and
-prints the figures.
+prints the figures. The trace page is the waterfall of a trace in which a breaker opened
+(one in 5,000 traces; the latest failing trace in a store too small to have one).
 
     python bench/views.py --spans 1000000
     python bench/views.py --spans 20000 --db /tmp/bench.db
@@ -160,11 +161,21 @@ def load(store: SpanStore, spans: int, batch_traces: int = 200) -> float:
     return time.perf_counter() - began
 
 
-def time_pages(app, runs: int) -> dict[str, list[float]]:
+def trace_page(store: SpanStore) -> str | None:
+    """The waterfall of a trace in which a breaker opened, else of the latest failing trace."""
+    now = time.time_ns()
+    transitions = store.find_breaker_transitions(now - 2 * 3_600_000_000_000, now, limit=1)
+    if transitions:
+        return f"/traces/{transitions[0].trace_id}"
+    failing = store.find_service_traces("gateway", now - 2 * 3_600_000_000_000, now, failing=True, limit=1)
+    return f"/traces/{failing[0].trace_id}" if failing else None
+
+
+def time_pages(app, runs: int, pages: tuple[str, ...] = PAGES) -> dict[str, list[float]]:
     """Milliseconds per request for each page (after one warm-up request)."""
     client = app.test_client()
     out = {}
-    for path in PAGES:
+    for path in pages:
         response = client.get(path)
         assert response.status_code == 200, (path, response.status_code)
         times = []
@@ -198,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"store holds {store.count_spans():,} spans")
     app = create_app(settings, store=store)
     failed = False
-    for path, times in time_pages(app, args.runs).items():
+    trace = trace_page(store)
+    for path, times in time_pages(app, args.runs, PAGES + ((trace,) if trace else ())).items():
         median = statistics.median(times)
         over = median > args.budget_ms
         failed |= over

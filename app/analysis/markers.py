@@ -23,6 +23,8 @@ STATE_TO = "circuit_breaker.state.to"
 FAILURE_COUNT = "circuit_breaker.failure_count"
 FAILOVER_EVENT = "discovery.failover"
 FAILOVER_INSTANCE = "discovery.instance.id"
+FAILOVER_REASON = "discovery.failover.reason"
+FAILOVER_NEXT = "discovery.next_instance.id"
 MARKERS_PER_SPAN = 24
 """Markers drawn on one bar; the span's panel lists every event."""
 TOOLTIP_ATTRIBUTES = 12
@@ -97,8 +99,10 @@ def event_summary(event: SpanEvent) -> str:
         return _cut(f"{name}: {a.get(STATE_FROM, '?')} → {a.get(STATE_TO, '?')}{counted}")
     if kind == "failover":
         instance = str(a.get(FAILOVER_INSTANCE, "")) or "an instance"
-        error = str(a.get("error", ""))
-        return _cut(f"{instance} refused the call; trying the next instance" + (f" ({error})" if error else ""))
+        reason = str(a.get(FAILOVER_REASON, a.get("error", "")))
+        following = a.get(FAILOVER_NEXT)
+        then = f"; trying {following}" if following not in (None, "") else ""
+        return _cut(f"left {instance}" + (f": {reason}" if reason else "") + then)
     if kind == "retry":
         attempt = a.get("retry.attempt", a.get("attempt"))
         error = str(a.get("error", ""))

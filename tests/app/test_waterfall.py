@@ -62,7 +62,7 @@ def test_exceptions_failovers_and_retries_are_marked_on_their_bars(page):
     assert "UpstreamError: payment unavailable" in detail(page, markers(page, 9)[0])
     (failover,) = markers(page, 7)
     assert "ev-failover" in failover["class"]
-    assert "inventory-1 refused the call; trying the next instance" in detail(page, failover)
+    assert "left inventory-1: connection <refused>; trying inventory-2" in detail(page, failover)
     (retry,) = markers(page, 13)
     assert "ev-retry" in retry["class"] and "attempt 1 failed; retrying (inventory busy)" in detail(page, retry)
     assert markers(page, 5) == [], "a span without events has no marker"

@@ -32,7 +32,15 @@ def markers_of(spans: list[Span]):
 
 def test_each_pattern_event_is_a_marker_of_its_kind_at_its_time_with_a_summary():
     events = (
-        SpanEvent(12 * MS, "discovery.failover", {"discovery.instance.id": "inventory-1", "error": "refused"}),
+        SpanEvent(
+            12 * MS,
+            "discovery.failover",
+            {
+                "discovery.instance.id": "inventory-1",
+                "discovery.failover.reason": "connection refused",
+                "discovery.next_instance.id": "inventory-2",
+            },
+        ),
         SpanEvent(20 * MS, "exception", {"exception.type": "Boom", "exception.message": "it broke"}),
         SpanEvent(
             25 * MS,
@@ -52,7 +60,7 @@ def test_each_pattern_event_is_a_marker_of_its_kind_at_its_time_with_a_summary()
     assert [m.kind for m in markers] == ["failover", "exception", "breaker", "retry", "event"]
     assert [m.at for m in markers] == [0.12, 0.2, 0.25, 0.3, 0.35]
     assert [m.offset_ns for m in markers] == [2 * MS, 10 * MS, 15 * MS, 20 * MS, 25 * MS]
-    assert markers[0].summary == "inventory-1 refused the call; trying the next instance (refused)"
+    assert markers[0].summary == "left inventory-1: connection refused; trying inventory-2"
     assert markers[1].summary == "Boom: it broke"
     assert markers[2].summary == "orders->payment: closed → open after 5 failures"
     assert markers[3].summary == "attempt 1 failed; retrying (busy)"
@@ -97,3 +105,19 @@ def test_events_outside_the_trace_are_pinned_to_its_edges():
     events = (SpanEvent(-500 * MS, "early", {}), SpanEvent(900 * MS, "late", {}))
     markers, _ = markers_of(trace(events))
     assert [m.at for m in markers] == [0.0, 1.0]
+
+
+def test_any_event_noting_a_retried_attempt_is_a_retry_marker():
+    events = (
+        SpanEvent(12 * MS, "saga.step.retry", {"retry.attempt": 1, "error": "503"}),
+        SpanEvent(
+            14 * MS,
+            "event_sourcing.version_conflict",
+            {"event_sourcing.version.expected": 3, "event_sourcing.version.actual": 4, "retry.attempt": 1},
+        ),
+        SpanEvent(16 * MS, "discovery.failover", {"discovery.instance.id": "a-1", "error": "refused"}),
+    )
+    markers, _ = markers_of(trace(events))
+    assert [m.kind for m in markers] == ["retry", "retry", "failover"]
+    assert markers[0].summary == "attempt 1 failed; retrying (503)"
+    assert markers[2].summary == "left a-1: refused", "an event without the reason attribute still reads"
