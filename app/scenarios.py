@@ -192,11 +192,7 @@ def _judge_storm(ev: Evidence) -> list[Check]:
     return [
         judge.check_traces_stored(ev.traces, ev.sent),
         *judge.check_limited(ev.traces),
-        judge.Check(
-            "every 429 said when to retry (Retry-After)",
-            ev.notes.get("limited", 0) > 0 and ev.notes.get("retry_after") == ev.notes.get("limited"),
-            f"{ev.notes.get('retry_after', 0)} of {ev.notes.get('limited', 0)} answers (from the HTTP answers)",
-        ),
+        judge.check_retry_after(ev.traces),
     ]
 
 

@@ -23,6 +23,10 @@ EXPERIMENT_ID = "chaos.experiment_id"
 """The baggage entry a chaos experiment sends with each request, copied onto every span."""
 MAX_BAGGAGE_VALUE = 64
 SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+CAPTURE_RESPONSE_HEADERS = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE"
+RECORDED_RESPONSE_HEADERS = "Retry-After"
+"""Answer headers a server span records (``http.response.header.retry_after``), so that a
+429's promise of when to retry can be checked from the stored spans."""
 
 
 def configure_tracing(
@@ -50,9 +54,11 @@ def configure_tracing(
 
 def use_stable_http_conventions() -> None:
     """Have the HTTP instrumentations emit the stable semantic conventions
-    (``http.request.method``, ``http.response.status_code``, ``url.path``, ``http.route``),
-    unless the process was told otherwise: call before instrumenting anything."""
+    (``http.request.method``, ``http.response.status_code``, ``url.path``, ``http.route``)
+    and record the ``Retry-After`` answer header on server spans, unless the process was
+    told otherwise: call before instrumenting anything."""
     os.environ.setdefault(SEMCONV_OPT_IN, "http")
+    os.environ.setdefault(CAPTURE_RESPONSE_HEADERS, RECORDED_RESPONSE_HEADERS)
 
 
 def inject_headers(headers: MutableMapping[str, str], context: Context | None = None) -> None:

@@ -349,6 +349,29 @@ def check_limited(traces: Traces) -> list[Check]:
     ]
 
 
+RETRY_AFTER = "http.response.header.retry_after"
+"""The ``Retry-After`` answer header as a server span records it (OpenTelemetry's
+``http.response.header.<name>``, a list of strings)."""
+
+
+def check_retry_after(traces: Traces) -> Check:
+    """Every request the gateway answered 429 said when to retry: its entry span recorded
+    a non-empty ``Retry-After`` answer header."""
+    limited = [e for spans in traces.values() if (e := entry_span(spans)) is not None and status_of(e) == 429]
+    said = sum(1 for e in limited if any(str(v).strip() for v in _as_list(e.attributes.get(RETRY_AFTER))))
+    return Check(
+        "every 429 said when to retry (Retry-After)",
+        bool(limited) and said == len(limited),
+        f"{said} of {len(limited)} limited requests' spans recorded {RETRY_AFTER}",
+    )
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def instances_serving(traces: Traces, service: str) -> dict[str, int]:
     """Requests of ``service`` each instance handled (server spans that did not answer
     5xx: a stopped instance's 503 handled nothing), per instance id."""

@@ -250,3 +250,27 @@ def test_the_affected_services_are_those_the_runs_traces_touched_in_the_order_ke
     shown = [part.split('"', 1)[0] for part in page.split('data-service="')[1:]]
     assert shown == touched
     assert _cells(page, "inventory", "rate") == ["0.00/s", "0.25/s", "0.00/s"]
+
+
+def _limited(n: int, **attributes) -> Span:
+    return Span(
+        trace_id=f"{n:032x}",
+        span_id=f"{n:016x}",
+        parent_span_id="",
+        name="GET /api/products",
+        kind=KIND_SERVER,
+        start_ns=n,
+        end_ns=n + 10,
+        resource=Resource("gateway"),
+        attributes={"http.response.status_code": 429, **attributes},
+    )
+
+
+def test_every_429_must_have_recorded_its_retry_after_on_the_entry_span():
+    said = {f"t{n}": [_limited(n, **{"http.response.header.retry_after": ["1"]})] for n in range(1, 4)}
+    check = judge.check_retry_after(said)
+    assert check.passed and check.detail.startswith("3 of 3")
+    silent = {**said, "t9": [_limited(9)]}
+    assert not judge.check_retry_after(silent).passed
+    assert judge.check_retry_after(silent).detail.startswith("3 of 4")
+    assert not judge.check_retry_after({}).passed
