@@ -102,6 +102,8 @@ def test_merged_tree_shows_each_spans_change_in_ms_and_percent(client, checkout_
     assert page.select_one(".diff-summary").get_text(" ", strip=True) == "3 in both · 1 added in B · 1 missing in B"
     opens = (page.select_one("a.open-a")["href"], page.select_one("a.open-b")["href"])
     assert opens == (f"/traces/{a}", f"/traces/{b}")
+    swapped = html(client.get(page.select_one("a.swap")["href"]))
+    assert swapped.select_one(".diff-total .total").get_text() == "−50.0 ms (−33 %)"
 
 
 def test_biggest_changes_come_first_and_link_to_their_row(client, checkout_pair):
