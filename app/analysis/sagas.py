@@ -224,19 +224,22 @@ def axis_ticks(length_ns: int, target: int = AXIS_TICKS) -> list[Tick]:
 
 
 def saga_timeline(
-    saga: SagaInstance | None, steps: Sequence[SagaStepSpan], known: Iterable[tuple[int | None, str]] = ()
+    saga: SagaInstance | None,
+    steps: Sequence[SagaStepSpan],
+    known: Iterable[tuple[int | None, str, str | None]] = (),
 ) -> SagaTimeline:
     """One lane per step (in step order), its spans as bars positioned over the saga's time.
 
-    ``known`` lists the (index, step) pairs the saga's type has (declared, or seen in other
-    instances); each one this instance has no span of gets a lane that never ran.
+    ``known`` lists the (index, step, kind) of the steps the saga's type has (seen in other
+    instances); each one this instance has no span of gets a lane that never ran, with
+    the kind those instances gave it.
     """
     lanes = _lanes(saga, steps)
     have = {lane.step for lane in lanes.lanes}
-    for index, step in known:
+    for index, step, kind in known:
         if step not in have:
             have.add(step)
-            lanes.lanes.append(Lane(step, index, ran=False))
+            lanes.lanes.append(Lane(step, index, ran=False, kind=kind))
     lanes.lanes.sort(key=lambda lane: (lane.index if lane.index is not None else 1 << 30, lane.step))
     lanes.ticks = axis_ticks(lanes.end_ns - lanes.start_ns)
     return lanes

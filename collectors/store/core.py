@@ -220,8 +220,8 @@ class SpanStore:
         """Sagas per outcome (``running`` for those without one); absent outcomes left out."""
         return self._sagas.count_sagas()
 
-    def find_saga_step_names(self, name: str, sample: int = 50) -> list[tuple[int | None, str]]:
-        """(index, step) of the actions the latest ``sample`` sagas named ``name`` ran."""
+    def find_saga_step_names(self, name: str, sample: int = 50) -> list[tuple[int | None, str, str | None]]:
+        """(index, step, kind) of the actions the latest ``sample`` sagas named ``name`` ran."""
         return self._sagas.find_step_names(name, sample)
 
     def get_saga(self, saga_id: str) -> SagaInstance | None:

@@ -142,3 +142,23 @@ def test_a_sagas_page_names_each_steps_kind_and_rules_off_the_pivot(client, trac
     assert lanes["confirm"].select_one(".step-kind").get_text() == HOSTILE  # text, not markup
     assert soup.select_one(".saga-timeline img") is None
     assert "point of no return" in soup.select_one(".legend").get_text()
+
+
+def test_steps_that_never_ran_keep_the_kind_other_sagas_gave_them(client, tracer_provider_factory):
+    orders = pattern_spans.tracer(tracer_provider_factory, "orders")
+    kinds = [("reserve", "compensatable"), ("capture", "pivot"), ("confirm", "retriable")]
+    for saga_id, fail_at in (("full", None), ("cut", 0)):
+        base = {"saga.name": "order", "saga.id": saga_id}
+        with orders.start_as_current_span("saga order", attributes=base) as root:
+            for i, (name, kind) in enumerate(kinds):
+                attributes = {**base, "saga.step": name, "saga.step.index": i, "saga.phase": "action"}
+                with orders.start_as_current_span(name, attributes={**attributes, "saga.step.kind": kind}) as step:
+                    if fail_at == i:
+                        step.set_status(Status(StatusCode.ERROR, "no stock"))
+                if fail_at == i:
+                    break
+            root.set_attribute("saga.outcome", "compensated" if fail_at is not None else "completed")
+    soup = html(client, "/sagas/cut")
+    never = {lane["data-step"]: lane.get("data-kind") for lane in soup.select(".lane.never-ran")}
+    assert never == {"capture": "pivot", "confirm": "retriable"}
+    assert "pivot" in soup.select_one(".lane[data-step='capture']")["class"]

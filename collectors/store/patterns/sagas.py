@@ -141,21 +141,24 @@ class SagaReader:
             rows = conn.execute(sa.select(c.outcome, sa.func.count()).group_by(c.outcome)).all()
         return {(outcome if outcome is not None else RUNNING): int(n) for outcome, n in rows}
 
-    def find_step_names(self, name: str, sample: int = 50) -> list[tuple[int | None, str]]:
-        """The (index, step) pairs of the actions run by the latest ``sample`` sagas named
-        ``name``, by index then step: the steps a saga of that type is known to have."""
+    def find_step_names(self, name: str, sample: int = 50) -> list[tuple[int | None, str, str | None]]:
+        """The (index, step, kind) of the actions run by the latest ``sample`` sagas named
+        ``name``, by index then step: the steps a saga of that type is known to have (a
+        step recorded with several kinds is listed once per kind)."""
         c, sc = sagas.c, saga_steps.c
         latest = (
             sa.select(c.saga_id).where(c.name == name).order_by(c.start_ns.desc()).limit(sample).subquery()
         )
         stmt = (
-            sa.select(sc.step_index, sc.step)
+            sa.select(sc.step_index, sc.step, sc.kind)
             .where(sc.saga_id.in_(sa.select(latest.c.saga_id)), sc.phase == "action")
             .distinct()
         )
         with self._database.connect() as conn:
             rows = conn.execute(stmt).all()
-        return sorted(((r.step_index, r.step) for r in rows), key=lambda r: (r[0] is None, r[0] or 0, r[1]))
+        return sorted(
+            ((r.step_index, r.step, r.kind) for r in rows), key=lambda r: (r[0] is None, r[0] or 0, r[1], r[2] or "")
+        )
 
     def get_saga(self, saga_id: str) -> SagaInstance | None:
         """One saga instance, or None when unknown."""

@@ -163,12 +163,13 @@ def test_axis_of_a_zero_length_saga_is_one_tick():
 
 def test_known_steps_without_spans_become_lanes_that_never_ran_in_index_order():
     steps = [step("create", 0, "action", 0), step("pay", 1, "action", 10, ok=False)]
-    timeline = saga_timeline(saga("compensated"), steps, [(0, "create"), (1, "pay"), (3, "notify"), (2, "ship")])
-    assert [(lane.step, lane.ran) for lane in timeline.lanes] == [
-        ("create", True),
-        ("pay", True),
-        ("ship", False),
-        ("notify", False),
+    known = [(0, "create", None), (1, "pay", None), (3, "notify", "retriable"), (2, "ship", "pivot")]
+    timeline = saga_timeline(saga("compensated"), steps, known)
+    assert [(lane.step, lane.ran, lane.kind) for lane in timeline.lanes] == [
+        ("create", True, None),
+        ("pay", True, None),
+        ("ship", False, "pivot"),
+        ("notify", False, "retriable"),
     ]
     assert [lane.step for lane in timeline.never_ran] == ["ship", "notify"]
     assert timeline.never_ran[0].bars == []
