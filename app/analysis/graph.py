@@ -20,8 +20,10 @@ PAD = 24
 LABEL_CHARS = 22
 MAX_CYCLES = 20
 
-_MODE_PRIORITY = {"sync": 0, "async": 1, "peer": 2, "database": 3, "queue": 4}
-_PEER_KINDS = {"database": "database", "queue": "queue", "peer": "peer"}
+_MODE_PRIORITY = {"sync": 0, "async": 1, "lookup": 2, "peer": 3, "peer-lookup": 4, "database": 5, "queue": 6}
+_PAIRED = ("sync", "async", "lookup")
+_PEER_KINDS = {"database": "database", "queue": "queue", "peer": "peer", "peer-lookup": "peer"}
+_KIND_WORDS = {"database": "database", "queue": "queue"}
 
 
 @dataclass(slots=True)
@@ -79,6 +81,11 @@ class GraphEdge:
         """Whether the edge goes through a producer and a consumer (or to a queue)."""
         return self.mode in ("async", "queue")
 
+    @property
+    def is_lookup(self) -> bool:
+        """Whether the calls are registry lookups (service discovery)."""
+        return self.mode in ("lookup", "peer-lookup")
+
 
 @dataclass(slots=True)
 class ServiceGraph:
@@ -117,14 +124,14 @@ def build_digraph(edge_stats: Iterable[EdgeStats], operations: Iterable[Operatio
     for e in edge_stats:
         by_pair[(e.parent, e.child)].append(e)
     for (parent, child), group in sorted(by_pair.items()):
-        paired = [e for e in group if e.mode in ("sync", "async")]
+        paired = [e for e in group if e.mode in _PAIRED]
         if paired:
             group = paired + [e for e in group if e.mode in ("database", "queue")]
         mode = min((e.mode for e in group), key=lambda m: _MODE_PRIORITY.get(m, 9))
         g.add_node(parent, kind="service")
         if child not in g:
             g.add_node(child, kind=_PEER_KINDS.get(mode, "service"))
-        elif mode in ("sync", "async"):
+        elif mode in _PAIRED:
             g.nodes[child]["kind"] = "service"
         g.add_edge(
             parent,
@@ -184,7 +191,7 @@ def build_service_graph(
             data["kind"],
             r,
             health(r.error_rate, r.count),
-            _label(name),
+            _label(readable_name(name, data["kind"])),
             rate_limit=rate_limit_of(per_service[name]),
         )
     edges = []
@@ -333,6 +340,19 @@ def rate_limit_of(ops: Sequence[OperationTraffic]) -> RateLimit | None:
     """The rate limit the service's operations record (the strictest, if they differ)."""
     limits = [RateLimit(o.rate_limit, o.rate_limit_window_ms) for o in ops if o.rate_limit is not None]
     return min(limits, key=lambda r: (r.limit / max(r.window_ms or 1000, 1), r.limit)) if limits else None
+
+
+def readable_name(name: str, kind: str) -> str:
+    """How a node reads on the graph. A database or queue named by span attributes is
+    ``system:namespace`` (``sqlite:/srv/data/orders.db``, ``spyglass-outbox:OrderPlaced``):
+    it reads as its namespace's last part and its kind (``orders.db database``,
+    ``OrderPlaced queue``). Services and peers named by ``peer.service`` read as named."""
+    word = _KIND_WORDS.get(kind)
+    if word is None or ":" not in name:
+        return name
+    system, namespace = name.split(":", 1)
+    last = namespace.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or namespace
+    return f"{last} {word}" if last else f"{system} {word}"
 
 
 def _label(name: str) -> str:

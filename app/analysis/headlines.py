@@ -28,9 +28,11 @@ def services_headline(graph: ServiceGraph) -> str:
     paired = [e for e in graph.edges if e.mode in ("sync", "async")]
     asynchronous = sum(1 for e in paired if e.mode == "async")
     peers = _count(len(graph.nodes) - len(services), "database or peer", "databases or peers")
+    lookups = sum(1 for e in graph.edges if e.is_lookup)
+    looked_up = f", and {_count(lookups, 'path')} of registry lookups (dotted)" if lookups else ""
     parts = [
         f"{_count(len(services), 'service')} and {peers}, "
-        f"joined by {_count(len(paired), 'call path')} ({asynchronous} asynchronous, dashed)."
+        f"joined by {_count(len(paired), 'call path')} ({asynchronous} asynchronous, dashed){looked_up}."
     ]
     worst = max(services, key=lambda n: (n.red.error_rate, n.red.count))
     if worst.red.error_count:

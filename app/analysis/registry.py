@@ -127,15 +127,22 @@ def discovery_activity(edges: Iterable[EdgeStats], failovers: Iterable[Failover]
 
 def lookups_by_caller(edges: Iterable[EdgeStats]) -> list[Lookups]:
     """Registry lookups per calling service, most first. A lookup is counted once: from the
-    pair of the caller's lookup span and the registry's span when both were traced, else
-    from the lookup span's ``peer.service`` alone."""
+    pair of the caller's lookup span and the registry's span when both were traced (mode
+    ``lookup``; ``sync`` in minutes stored before lookups had a mode), else from the lookup
+    span's ``peer.service`` alone (``peer-lookup``, or ``peer``)."""
     modes: dict[str, dict[str, tuple[int, int]]] = {}
     for e in edges:
         if e.child == REGISTRY_SERVICE and e.parent != REGISTRY_SERVICE:
             modes.setdefault(e.parent, {})[e.mode] = (e.call_count, e.error_count)
     found = []
     for caller, counts in modes.items():
-        count, errors = counts.get("sync") or counts.get("peer") or max(counts.values())
+        count, errors = (
+            counts.get("lookup")
+            or counts.get("sync")
+            or counts.get("peer-lookup")
+            or counts.get("peer")
+            or max(counts.values())
+        )
         found.append(Lookups(caller, count, errors))
     return sorted(found, key=lambda lk: (-lk.count, lk.caller))
 

@@ -39,8 +39,9 @@ class EdgeStats:
     """Calls from ``parent`` to ``child`` in a window.
 
     ``mode`` says how the calls were made: ``sync`` (a client or caller span and the
-    server span it parents), ``async`` (a producer and a consumer span), or, for a peer
-    named by a client or producer span's attributes, ``database``, ``queue`` or ``peer``.
+    server span it parents), ``async`` (a producer and a consumer span), ``lookup`` (a
+    registry lookup: spans with ``discovery.service``), or, for a peer named by a client or
+    producer span's attributes, ``database``, ``queue``, ``peer`` or ``peer-lookup``.
     ``throttled_count`` counts the calls answered 429 (rate limited), which are not errors;
     a 4xx the callee answered is not an error of the call either (see
     :func:`collectors.store.patterns.conventions.judge_call`).

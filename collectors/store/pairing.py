@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from collectors.model import KIND_CLIENT, STATUS_ERROR, Span
-from collectors.store.patterns.conventions import MODE_ASYNC, http_status, judge_call
+from collectors.store.patterns.conventions import DISCOVERY_SERVICE, MODE_ASYNC, http_status, judge_call
 from collectors.store.patterns.traffic import EdgeAccumulator, edge_mode
 from collectors.store.schema import spans
 
@@ -111,7 +111,7 @@ def pair_calls(new: list[Span], old: list[StoredSpan]) -> tuple[Calls, dict[tupl
         calls.add(
             parent.service,
             child.service,
-            edge_mode(parent.kind, child.kind),
+            edge_mode(parent.kind, child.kind, _is_lookup(parent) or _is_lookup(child)),
             child.start_ns,
             duration,
             failed,
@@ -140,6 +140,13 @@ def judge_pair(parent: StoredSpan | Span, child: StoredSpan | Span) -> tuple[boo
     if parent.kind == KIND_CLIENT:
         caller_failed = judge_call(parent.status_code == STATUS_ERROR, status, caller=True)[0]
     return child_failed or caller_failed, False
+
+
+def _is_lookup(x: StoredSpan | Span) -> bool:
+    """Whether the span is one of a registry lookup's (it names the service looked up).
+    Of a pair, one span at least is new with its attributes, and both sides of a lookup
+    carry the attribute."""
+    return isinstance(x, Span) and DISCOVERY_SERVICE in x.attributes
 
 
 def _http_status_of(x: StoredSpan | Span) -> int | None:

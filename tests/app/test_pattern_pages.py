@@ -309,3 +309,14 @@ def test_an_async_edge_page_lists_the_consumer_traces(client, store, producer_fi
     soup = get_html(client, "/services/edge?parent=orders&child=notifications")
     listed = {a["href"] for a in soup.select("ul.edge-traces a")}
     assert listed == {f"/traces/{c.trace_id}" for c in consumers}
+
+
+def test_a_registry_lookup_is_drawn_as_its_own_kind_of_edge(client, tracer_provider_factory):
+    pattern_spans.discovery_failover(tracer_provider_factory)
+    doc = get_json(client, "/api/v1/graph?window=15m")
+    modes = {(e["parent"], e["child"]): e["mode"] for e in doc["edges"]}
+    assert modes[("orders", "registry")] == "lookup" and modes[("orders", "inventory")] == "sync"
+    soup = get_html(client, "/services?window=15m")
+    edge = soup.select_one("a.edge-link[data-parent='orders'][data-child='registry'] g.edge")
+    assert "mode-lookup" in edge["class"]
+    assert "dotted: registry lookup" in soup.select_one("p.legend").get_text()

@@ -43,6 +43,9 @@ DB_NAME = "db.name"
 MESSAGING_SYSTEM = "messaging.system"
 MESSAGING_DESTINATION = "messaging.destination.name"
 SERVICE_INSTANCE_ID = "service.instance.id"
+DISCOVERY_SERVICE = "discovery.service"
+"""On a registry lookup's spans (the caller's CLIENT span, the registry's SERVER span): the
+service looked up. Calls that carry it are lookups, an edge kind of their own."""
 HTTP_STATUS_KEYS = ("http.response.status_code", "http.status_code")
 """The HTTP status attribute: the stable name first, then the one older SDKs still send."""
 THROTTLED_STATUS = 429
@@ -53,7 +56,9 @@ MODE_ASYNC = 1
 MODE_PEER_DB = 2
 MODE_PEER_QUEUE = 3
 MODE_PEER_SERVICE = 4
-PAIRED_MODES = (MODE_SYNC, MODE_ASYNC)
+MODE_LOOKUP = 5
+MODE_PEER_LOOKUP = 6
+PAIRED_MODES = (MODE_SYNC, MODE_ASYNC, MODE_LOOKUP)
 """Modes of calls paired from two spans (the dependencies); the others are peers a span names."""
 MODE_NAMES = {
     MODE_SYNC: "sync",
@@ -61,6 +66,8 @@ MODE_NAMES = {
     MODE_PEER_DB: "database",
     MODE_PEER_QUEUE: "queue",
     MODE_PEER_SERVICE: "peer",
+    MODE_LOOKUP: "lookup",
+    MODE_PEER_LOOKUP: "peer-lookup",
 }
 
 

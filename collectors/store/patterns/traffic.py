@@ -34,11 +34,14 @@ from collectors.store.patterns.conventions import (
     DB_NAME,
     DB_NAMESPACE,
     DB_SYSTEM,
+    DISCOVERY_SERVICE,
     MESSAGING_DESTINATION,
     MESSAGING_SYSTEM,
     MODE_ASYNC,
+    MODE_LOOKUP,
     MODE_NAMES,
     MODE_PEER_DB,
+    MODE_PEER_LOOKUP,
     MODE_PEER_QUEUE,
     MODE_PEER_SERVICE,
     MODE_SYNC,
@@ -129,9 +132,13 @@ def _count(row: list[int], duration_ns: int, failed: bool, throttled: bool) -> N
     row[_ROW_HISTOGRAM + histogram_index(duration_ns)] += 1
 
 
-def edge_mode(parent_kind: int, child_kind: int) -> int:
-    """Asynchronous when the call goes through a producer and a consumer span."""
-    return MODE_ASYNC if parent_kind == KIND_PRODUCER or child_kind == KIND_CONSUMER else MODE_SYNC
+def edge_mode(parent_kind: int, child_kind: int, lookup: bool = False) -> int:
+    """Asynchronous when the call goes through a producer and a consumer span; a lookup
+    (a span of the call carries ``discovery.service``) when it asks a registry; else
+    synchronous."""
+    if parent_kind == KIND_PRODUCER or child_kind == KIND_CONSUMER:
+        return MODE_ASYNC
+    return MODE_LOOKUP if lookup else MODE_SYNC
 
 
 def peer_of(attrs: dict[str, Any], kind: int) -> tuple[str, int] | None:
@@ -147,7 +154,7 @@ def peer_of(attrs: dict[str, Any], kind: int) -> tuple[str, int] | None:
         return (f"{mq}:{dest}" if isinstance(dest, str) and dest else mq), MODE_PEER_QUEUE
     peer = attrs.get(PEER_SERVICE)
     if isinstance(peer, str) and peer:
-        return peer, MODE_PEER_SERVICE
+        return peer, MODE_PEER_LOOKUP if DISCOVERY_SERVICE in attrs else MODE_PEER_SERVICE
     return None
 
 

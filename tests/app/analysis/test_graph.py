@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import networkx as nx
 
-from app.analysis.graph import NODE_W, build_digraph, build_service_graph, feedback_edges, longest_sync_chain
+from app.analysis.graph import (
+    NODE_W,
+    build_digraph,
+    build_service_graph,
+    feedback_edges,
+    longest_sync_chain,
+    readable_name,
+)
 from app.analysis.stats import percentile
 from collectors.model import HISTOGRAM_BUCKETS, EdgeStats, Histogram, OperationTraffic, histogram_index
 
@@ -166,3 +173,34 @@ def test_percentiles_from_histogram_stay_within_a_bucket_of_the_truth():
         assert truth / 1.45 <= got <= truth * 1.45, (q, got)
     assert percentile(h, 100) <= 100_000_000
     assert percentile(hist(), 50) == 0
+
+
+def test_lookups_are_their_own_kind_of_edge_and_not_on_the_call_chain():
+    edges = [
+        edge("gateway", "orders", calls=4),
+        edge("orders", "registry", mode="lookup", calls=2),
+        edge("orders", "registry", mode="peer-lookup", calls=2),
+        edge("registry", "inventory", calls=1),
+    ]
+    ops = [op("gateway"), op("orders"), op("registry"), op("inventory")]
+    g = build_service_graph(edges, ops, 60 * 10**9)
+    lookup = g.edge("orders", "registry")
+    assert lookup.mode == "lookup" and lookup.is_lookup and lookup.red.count == 2, "counted once"
+    assert g.node("registry").kind == "service"
+    assert g.longest_chain == ["gateway", "orders"]
+    only_named = build_service_graph([edge("orders", "registry", mode="peer-lookup")], [op("orders")], 60 * 10**9)
+    assert only_named.edge("orders", "registry").is_lookup and only_named.node("registry").kind == "peer"
+
+
+def test_databases_and_queues_read_as_their_namespace_and_kind():
+    edges = [
+        edge("orders", "sqlite:/srv/spyglass/data/demo/orders.db", mode="database"),
+        edge("orders", "spyglass-outbox:OrderPlaced", mode="queue"),
+        edge("orders", "maps-api", mode="peer"),
+    ]
+    g = build_service_graph(edges, [op("orders")], 60 * 10**9)
+    labels = {n.name: n.label for n in g.nodes}
+    assert labels["sqlite:/srv/spyglass/data/demo/orders.db"] == "orders.db database"
+    assert labels["spyglass-outbox:OrderPlaced"] == "OrderPlaced queue"
+    assert labels["maps-api"] == "maps-api" and labels["orders"] == "orders"
+    assert readable_name("redis", "database") == "redis"
