@@ -18,6 +18,7 @@ from collectors.model import KIND_CLIENT, KIND_PRODUCER, Span
 
 NS = 1_000_000_000
 DISCOVERY_SERVICE = "discovery.service"
+PEER_SERVICE = "peer.service"
 """On a discovery lookup's CLIENT span: the service looked up (docs/conventions.md)."""
 PHASES = ("before", "during", "after")
 
@@ -55,7 +56,8 @@ def affected_services(
     services as many hops away, those in ``changed`` (the experiment changed their faults)
     first, then the one reached first. ``followers`` are traces that consumers of the
     messages published in ``traces`` started: their root counts as one hop past the
-    nearest PRODUCER span. Services met only through a discovery lookup (the registry:
+    nearest PRODUCER span. A CLIENT span's ``peer.service`` counts as met one hop further
+    (its callee's span may be missing: a call that timed out). Services met only through a discovery lookup (the registry:
     spans under a CLIENT span with ``discovery.service``) follow those the requests
     called; changed services no trace touched come last, by name."""
     faulted = set(changed)
@@ -64,12 +66,19 @@ def affected_services(
     called: set[str] = set()
     producer_hops: list[int] = []
 
+    def meet(service: str, depth: int, start_ns: int, looked_up: bool) -> None:
+        hops[service] = min(hops.get(service, depth), depth)
+        first[service] = min(first.get(service, start_ns), start_ns)
+        if not looked_up:
+            called.add(service)
+
     def count(spans: Sequence[Span], offset: int) -> None:
         for span, depth, looked_up in _service_hops(spans):
-            hops[span.service] = min(hops.get(span.service, depth + offset), depth + offset)
-            first[span.service] = min(first.get(span.service, span.start_ns), span.start_ns)
-            if not looked_up:
-                called.add(span.service)
+            meet(span.service, depth + offset, span.start_ns, looked_up)
+            peer = span.attributes.get(PEER_SERVICE)
+            if span.kind == KIND_CLIENT and isinstance(peer, str) and peer and peer != span.service:
+                # The callee, even if its own span is missing (a call that timed out).
+                meet(peer, depth + offset + 1, span.start_ns, looked_up)
             if span.kind == KIND_PRODUCER:
                 producer_hops.append(depth + offset)
 

@@ -82,3 +82,14 @@ def test_a_service_met_only_through_a_discovery_lookup_follows_the_services_call
     lookup.attributes = {"discovery.service": "orders"}
     traces["a"] = [*traces["a"], lookup, span(1, 21, 20, "registry", 1)]
     assert affected_services(traces, {"payment"}) == ["gateway", "orders", "payment", "inventory", "registry"]
+
+
+def test_a_callee_whose_span_is_missing_counts_from_the_callers_peer_service():
+    # Orders' call to inventory timed out; inventory's span has not arrived (or never will).
+    waited = [span(1, 1, 0, "gateway", 0), span(1, 2, 1, "gateway", 1), span(1, 3, 2, "orders", 2)]
+    waited.append(span(1, 4, 3, "orders", 3))
+    waited[-1].attributes = {"peer.service": "inventory"}
+    lookup = span(1, 5, 4, "orders", 3)
+    lookup.attributes = {"discovery.service": "inventory", "peer.service": "registry"}
+    traces = {"a": [*waited, lookup]}
+    assert affected_services(traces, {"inventory", "gateway"}) == ["gateway", "orders", "inventory", "registry"]
