@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, render_template, request, ur
 from werkzeug.exceptions import BadRequest, NotFound
 
 from app import jaeger, otlp_json
+from app.analysis.badges import span_badges
 from app.analysis.search import duration_fractions, scatter
 from app.analysis.tree import TraceView, build_trace_view, trace_operation_stats
 from app.analysis.values import (
@@ -237,6 +238,7 @@ def _panel_context(row: Any) -> dict[str, Any]:
             }
         )
     return {
+        "badges": span_badges(s),
         "attributes": typed_attributes(s.attributes),
         "events": events,
         "links_out": [{"link": lk, "attributes": typed_attributes(lk.attributes)} for lk in s.links],

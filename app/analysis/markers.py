@@ -27,6 +27,9 @@ FAILOVER_REASON = "discovery.failover.reason"
 FAILOVER_NEXT = "discovery.next_instance.id"
 MARKERS_PER_SPAN = 24
 """Markers drawn on one bar; the span's panel lists every event."""
+CLOSE = 0.008
+"""Markers nearer than this fraction of the trace (about a marker's width on a usual
+track) to the one before are drawn beside it instead of on top of it."""
 TOOLTIP_ATTRIBUTES = 12
 TOOLTIP_VALUE_CHARS = 200
 _KIND_RANK = {"exception": 0, "breaker": 0, "failover": 0, "retry": 0, "event": 1}
@@ -42,30 +45,36 @@ class EventMarker:
     offset_ns: int
     summary: str
     attributes: tuple[tuple[str, str], ...]
+    nudge: int = 0
+    """How many markers just before this one are at nearly the same place: the bar draws
+    it that many marker widths to the right, so that each can be pointed at."""
 
 
 def event_markers(row: Row, trace_start_ns: int, trace_duration_ns: int) -> tuple[list[EventMarker], int]:
     """The markers of a row's events in time order, and how many were left off.
 
     When a span has more than :data:`MARKERS_PER_SPAN` events, the pattern events are
-    kept before other ones.
+    kept before other ones. Markers closer than :data:`CLOSE` to the one before are nudged.
     """
     events = list(enumerate(row.span.events))
     if len(events) > MARKERS_PER_SPAN:
         events.sort(key=lambda item: (_KIND_RANK[event_kind(item[1])], item[0]))
-        events = sorted(events[:MARKERS_PER_SPAN])
+        events = events[:MARKERS_PER_SPAN]
+    events.sort(key=lambda item: (item[1].time_ns, item[0]))
     total = max(1, trace_duration_ns)
-    markers = []
+    markers: list[EventMarker] = []
     for _, e in events:
-        at = (e.time_ns + row.shift_ns - trace_start_ns) / total
+        at = min(1.0, max(0.0, (e.time_ns + row.shift_ns - trace_start_ns) / total))
+        nudge = markers[-1].nudge + 1 if markers and at - markers[-1].at < CLOSE else 0
         markers.append(
             EventMarker(
                 kind=event_kind(e),
                 name=e.name,
-                at=min(1.0, max(0.0, at)),
+                at=at,
                 offset_ns=e.time_ns - row.span.start_ns,
                 summary=event_summary(e),
                 attributes=_tooltip_attributes(e),
+                nudge=nudge,
             )
         )
     return markers, len(row.span.events) - len(markers)

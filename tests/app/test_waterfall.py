@@ -148,3 +148,10 @@ def test_next_error_can_fetch_every_row_up_to_an_error_not_loaded_yet(client, po
     assert len(doc.select(".wf-row")) == 2201
     assert "offset=2501" in doc.select_one(".wf-more")["hx-get"]
     assert client.get(f"/traces/{0x50:032x}/rows?offset=300&through=-4").status_code == 400
+
+
+def test_a_spans_details_repeat_its_badges(client, post_trace):
+    post_trace("patterns")
+    response = client.get(f"/traces/{PATTERNS}/spans/{sid(12)}", headers={"HX-Request": "true"})
+    doc = BeautifulSoup(response.get_data(as_text=True), "html.parser")
+    assert [b.get_text() for b in doc.select(".span-panel h3 .badge")] == ["rejected: breaker open", "retry 1", "orders-1"]

@@ -121,3 +121,15 @@ def test_any_event_noting_a_retried_attempt_is_a_retry_marker():
     assert [m.kind for m in markers] == ["retry", "retry", "failover"]
     assert markers[0].summary == "attempt 1 failed; retrying (503)"
     assert markers[2].summary == "left a-1: refused", "an event without the reason attribute still reads"
+
+
+def test_markers_at_nearly_the_same_time_are_nudged_apart_in_time_order():
+    events = (
+        SpanEvent(int(30.2 * MS), "exception", {}),
+        SpanEvent(30 * MS, "circuit_breaker.state_change", {}),
+        SpanEvent(int(30.4 * MS), "exception", {}),
+        SpanEvent(40 * MS, "exception", {}),
+    )
+    markers, _ = markers_of(trace(events))
+    assert [m.kind for m in markers] == ["breaker", "exception", "exception", "exception"]
+    assert [m.nudge for m in markers] == [0, 1, 2, 0]
