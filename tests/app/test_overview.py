@@ -89,11 +89,15 @@ def test_a_quiet_store_says_nothing_happened(client):
     soup = soup_of(client)
     assert soup.select_one("section.service-health .empty").get_text() == "No service has sent spans yet."
     assert [p.get_text() for p in soup.select("section.moments p.empty")] == [
-        "None: every breaker seen lets calls through.",
-        "None: every saga that started completed (or is still running).",
+        "None: every breaker seen lets calls through. Inventory slow opens one.",
+        "None: every saga that started completed (or is still running). Payment declined makes one compensate.",
         "None: every call reached the first instance it tried.",
     ]
     assert soup.select_one("section.latest-traces .empty").get_text() == "No traces yet."
+    suggested = [a["href"] for a in soup.select("section.moments p.empty a")]
+    assert suggested == ["/chaos#scenario-inventory-slow", "/chaos#scenario-payment-declined"]
+    chaos = BeautifulSoup(client.get("/chaos").data, "html.parser")
+    assert all(chaos.select_one(f"#{href.split('#')[1]}") is not None for href in suggested)
 
 
 def test_the_latest_traces_stay_and_span_text_is_escaped(client, store, tracer_provider_factory):
