@@ -7,9 +7,10 @@ instrumentation: a CLIENT span in the gateway and a SERVER span in users, each w
 ``rpc.system=grpc``, ``rpc.service`` and ``rpc.method``, the trace context travelling in
 the call's metadata. The caller's identity travels there too (``x-user-id``).
 
-A call goes: discovery (the instances' registered ``grpc_url``, round-robin, fail-over on
-UNAVAILABLE) -> the instrumentation's CLIENT span -> the gateway's breaker for users (on
-that span, so a refused call has no downstream span) -> the RPC with a deadline.
+A call goes as an HTTP call does: the instrumentation's CLIENT span -> the gateway's
+breaker for users (on that span, so a refused call has no downstream span) -> discovery
+(the instances' registered ``grpc_url``, round-robin, fail-over on UNAVAILABLE, recorded
+on that span too) -> the RPC with a deadline.
 UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL and UNKNOWN count as breaker failures;
 NOT_FOUND is an answer. The server applies the instance's fault switches (stopped,
 hang, latency with jitter, error rate) to each call as the HTTP side does.
@@ -29,9 +30,9 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import client_interceptor, server_interceptor
 from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 
-from demo_services.client import INSTANCE_ID, PEER_SERVICE, SERVER_PORT, BreakerFailure, UpstreamError
+from demo_services.client import PEER_SERVICE, SERVER_PORT, BreakerFailure, UpstreamError
 from demo_services.patterns.breaker import CircuitBreaker, CircuitOpenError
-from demo_services.patterns.discovery import DiscoveryClient, Instance, NoHealthyInstanceError
+from demo_services.patterns.discovery import INSTANCE_ID, DiscoveryClient, Instance, NoHealthyInstanceError
 from demo_services.proto import users_pb2, users_pb2_grpc
 from demo_services.protocol import ENDUSER_ID
 from demo_services.service import HANG_LIMIT_S, MAX_USER_ID, Chaos, added_delay_s
@@ -106,13 +107,18 @@ class UserDirectoryServer(users_pb2_grpc.UserDirectoryServicer):
 class InstanceUnavailable(Exception):
     """An instance answered UNAVAILABLE (not listening, or stopped): try the next one."""
 
+    def __init__(self, error: grpc.RpcError) -> None:
+        super().__init__(f"UNAVAILABLE: {error.details()}")
+        self.error = error
+
 
 class UserDirectoryClient:
     """Call users' ``UserDirectory`` through discovery and ``breaker`` (the caller's breaker
     for users, shared with its HTTP calls there; skipped while ``bypass()`` is true).
 
     ``lookup(service)`` returns the registered instances; those without a ``grpc_url``
-    are left out. One channel is kept per instance address.
+    are left out. The stub's channel picks an instance for each call (see
+    ``_DiscoveringChannel``); one gRPC channel is kept per instance address.
     """
 
     def __init__(
@@ -126,97 +132,145 @@ class UserDirectoryClient:
         bypass: Callable[[], bool] = lambda: False,
     ) -> None:
         self._service = service
-        self._breaker = breaker
-        self._bypass = bypass
         self._timeout_s = timeout_s
-        self._discovery = DiscoveryClient(
+        discovery = DiscoveryClient(
             lambda name: [i for i in lookup(name) if i.grpc_url],
             failover_errors=(InstanceUnavailable,),
             cache_ttl_s=cache_ttl_s,
         )
-        self._stubs: dict[str, users_pb2_grpc.UserDirectoryStub] = {}
-        self._lock = threading.Lock()
+        # The instrumentation's interceptor is the outer one: its CLIENT span is current
+        # while the breaker decides and discovery chooses, so both record on it.
+        channel = _DiscoveringChannel(service, discovery, breaker, bypass)
+        self._stub = users_pb2_grpc.UserDirectoryStub(intercept_channel(channel, client_interceptor()))
 
     def get_user(self, user_id: int, caller_id: str) -> dict[str, Any] | None:
         """The user with ``user_id`` as a dict, None when there is none; ``UpstreamError``
         when users cannot answer (status 503 none reachable or breaker open, 504
         deadline exceeded, 502 otherwise)."""
         request = users_pb2.GetUserRequest(id=user_id)
-        metadata = ((USER_ID_METADATA, caller_id),)
-
-        def send(instance: Instance) -> dict[str, Any] | None:
-            try:
-                reply = self._stub(instance).GetUser(request, timeout=self._timeout_s, metadata=metadata)
-            except grpc.RpcError as err:
-                code = err.code()
-                if code == grpc.StatusCode.NOT_FOUND:
-                    return None
-                if code == grpc.StatusCode.UNAVAILABLE:
-                    raise InstanceUnavailable(f"{instance.instance_id}: {err.details()}") from err
-                raise
-            return {"id": reply.id, "name": reply.name, "email": reply.email}
-
         try:
-            return self._discovery.call(self._service, send)
+            reply = self._stub.GetUser(request, timeout=self._timeout_s, metadata=((USER_ID_METADATA, caller_id),))
         except (NoHealthyInstanceError, CircuitOpenError) as err:
             raise UpstreamError(self._service, f"{self._service} unavailable: {err}", 503) from err
         except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                return None
             status = 504 if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED else 502
             message = f"{self._service} answered {err.code().name}: {err.details()}"
             raise UpstreamError(self._service, message, status) from err
-
-    def _stub(self, instance: Instance) -> users_pb2_grpc.UserDirectoryStub:
-        with self._lock:
-            stub = self._stubs.get(instance.grpc_url)
-            if stub is None:
-                channel = grpc.insecure_channel(instance.grpc_url, options=RECONNECT_OPTIONS)
-                guarded = grpc.intercept_channel(channel, _BreakerGuard(self._breaker, instance, self._bypass))
-                # The instrumentation's interceptor is the outer one: its CLIENT span is
-                # current while the breaker decides, so the breaker's attributes land on it.
-                stub = users_pb2_grpc.UserDirectoryStub(intercept_channel(guarded, client_interceptor()))
-                self._stubs[instance.grpc_url] = stub
-            return stub
+        return {"id": reply.id, "name": reply.name, "email": reply.email}
 
 
 class _CallFailed(BreakerFailure):
     """A call that ended in a breaker-failure status, carried through the breaker."""
 
-    def __init__(self, outcome: Any) -> None:
-        super().__init__(f"{outcome.code().name}: {outcome.details()}")
-        self.outcome = outcome
+    def __init__(self, error: grpc.RpcError) -> None:
+        super().__init__(f"{error.code().name}: {error.details()}")
+        self.error = error
 
 
-class _BreakerGuard(grpc.UnaryUnaryClientInterceptor):
-    """Run each call through ``breaker`` (unless ``bypass()``, the ``bypass_breakers``
-    switch) and name the instance it goes to on the span."""
+class _DiscoveringChannel(grpc.Channel):
+    """A channel to a service rather than an address: each unary call goes through the
+    breaker, then discovery, to the channel of the instance chosen, failing over to the
+    next on UNAVAILABLE, and names that instance on the current span."""
 
-    def __init__(self, breaker: CircuitBreaker, instance: Instance, bypass: Callable[[], bool]) -> None:
+    def __init__(
+        self, service: str, discovery: DiscoveryClient, breaker: CircuitBreaker, bypass: Callable[[], bool]
+    ) -> None:
+        self._service = service
+        self._discovery = discovery
         self._breaker = breaker
-        self._instance = instance
         self._bypass = bypass
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
 
-    def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        span = trace.get_current_span()
-        host, _, port = self._instance.grpc_url.rpartition(":")
-        span.set_attributes(
-            {
-                PEER_SERVICE: self._instance.service,
-                INSTANCE_ID: self._instance.instance_id,
-                SERVER_ADDRESS: host,
-                SERVER_PORT: int(port),
-            }
-        )
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> grpc.UnaryUnaryMultiCallable:
+        def invoke(request: Any, timeout: float | None, metadata: Any) -> Any:
+            def attempt(instance: Instance) -> Any:
+                host, _, port = instance.grpc_url.rpartition(":")
+                trace.get_current_span().set_attributes(
+                    {
+                        PEER_SERVICE: instance.service,
+                        INSTANCE_ID: instance.instance_id,
+                        SERVER_ADDRESS: host,
+                        SERVER_PORT: int(port),
+                    }
+                )
+                call = self._channel(instance).unary_unary(method, request_serializer, response_deserializer)
+                try:
+                    return call(request, timeout=timeout, metadata=metadata)
+                except grpc.RpcError as err:
+                    if err.code() == grpc.StatusCode.UNAVAILABLE:
+                        raise InstanceUnavailable(err) from err
+                    if err.code() in BREAKER_FAILURES:
+                        raise _CallFailed(err) from err
+                    raise
 
-        if self._bypass():
-            return continuation(client_call_details, request)
+            def discovered() -> Any:
+                return self._discovery.call(self._service, attempt)
 
-        def attempt() -> Any:
-            outcome = continuation(client_call_details, request)
-            if outcome.code() in BREAKER_FAILURES:
-                raise _CallFailed(outcome)
-            return outcome
+            try:
+                return discovered() if self._bypass() else self._breaker.call(discovered)
+            except _CallFailed as failed:
+                raise failed.error from None
 
-        try:
-            return self._breaker.call(attempt)
-        except _CallFailed as failed:
-            return failed.outcome
+        return _DiscoveredCall(invoke)
+
+    def _channel(self, instance: Instance) -> grpc.Channel:
+        with self._lock:
+            channel = self._channels.get(instance.grpc_url)
+            if channel is None:
+                channel = grpc.insecure_channel(instance.grpc_url, options=RECONNECT_OPTIONS)
+                self._channels[instance.grpc_url] = channel
+            return channel
+
+    def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("UserDirectory has unary calls only")
+
+    stream_unary = stream_stream = unary_stream
+
+    def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
+        raise NotImplementedError("a discovering channel has no single connectivity state")
+
+    unsubscribe = subscribe
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()
+
+    def __enter__(self) -> _DiscoveringChannel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _DiscoveredCall(grpc.UnaryUnaryMultiCallable):
+    """A unary method of a ``_DiscoveringChannel``; blocking calls only."""
+
+    def __init__(self, invoke: Callable[[Any, float | None, Any], Any]) -> None:
+        self._invoke = invoke
+
+    def __call__(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: Any = None,
+        compression: Any = None,
+    ) -> Any:
+        return self._invoke(request, timeout, metadata)
+
+    def with_call(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("blocking calls only")
+
+    future = with_call

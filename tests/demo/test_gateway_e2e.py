@@ -16,7 +16,7 @@ import requests
 
 from demo_services.launcher import Demo
 from demo_services.protocol import DEMO_PASSWORD, LOGIN_PATH, log_in
-from tests.demo.helpers import TEST_ENV, Jaeger, describe, log_events, parent_id, service_of, tag
+from tests.demo.helpers import TEST_ENV, Jaeger, describe, is_true, log_events, parent_id, service_of, tag
 from tests.helpers import group_members, wait_until
 
 pytestmark = [pytest.mark.demo, pytest.mark.timeout(240)]
@@ -253,9 +253,36 @@ def test_a_rest_call_for_a_user_is_translated_to_grpc_under_the_gateways_http_sp
         assert tag(span, "rpc.method") == "GetUser"
         assert tag(span, "rpc.grpc.status_code") == 0
     assert tag(client, "peer.service") == "users"
+    assert tag(client, "discovery.instance.id") == "users"
+    assert tag(client, "server.port") == demo.grpc_ports["users"]
     assert tag(client, "circuit_breaker.name") == "gateway->users"
     assert tag(client, "circuit_breaker.state") == "closed"
     assert tag(server, "enduser.id") == "3"
+
+
+def test_a_stopped_users_instance_is_a_failover_event_on_the_grpc_call_span(demo: Demo, jaeger: Jaeger) -> None:
+    alan = demo.log_in("alan").header
+    # A call just before keeps users in the gateway's discovery cache (0.5 s), so the next
+    # call still tries it after it stops answering.
+    assert traced_get(demo, "/api/users/1", alan)[0].status_code == 200
+    demo.control("users", stopped=True)
+    try:
+        answer, probe = traced_get(demo, "/api/users/1", alan)
+    finally:
+        demo.control("users", stopped=False)
+
+    assert answer.status_code == 503, answer.text
+    assert "users unavailable" in answer.json()["error"]
+    trace = probed_trace(demo, jaeger, probe, lambda t: rooted(t) and any(tag(s, "rpc.system") for s in t["spans"]))
+    [client] = [s for s in trace["spans"] if tag(s, "rpc.system") == "grpc" and tag(s, "span.kind") == "client"]
+    [failover] = log_events(client, "discovery.failover")
+    assert failover["discovery.instance.id"] == "users"
+    assert "users is stopped" in failover["discovery.failover.reason"]
+    assert is_true(tag(client, "error"))
+    # The stopped instance turned the call away itself: its span says UNAVAILABLE (14).
+    [refused] = [s for s in trace["spans"] if service_of(trace, s) == "users"]
+    assert parent_id(refused) == client["spanID"]
+    assert tag(refused, "rpc.grpc.status_code") == 14
 
 
 def test_failing_grpc_calls_open_the_gateways_breaker_for_users(demo: Demo, jaeger: Jaeger) -> None:
