@@ -145,8 +145,17 @@ TOPICS: dict[str, Topic] = {
             "telling others what happened without depending on them.",
             "REST contracts are loose, gRPC needs generated code and is harder to read on the wire, and "
             "events move the coupling into the message format.",
-            "A trace shows each style side by side: HTTP spans, RPC spans and producer/consumer spans.",
-            (View("Traces", "traces.search"), View("gRPC calls", "traces.search", {"tags": "rpc.system=grpc"})),
+            "The gateway answers GET /api/users/{id} over REST and asks users over gRPC (spans with "
+            "rpc.system=grpc); orders publish events (producer and consumer spans).",
+            (
+                View(
+                    "User look-ups (REST to gRPC)",
+                    "traces.search",
+                    {"service": "gateway", "operation": "GET /api/users/<int:user_id>"},
+                ),
+                View("gRPC calls", "traces.search", {"tags": "rpc.system=grpc"}),
+                View("Events", "traces.search", {"service": "notifications"}),
+            ),
             ("happy-order",),
         ),
         Topic(
@@ -163,14 +172,21 @@ TOPICS: dict[str, Topic] = {
         Topic(
             "api-composition",
             "API composition",
-            "One request asks several services in parallel and combines their answers, as the gateway's order "
-            "details do (the order, its payment and its shipment).",
+            "One request asks several services and combines their answers, as the gateway's order details "
+            "do: the order first, then its user and its products in parallel.",
             "Answers a question whose data is spread over several services' databases, without a shared "
             "database.",
             "The slowest service sets the response time, and the composer must decide what to answer when one "
             "of them fails.",
-            "In the trace the calls overlap in time: they ran in parallel.",
-            (View("Order details traces", "traces.search", {"service": "gateway"}),),
+            "In the trace the parallel calls overlap in time; a part that could not be had is named in "
+            "composition.missing, and the answer is still given (degraded).",
+            (
+                View(
+                    "Order details traces",
+                    "traces.search",
+                    {"service": "gateway", "operation": "GET /api/order-details/<order_id>"},
+                ),
+            ),
             ("happy-order",),
         ),
         Topic(
