@@ -45,6 +45,7 @@ class EventMarker:
     offset_ns: int
     summary: str
     attributes: tuple[tuple[str, str], ...]
+    attributes_left_off: int = 0
     nudge: int = 0
     """How many markers just before this one are at nearly the same place: the bar draws
     it that many marker widths to the right, so that each can be pointed at."""
@@ -66,14 +67,16 @@ def event_markers(row: Row, trace_start_ns: int, trace_duration_ns: int) -> tupl
     for _, e in events:
         at = min(1.0, max(0.0, (e.time_ns + row.shift_ns - trace_start_ns) / total))
         nudge = markers[-1].nudge + 1 if markers and at - markers[-1].at < CLOSE else 0
+        shown = _tooltip_attributes(e)
         markers.append(
             EventMarker(
                 kind=event_kind(e),
-                name=e.name,
+                name=_cut(e.name),
                 at=at,
                 offset_ns=e.time_ns - row.span.start_ns,
                 summary=event_summary(e),
-                attributes=_tooltip_attributes(e),
+                attributes=shown,
+                attributes_left_off=len(e.attributes) - (EXCEPTION_STACKTRACE in e.attributes) - len(shown),
                 nudge=nudge,
             )
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.analysis.markers import MARKERS_PER_SPAN, TOOLTIP_VALUE_CHARS, event_markers
+from app.analysis.markers import MARKERS_PER_SPAN, TOOLTIP_ATTRIBUTES, TOOLTIP_VALUE_CHARS, event_markers
 from app.analysis.tree import build_trace_view
 from collectors.model import Resource, Span, SpanEvent
 
@@ -133,3 +133,10 @@ def test_markers_at_nearly_the_same_time_are_nudged_apart_in_time_order():
     markers, _ = markers_of(trace(events))
     assert [m.kind for m in markers] == ["breaker", "exception", "exception", "exception"]
     assert [m.nudge for m in markers] == [0, 1, 2, 0]
+
+
+def test_long_names_are_cut_and_attributes_past_the_tooltips_share_are_counted():
+    attributes = {f"k{i:02d}": i for i in range(TOOLTIP_ATTRIBUTES + 3)}
+    (marker,), _ = markers_of(trace((SpanEvent(20 * MS, "n" * 5000, {**attributes, "exception.stacktrace": "x"}),)))
+    assert len(marker.name) == TOOLTIP_VALUE_CHARS
+    assert len(marker.attributes) == TOOLTIP_ATTRIBUTES and marker.attributes_left_off == 3
