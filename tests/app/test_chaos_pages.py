@@ -274,3 +274,21 @@ def test_every_429_must_have_recorded_its_retry_after_on_the_entry_span():
     assert not judge.check_retry_after(silent).passed
     assert judge.check_retry_after(silent).detail.startswith("3 of 4")
     assert not judge.check_retry_after({}).passed
+
+
+@pytest.mark.parametrize(
+    ("launcher_url", "message"),
+    [
+        ("http://10.20.30.40:9009", "not a loopback address"),
+        ("https://127.0.0.1:9009", "not a plain http URL"),
+        (None, "could not be reached"),
+    ],
+)
+def test_stop_without_a_reachable_loopback_launcher_is_a_400_saying_why(
+    settings, store: SpanStore, monkeypatch, launcher_url, message
+):
+    monkeypatch.setenv("SPYGLASS_DEMO_CONTROL_TOKEN", CONTROL)
+    url = launcher_url or f"http://127.0.0.1:{free_port()}"
+    client = create_app(settings.replace(launcher_url=url), store=store).test_client()
+    stopped = client.post("/chaos/stop", data={"instance_id": "payment"}, headers={CONTROL_TOKEN_HEADER: CONTROL})
+    assert stopped.status_code == 400 and message in stopped.text
