@@ -80,6 +80,7 @@ What to try:
   TOKEN=$(curl -s -H 'Content-Type: application/json' -d '{{"username": "ada", "password": "{password}"}}' \\
           {gateway}{login} | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
   curl -H "Authorization: Bearer $TOKEN" {gateway}/api/products
+  curl -H "Authorization: Bearer $TOKEN" {gateway}/api/users/1     (REST in, gRPC to users)
   curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
        -d '{{"user_id": 1, "items": [{{"product_id": 1, "quantity": 1}}]}}' {gateway}/api/orders
   the same order with "card": "4000000000000002" -> payment declined, the saga compensates
