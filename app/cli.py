@@ -35,11 +35,22 @@ def _settings_options(func: Any) -> Any:
 
 
 def load_settings(options: dict[str, Any]) -> Settings:
-    """Settings from the environment with command-line options on top; exits on a bad value."""
+    """Settings from the environment with command-line options on top; exits on a bad value,
+    and with one line and exit code 2 when a listener would be open beyond loopback
+    without a token (see :meth:`Settings.exposed_without_auth`)."""
     try:
-        return Settings.from_env(**options)
+        settings = Settings.from_env(**options)
     except SettingsError as err:
         raise click.UsageError(str(err)) from err
+    exposed = settings.exposed_without_auth()
+    if exposed:
+        click.echo(
+            f"spyglass: refusing to listen beyond loopback without SPYGLASS_AUTH_TOKEN ({', '.join(exposed)}): "
+            "set a token, or pass --insecure-no-auth to serve everyone who can reach the port",
+            err=True,
+        )
+        sys.exit(2)
+    return settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

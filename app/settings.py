@@ -7,6 +7,7 @@ Every field has a type, a default and a one-line help text; the README documents
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -39,6 +40,7 @@ class Settings:
     max_spans: int = _setting(10_000_000, "keep at most this many spans, deleting the oldest received traces first (0: no cap)")
     prune_interval_s: float = _setting(30.0, "seconds between background retention passes (0: none)")
     auth_token: str = _setting("", "bearer token required for OTLP (HTTP and gRPC), the JSON API and the pages; empty: no auth")
+    insecure_no_auth: bool = _setting(False, "allow listening beyond loopback without an auth token")
     workers: int = _setting(1, "gunicorn worker processes for `spyglass serve`")
     max_inflight: int = _setting(16, "concurrent ingest requests per process; a request that finds no slot within 2 s gets 503")
     max_attributes: int = _setting(
@@ -91,6 +93,16 @@ class Settings:
             if getattr(self, name) < 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must not be negative, got {getattr(self, name)}")
 
+    def exposed_without_auth(self) -> list[str]:
+        """The listeners bound beyond loopback while no auth token is set and the open
+        mode was not asked for (``insecure_no_auth``): what the commands refuse to start."""
+        if self.auth_token or self.insecure_no_auth:
+            return []
+        listeners = [("OTLP/HTTP", self.otlp_http_addr), ("dashboard", self.ui_addr)]
+        if self.otlp_grpc_enabled:
+            listeners.append(("OTLP/gRPC", self.otlp_grpc_addr))
+        return [f"{what} on {addr}" for what, addr in listeners if not is_loopback(split_addr(addr)[0])]
+
     @property
     def store_url(self) -> str:
         """The database URL in force: ``database_url`` or the SQLite file in ``data_dir``."""
@@ -112,6 +124,18 @@ def help_texts() -> dict[str, str]:
     """Environment variable name to help text, for the test that the README documents every
     setting (``spyglass serve --help`` builds its options from the same field metadata)."""
     return {ENV_PREFIX + f.name.upper(): f.metadata["help"] for f in fields(Settings)}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, as in a bind address) is this machine's
+    loopback only: ``localhost``, 127.0.0.0/8 or ::1. ``0.0.0.0``, ``::`` and every other
+    address or name reach beyond it."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def split_addr(addr: str, name: str = "address") -> tuple[str, int]:

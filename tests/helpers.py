@@ -125,19 +125,26 @@ class ServeProcess:
     """A real `spyglass serve` on free loopback ports, in a process group of its own.
 
     ``program``, if given, is run instead, with the OTLP and UI addresses appended (the
-    ingest benchmark's discard receiver); ``extra`` are then its further arguments. If
+    ingest benchmark's discard receiver); ``extra`` are then its further arguments.
+    ``bind_host`` (e.g. ``0.0.0.0``) is the host of both addresses; it is still asked on
+    127.0.0.1. If
     anything goes wrong while it starts, the whole group is stopped before the error
     propagates.
     """
 
     def __init__(
-        self, data_dir: Path, *extra: str, env: dict[str, str] | None = None, program: list[str] | None = None
+        self,
+        data_dir: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        program: list[str] | None = None,
+        bind_host: str = "127.0.0.1",
     ) -> None:
         self.ui_port, self.otlp_port = free_port(), free_port()
         self.ui = f"http://127.0.0.1:{self.ui_port}"
         self.otlp = f"http://127.0.0.1:{self.otlp_port}"
         self.log = data_dir.parent / f"serve-{self.ui_port}.log"
-        ui_addr, otlp_addr = f"127.0.0.1:{self.ui_port}", f"127.0.0.1:{self.otlp_port}"
+        ui_addr, otlp_addr = f"{bind_host}:{self.ui_port}", f"{bind_host}:{self.otlp_port}"
         if program:
             cmd = [*program, otlp_addr, ui_addr, *extra]
         else:
