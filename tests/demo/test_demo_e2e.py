@@ -257,6 +257,15 @@ def test_declined_payment_compensates_and_reports_compensated(
     assert tag(failed, "saga.step") == "reserve_payment" and is_true(tag(failed, "error"))
     assert [tag(s, "saga.step") for s in step_spans(trace, "compensation")] == ["create_order"]
 
+    # The saga's row on /sagas says why: the deepest error span, the call payment declined.
+    def saga_row() -> dict[str, Any] | None:
+        rows = requests.get(f"{demo.ui_url}/api/v1/sagas", params={"limit": 200}, timeout=10).json()["sagas"]
+        row = next((r for r in rows if r["saga_id"] == body["saga_id"]), None)
+        # Spans arrive service by service: the reason settles once the deepest one is in.
+        return row if row and row["reason"] == "orders: HTTP 402: card declined" else None
+
+    wait_until(saga_row, interval=0.3, message=describe(demo, "the declined saga's reason: the declined call"))
+
 
 def test_out_of_stock_compensates_completed_steps_in_reverse_order(
     demo: Demo, api: requests.Session, jaeger: Jaeger
