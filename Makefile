@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-static/vendor/htmx.min.js: package.json
+static/vendor/htmx.min.js: package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 
 demo: setup
