@@ -20,7 +20,7 @@ from collectors.bearer import CHALLENGE, bearer_token, token_matches
 
 COOKIE = "spyglass_token"
 QUERY = "token"
-_OPEN_PREFIXES = ("/health", "/static/", "/v1/traces")  # the receiver checks the token itself
+_OPEN_PREFIXES = ("/health", "/static/", "/v1/traces", "/api/v2/spans")  # the receivers check the token themselves
 _LOGIN_METHODS = ("GET", "HEAD")
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 """Characters left as they are when the request's own path is written into Location:

@@ -23,14 +23,14 @@ from app.factory import create_app, receiver_limits
 from app.headers import with_security_headers
 from app.settings import Settings, split_addr
 
-OTLP_PATHS = ("/v1/traces", "/health")
+OTLP_PATHS = ("/v1/traces", "/api/v2/spans", "/health")
 SERVER_HEADER = "spyglass"
 
 log = logging.getLogger(__name__)
 
 
 class PortDispatcher:
-    """WSGI middleware: on the OTLP port, only the receiver paths exist."""
+    """WSGI middleware: on the OTLP port, only the receiver paths exist (OTLP, Zipkin v2, health)."""
 
     def __init__(self, app: Callable, otlp_port: int) -> None:
         self.app = app
@@ -38,7 +38,7 @@ class PortDispatcher:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("SERVER_PORT") == self.otlp_port and environ.get("PATH_INFO") not in OTLP_PATHS:
-            body = b'{"code":5,"message":"not found: the OTLP port serves POST /v1/traces"}'
+            body = b'{"code":5,"message":"not found: the OTLP port serves POST /v1/traces and POST /api/v2/spans"}'
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             start_response("404 Not Found", with_security_headers(headers))
             return [body]

@@ -1,10 +1,11 @@
-"""POST /v1/traces: the OTLP/HTTP receiver.
+"""POST /v1/traces: the OTLP/HTTP receiver; and POST /api/v2/spans, Zipkin v2 JSON.
 
 Checks the content type and encoding, reads the body within the size limit (chunked
 bodies included), decodes it, writes it, and answers in OTLP terms: an
 ExportTraceServiceResponse on success (with ``partial_success`` for rejected spans), a
 ``google.rpc.Status`` in the request's encoding on refusal. A 200 is sent only after
-the batch is committed.
+the batch is committed. Zipkin's spans (:mod:`collectors.zipkin`) go the same way, under
+the same limits, and are answered 202 as Zipkin's own server does.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import gc
 import json
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -21,8 +22,10 @@ from flask import Blueprint, Response, current_app, request
 from google.rpc import code_pb2, status_pb2
 
 from collectors.bearer import CHALLENGE, authorized
+from collectors.model import DecodedBatch
 from collectors.otlp import DecodeError, Limits, decode_json, decode_protobuf, encode_response
 from collectors.store import SpanStore, StoreError
+from collectors.zipkin import decode_zipkin_json
 
 bp = Blueprint("receiver", __name__)
 
@@ -32,6 +35,7 @@ _PROTOBUF_ALIASES = {PROTOBUF, "application/protobuf"}
 _READ_CHUNK = 256 * 1024
 RETRY_AFTER_OVERLOADED_S = 1
 RETRY_AFTER_STORE_S = 5
+ZIPKIN_PATH = "/api/v2/spans"
 
 
 @dataclass
@@ -57,47 +61,74 @@ class _Refusal(Exception):
 def export_traces() -> Response:
     """Receive one ExportTraceServiceRequest."""
     config: ReceiverConfig = current_app.extensions["spyglass.receiver"]
-    store: SpanStore = current_app.extensions["spyglass.store"]
     content_type = (request.mimetype or "").lower()
     as_json = content_type == JSON
     try:
-        if not authorized(request.headers.get("Authorization"), config.auth_token):
-            raise _Refusal(401, code_pb2.UNAUTHENTICATED, "missing or wrong bearer token")
+        _check_token(config)
         if not as_json and content_type not in _PROTOBUF_ALIASES:
             raise _Refusal(
                 415,
                 code_pb2.INVALID_ARGUMENT,
                 f"unsupported Content-Type {request.content_type or '(none)'!r}: send {PROTOBUF} or {JSON}",
             )
-        if not config.inflight.acquire(timeout=2.0):
-            raise _Refusal(503, code_pb2.UNAVAILABLE, "collector is busy, retry later", RETRY_AFTER_OVERLOADED_S)
-        try:
-            body = _read_body(config.max_body_bytes)
-            if not body:
-                raise _Refusal(
-                    400, code_pb2.INVALID_ARGUMENT, "empty request body: expected an ExportTraceServiceRequest"
-                )
-            with _ONE_BATCH_AT_A_TIME, cyclic_gc_paused():
-                try:
-                    decoded = (decode_json if as_json else decode_protobuf)(body, config.limits)
-                except DecodeError as err:
-                    raise _Refusal(400, code_pb2.INVALID_ARGUMENT, str(err)) from err
-                try:
-                    store.write_spans(decoded.spans)
-                except StoreError as err:
-                    current_app.logger.warning("ingest refused: %s", err)
-                    raise _Refusal(
-                        503,
-                        code_pb2.UNAVAILABLE,
-                        "the store cannot commit right now, retry later",
-                        RETRY_AFTER_STORE_S,
-                    ) from err
-        finally:
-            config.inflight.release()
+        decoded = _ingest(config, decode_json if as_json else decode_protobuf, "an ExportTraceServiceRequest")
     except _Refusal as refusal:
         return _status_response(refusal, as_json)
     body, mimetype = encode_response(decoded.rejected_count, decoded.error_message(), as_json=as_json)
     return Response(body, status=200, mimetype=mimetype)
+
+
+@bp.post(ZIPKIN_PATH)
+def zipkin_spans() -> Response:
+    """Receive a Zipkin v2 JSON list of spans: 202 once stored, as Zipkin's own server
+    answers; refusals as for OTLP/JSON (a ``google.rpc.Status`` JSON body)."""
+    config: ReceiverConfig = current_app.extensions["spyglass.receiver"]
+    try:
+        _check_token(config)
+        if (request.mimetype or "").lower() != JSON:
+            raise _Refusal(
+                415,
+                code_pb2.INVALID_ARGUMENT,
+                f"unsupported Content-Type {request.content_type or '(none)'!r}: send {JSON} (Zipkin v2 JSON)",
+            )
+        _ingest(config, decode_zipkin_json, "a JSON array of Zipkin v2 spans")
+    except _Refusal as refusal:
+        return _status_response(refusal, True)
+    return Response(status=202)
+
+
+def _check_token(config: ReceiverConfig) -> None:
+    if not authorized(request.headers.get("Authorization"), config.auth_token):
+        raise _Refusal(401, code_pb2.UNAUTHENTICATED, "missing or wrong bearer token")
+
+
+def _ingest(config: ReceiverConfig, decode: Callable[[bytes, Limits], DecodedBatch], expected: str) -> DecodedBatch:
+    """Take an in-flight slot, read the body, decode it and commit it; raises _Refusal."""
+    store: SpanStore = current_app.extensions["spyglass.store"]
+    if not config.inflight.acquire(timeout=2.0):
+        raise _Refusal(503, code_pb2.UNAVAILABLE, "collector is busy, retry later", RETRY_AFTER_OVERLOADED_S)
+    try:
+        body = _read_body(config.max_body_bytes)
+        if not body:
+            raise _Refusal(400, code_pb2.INVALID_ARGUMENT, f"empty request body: expected {expected}")
+        with _ONE_BATCH_AT_A_TIME, cyclic_gc_paused():
+            try:
+                decoded = decode(body, config.limits)
+            except DecodeError as err:
+                raise _Refusal(400, code_pb2.INVALID_ARGUMENT, str(err)) from err
+            try:
+                store.write_spans(decoded.spans)
+            except StoreError as err:
+                current_app.logger.warning("ingest refused: %s", err)
+                raise _Refusal(
+                    503,
+                    code_pb2.UNAVAILABLE,
+                    "the store cannot commit right now, retry later",
+                    RETRY_AFTER_STORE_S,
+                ) from err
+    finally:
+        config.inflight.release()
+    return decoded
 
 
 _ONE_BATCH_AT_A_TIME = threading.Lock()
