@@ -87,13 +87,15 @@ def test_a_failover_names_the_instance_it_went_on_to(client, tracer_provider_fac
 
 def test_a_quiet_store_says_nothing_happened(client):
     soup = soup_of(client)
-    assert soup.select_one("section.service-health .empty").get_text() == "No service has sent spans yet."
+    empty = soup.select_one("section.service-health .empty")
+    assert empty.get_text(" ", strip=True).startswith("No service has sent spans yet: point an OpenTelemetry SDK")
+    assert empty.code.get_text().endswith("/v1/traces") and empty.a["href"] == "/chaos"
     assert [p.get_text() for p in soup.select("section.moments p.empty")] == [
         "None: every breaker seen lets calls through. Inventory slow opens one.",
         "None: every saga that started completed (or is still running). Payment declined makes one compensate.",
         "None: every call reached the first instance it tried.",
     ]
-    assert soup.select_one("section.latest-traces .empty").get_text() == "No traces yet."
+    assert soup.select_one("section.latest-traces .empty").get_text(" ", strip=True).startswith("No traces yet:")
     suggested = [a["href"] for a in soup.select("section.moments p.empty a")]
     assert suggested == ["/chaos#scenario-inventory-slow", "/chaos#scenario-payment-declined"]
     chaos = BeautifulSoup(client.get("/chaos").data, "html.parser")
@@ -130,7 +132,7 @@ def test_the_live_part_refreshes_as_a_fragment_and_a_past_window_stays_put(clien
     r = client.get("/", headers={"HX-Request": "true"})
     assert r.status_code == 200
     assert b"<html" not in r.data and b"What to try" not in r.data
-    assert b"No service has sent spans yet." in r.data
+    assert b"No service has sent spans yet:" in r.data
     live = soup_of(client).select_one("#overview-live")
     assert live["hx-get"] == "/?window=15m&ago=0" and live["hx-trigger"] == "every 5s"
     assert not soup_of(client, "/?window=1h&ago=30").select_one("#overview-live").has_attr("hx-get")

@@ -12,6 +12,7 @@ under 50 KB. A screenshot of every page at each width goes to test-output/widths
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,12 +50,15 @@ OVERFLOWING = """() => [...document.querySelectorAll('body *')].filter(el => {
   return true;
 }).slice(0, 4).map(el => el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined
   ? '.' + el.className.split(' ').join('.') : '') + ' ' + Math.round(el.getBoundingClientRect().right))"""
-# Every control a keyboard user must be able to reach: visible, enabled, not taken out of the tab order.
-CONTROLS = """() => [...document.querySelectorAll(
+# Every control a keyboard user must be able to reach: visible, enabled, not taken out of the tab
+# order, named by what it is and says (a live page may swap a control for an identical new one).
+KEY = """el => [el.tagName, el.getAttribute('href') || '', el.name || '', el.id || '',
+  (el.getAttribute('aria-label') || el.textContent || '').trim().slice(0, 60)].join('|')"""
+CONTROLS = f"""() => [...document.querySelectorAll(
   'a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]:not([tabindex="-1"])')]
-  .filter(el => !el.disabled && el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden'
-    && !el.closest('[inert], details:not([open]) > :not(summary)'))
-  .map((el, i) => { el.dataset.kbd = i; return i; })"""
+  .filter(el => !el.disabled && el.checkVisibility({{visibilityProperty: true}}))
+  .map({KEY})"""
+FOCUSED = f"() => document.activeElement && document.activeElement !== document.body ? ({KEY})(document.activeElement) : null"
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +189,94 @@ def test_the_wide_nav_shows_every_link_without_a_menu(browser, site) -> None:
         assert page.locator("header.top nav a[aria-current='page']").text_content() == "Services"
         assert page.locator("link[rel=icon]").get_attribute("href") == "/static/favicon.svg"
         assert requests.get(site["server"].ui + "/static/favicon.svg", timeout=5).text.startswith("<svg")
+    finally:
+        context.close()
+
+
+def _axe(page) -> list[dict]:
+    """axe-core's serious and critical violations on the current page."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+    return [
+        {"rule": v["id"], "impact": v["impact"], "where": [n["target"] for n in v["nodes"][:3]], "help": v["help"]}
+        for v in found
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_serious_violation_on_any_page(browser, site, guarded, scheme) -> None:
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `npm install` (make setup does) to install axe-core from package.json")
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, color_scheme=scheme)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    found = {}
+    try:
+        urls = {name: site["server"].ui + path for name, path in site["pages"].items()}
+        urls["login-refused"] = guarded.ui + "/traces"
+        for name, url in urls.items():
+            _visit(page, url)
+            if violations := _axe(page):
+                found[name] = violations
+    finally:
+        context.close()
+    report = SHOTS / f"axe-{scheme}.json"
+    report.unlink(missing_ok=True)
+    if found:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(found, indent=1))
+    assert not found, f"axe-core's serious and critical violations (also in test-output/widths/axe-{scheme}.json): {found}"
+
+
+def test_every_control_is_reachable_by_keyboard(browser, site) -> None:
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    missed = {}
+    try:
+        for name in ("overview", "traces", "trace", "compare", "services", "saga", "chaos", "learn"):
+            _visit(page, site["server"].ui + site["pages"][name])
+            wanted = set(page.evaluate(CONTROLS))
+            reached = set()
+            for _ in range(2 * len(wanted) + 10):
+                page.keyboard.press("Tab")
+                reached.add(page.evaluate(FOCUSED))
+                if reached >= wanted:
+                    break
+            if wanted - reached:
+                missed[name] = sorted(wanted - reached)[:6]
+    finally:
+        context.close()
+    assert not missed, missed
+
+
+def test_an_empty_store_says_what_to_do_next_on_every_page(browser, guarded) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        assert _visit(page, guarded.ui + "/") == 401
+        page.screenshot(path=str(SHOTS / "login-refused-phone.png"), full_page=True)
+        assert "token" in page.locator(".error").inner_text()
+        assert page.evaluate(FITS)
+        page.goto(f"{guarded.ui}/?token={TOKEN}")
+        expected = {
+            "/": "No service has sent spans yet",
+            "/traces": "No service has sent a span yet",
+            "/services": "No calls between services",
+            "/breakers": "No circuit breaker in this window",
+            "/sagas": "No saga",
+        }
+        for path, words in expected.items():
+            assert _visit(page, guarded.ui + path) == 200
+            empty = page.locator("p.empty", has_text=words).first
+            assert empty.is_visible(), path
+            # An empty state points somewhere: a link onward or the setting to use.
+            assert empty.locator("a, code").count() >= 1, f"{path}: {empty.inner_text()!r} says nothing of what to do"
+            assert page.evaluate(FITS), path
+            page.screenshot(path=str(SHOTS / f"empty{path.replace('/', '-') or '-overview'}-phone.png"))
     finally:
         context.close()
 

@@ -25,7 +25,7 @@ def test_overview_refreshes_itself_when_new_traces_arrive(page, live_server, tra
     # instead of waited for.
     page.clock.install()
     page.goto(live_server + "/")
-    page.locator("text=No service has sent spans yet.").wait_for()
+    page.locator("text=No service has sent spans yet").wait_for()
     provider = tracer_provider_factory("late-service")
     with provider.get_tracer("t").start_as_current_span("arrives-later"):
         pass
