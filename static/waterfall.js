@@ -57,8 +57,13 @@
 
   function nameLink(row) { return row.querySelector(":scope > .wf-line .wf-name"); }
 
+  // Ask for the span's panel as its name link would (rows just swapped in may not have
+  // been processed by htmx yet, and a plain click would then leave the page).
   function openSpan(row) {
-    if (!row.classList.contains("open")) nameLink(row).click();
+    if (row.classList.contains("open")) return;
+    var link = nameLink(row);
+    if (!window.htmx) { link.click(); return; }
+    window.htmx.ajax("GET", link.getAttribute("hx-get"), { target: row.querySelector(":scope > .wf-panel"), swap: "innerHTML" });
   }
 
   function closeSpan(row) {
