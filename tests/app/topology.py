@@ -10,7 +10,7 @@ SERVICES = 50
 
 
 def fifty_services(seed: int = 14) -> list[tuple[str, str, str]]:
-    """(caller, callee, mode) triples; mode is sync, async or database."""
+    """(caller, callee, mode) triples; mode is sync, async, lookup (a registry lookup) or database."""
     rng = random.Random(seed)
     names = ["gateway", "registry"] + [f"svc-{i:02d}" for i in range(SERVICES - 2)]
     tiers = [names[2:8], names[8:20], names[20:34], names[34:]]
@@ -23,7 +23,7 @@ def fifty_services(seed: int = 14) -> list[tuple[str, str, str]]:
             for callee in rng.sample(deeper, rng.randint(1, 3)):
                 calls.add((caller, callee, "async" if rng.random() < 0.2 else "sync"))
             if rng.random() < 0.3:
-                calls.add((caller, "registry", "sync"))
+                calls.add((caller, "registry", "lookup"))
     for leaf in tiers[-1]:
         if rng.random() < 0.4:
             calls.add((leaf, f"postgresql:{leaf}", "database"))

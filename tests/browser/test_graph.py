@@ -54,9 +54,10 @@ def send_topology(factory) -> None:
             with tracer(caller).start_as_current_span("SELECT", kind=SpanKind.CLIENT, attributes=attrs):
                 pass
             continue
-        out, into = KINDS[mode]
-        with tracer(caller).start_as_current_span(f"call {callee}", kind=out):
-            with tracer(callee).start_as_current_span(f"handle {caller}", kind=into):
+        out, into = KINDS["sync" if mode == "lookup" else mode]
+        attrs = {"peer.service": "registry", "discovery.service": "svc-00"} if mode == "lookup" else {}
+        with tracer(caller).start_as_current_span(f"call {callee}", kind=out, attributes=attrs):
+            with tracer(callee).start_as_current_span(f"handle {caller}", kind=into, attributes=attrs):
                 pass
 
 
@@ -91,6 +92,7 @@ def test_fifty_services_no_label_overlaps_a_label_or_a_box_and_every_text_fits(f
     assert overlapping(result["drawn"]) == []
     assert result["spills"] == [], "text wider than its box"
     assert page.locator("#graph g.breaker-badge.state-open").count() >= 1
+    assert page.locator("#graph path.line.lookup[data-child='registry']").count() >= 3
     OUTPUT.mkdir(exist_ok=True)
     page.screenshot(path=str(OUTPUT / "graph-50-services-1440.png"), full_page=True)
     page.locator("#graph [data-zoom='in']").click()

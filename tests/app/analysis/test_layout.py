@@ -40,8 +40,8 @@ def on_border(point, node):
 DEMO = [
     ("gateway", "orders", "sync"),
     ("gateway", "users", "sync"),
-    ("gateway", "registry", "sync"),
-    ("orders", "registry", "sync"),
+    ("gateway", "registry", "lookup"),
+    ("orders", "registry", "lookup"),
     ("orders", "payment", "sync"),
     ("orders", "inventory", "sync"),
     ("orders", "notifications", "async"),
