@@ -234,8 +234,9 @@
       setZoom(wf, 0, 1);
     } else if (target.closest(".wf-event")) {
       openSpan(target.closest(".wf-row"));
-    } else if (target.closest("[data-open-span]") && !target.closest("a, button, input")) {
-      // A click anywhere on a row's line (its bar included) opens the span, or closes it.
+    } else if (target.closest("[data-open-span]") && !target.closest("a, button, input") && !String(window.getSelection())) {
+      // A click anywhere on a row's line (its bar included) opens the span, or closes it;
+      // not one that ends selecting the row's text.
       var line = target.closest("[data-open-span]").parentElement;
       if (line.classList.contains("open")) closeSpan(line); else openSpan(line);
     }
