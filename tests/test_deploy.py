@@ -194,6 +194,15 @@ def test_spyglass_runs_on_postgresql_with_a_token_and_several_workers():
     assert service["ports"] == [f"${{SPYGLASS_UI_PORTS:-{ui_port}}}:{ui_port}"]
 
 
+def test_the_readme_names_the_images_compose_runs():
+    readme = (ROOT / "README.md").read_text()
+    for name, service in _raw()["services"].items():
+        if service["image"] != "spyglass:local":
+            assert f"`{service['image']}`" in readme, name
+    runtime = re.findall(r"^FROM (\S+) AS runtime", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert runtime and f"`{runtime[0]}`" in readme
+
+
 # -- the image ------------------------------------------------------------------------------
 
 
