@@ -312,10 +312,13 @@ class Demo:
     def kill(self, name: str, *, restart: bool = False) -> None:
         """Kill child ``name`` with SIGKILL (a crash); restart it only if ``restart``."""
         child = self._children[name]
+        # The monitor forgets an exited child that is not to be restarted (process None)
+        # as soon as it sees it exit, so the process is held here before it is killed.
+        process = child.process
+        assert process is not None
         child.restart = restart
-        assert child.process is not None
-        child.process.kill()
-        child.process.wait()
+        process.kill()
+        process.wait()
 
     def instance_states(self) -> list[dict[str, str]]:
         """Each instance the control endpoint may stop: its id, service and state
