@@ -146,8 +146,15 @@ TOPICS: dict[str, Topic] = {
             "REST contracts are loose, gRPC needs generated code and is harder to read on the wire, and "
             "events move the coupling into the message format.",
             "The gateway answers GET /api/users/{id} over REST and asks users over gRPC (spans with "
-            "rpc.system=grpc); orders publish events (producer and consumer spans).",
+            "rpc.system=grpc); orders publish events (producer and consumer spans). An order's trace holds "
+            "all three: the gateway checks the customer over gRPC, calls orders over REST, and orders "
+            "publishes OrderPlaced, whose consumers link back to it.",
             (
+                View(
+                    "Orders (REST, gRPC and events in one trace)",
+                    "traces.search",
+                    {"service": "gateway", "operation": "POST /api/orders"},
+                ),
                 View(
                     "User look-ups (REST to gRPC)",
                     "traces.search",

@@ -6,7 +6,9 @@ without a token; every other ``/api/`` request needs a valid one, else 401 with 
 to services in ``X-User-Id`` and onto the gateway's span as ``enduser.id``. Per-user
 rate limits through flask-limiter (429 with Retry-After). Routing of
 ``/api/<resource>/...`` to instances found through the registry, with protocol
-translation for one route: ``GET /api/users/<id>`` becomes users' gRPC ``GetUser``.
+translation for one route: ``GET /api/users/<id>`` becomes users' gRPC ``GetUser``. ``POST /api/orders`` checks
+the order's customer over that ``GetUser`` first (422 for an unknown one; when users cannot
+answer the check is skipped, recorded on the span, and the order goes on).
 API composition at ``/api/order-details/<id>`` fetches the order and then its user (over
 gRPC) and products in parallel; when one of those cannot be had the answer is still 200,
 with that part null and named in ``missing`` (a degraded response), and the request's
@@ -51,6 +53,12 @@ COMPOSITION_MISSING = "composition.missing"
 PART_MISSING_EVENT = "composition.part_missing"
 COMPOSITION_PART = "composition.part"
 COMPOSITION_REASON = "composition.reason"
+CUSTOMER_CHECK = "customer_check.outcome"
+CHECK_KNOWN, CHECK_UNKNOWN, CHECK_SKIPPED = "known", "unknown", "skipped"
+CUSTOMER_CHECK_SKIPPED_EVENT = "customer_check.skipped"
+CUSTOMER_CHECK_REASON = "customer_check.reason"
+INT64_MAX = 2**63 - 1
+"""The largest id GetUser's int64 can carry; no user has a larger one."""
 _HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "content-encoding"}
 
 
@@ -137,13 +145,9 @@ def create_service(settings: ServiceSettings) -> Service:
             return error_response(404, f"no user {user_id}")
         return jsonify(user)
 
-    @app.route("/api/<resource>", methods=["GET", "POST"], defaults={"rest": ""})
-    @app.route("/api/<resource>/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
-    def route(resource: str, rest: str) -> Response:
-        target = ROUTES.get(resource)
-        if target is None:
-            return error_response(404, f"no route for /api/{resource}")
-        path = f"/{resource}" + (f"/{rest}" if rest else "")
+    def forward(target: str, path: str) -> Response:
+        """Send the request on to ``target`` at ``path``; a failed GET is answered from the
+        last good copy when there is one."""
         try:
             upstream = client.request(
                 target,
@@ -166,6 +170,21 @@ def create_service(settings: ServiceSettings) -> Service:
             with cache_lock:
                 cache[request.full_path] = (200, upstream.content)
         return _relay(upstream)
+
+    @app.post("/api/orders")
+    def place_order() -> Response:
+        # The order's customer is looked up over users' gRPC GetUser before orders sees it,
+        # so an order's trace holds REST, gRPC and (OrderPlaced) events side by side.
+        refused = _check_customer(directory, request.get_json(silent=True))
+        return refused if refused is not None else forward("orders", "/orders")
+
+    @app.route("/api/<resource>", methods=["GET", "POST"], defaults={"rest": ""})
+    @app.route("/api/<resource>/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
+    def route(resource: str, rest: str) -> Response:
+        target = ROUTES.get(resource)
+        if target is None:
+            return error_response(404, f"no route for /api/{resource}")
+        return forward(target, f"/{resource}" + (f"/{rest}" if rest else ""))
 
     @app.get("/api/order-details/<order_id>")
     def order_details(order_id: str) -> Response:
@@ -201,6 +220,43 @@ def create_service(settings: ServiceSettings) -> Service:
         return jsonify(details)
 
     return service
+
+
+def _check_customer(directory: UserDirectoryClient, body: Any) -> Response | None:
+    """Check that the customer an order is for (its ``user_id``) is known to users; a 422
+    when it is not, None to go on.
+
+    A body without a readable ``user_id`` goes on unchecked: orders owns the order's
+    validation and answers 400. When users cannot answer (down, failing, breaker open) the
+    check fails open: the order goes on, and the span says the check was skipped and why.
+    Users is no part of placing an order (the saga, payment and its card are), so an outage
+    of the directory must not stop orders; the cost is that an unknown customer may slip
+    through while it lasts, which orders' record of the order shows.
+    """
+    customer = _customer_id(body)
+    if customer is None:
+        return None
+    span = trace.get_current_span()
+    try:
+        known = abs(customer) <= INT64_MAX and directory.get_user(customer, g.user_id) is not None
+    except UpstreamError as err:
+        span.set_attribute(CUSTOMER_CHECK, CHECK_SKIPPED)
+        span.add_event(CUSTOMER_CHECK_SKIPPED_EVENT, {PEER_SERVICE: "users", CUSTOMER_CHECK_REASON: str(err)})
+        return None
+    span.set_attribute(CUSTOMER_CHECK, CHECK_KNOWN if known else CHECK_UNKNOWN)
+    if not known:
+        return error_response(422, f"no user {customer}: an order needs a known customer")
+    return None
+
+
+def _customer_id(body: Any) -> int | None:
+    """The order's ``user_id`` read as orders reads it, or None when it cannot be."""
+    if not isinstance(body, dict) or body.get("user_id") is None:
+        return None
+    try:
+        return int(body["user_id"])
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _unauthorized(refused: TokenRefused) -> Response:

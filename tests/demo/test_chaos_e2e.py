@@ -108,12 +108,14 @@ def test_payment_declined_shows_the_compensations_in_reverse(demo: Demo, script:
     page = requests.get(result["url"], timeout=10).text
     first = result["findings"]["first_failing_trace"]
     assert first in result["trace_ids"] and f"/traces/{first}" in page
-    # The services its traces touched, as the orders met them: the gateway, orders, then
-    # payment (whose faults changed) before inventory (asked for prices first), and the
-    # registry last when a discovery lookup (a cache miss) asked it; each before / during
-    # / after; just done, so "after" is still collecting and the page refreshes itself.
+    # The services its traces touched, as the orders met them: the gateway, then users (its
+    # check of the customer, over gRPC, comes first) and orders, then payment (whose faults
+    # changed) before inventory (asked for prices first), and the registry last when a
+    # discovery lookup (a cache miss) asked it; each before / during / after; just done, so
+    # "after" is still collecting and the page refreshes itself.
     services = result["findings"]["services"]
-    assert services[:4] == ["gateway", "orders", "payment", "inventory"] and services[4:] in ([], ["registry"])
+    assert services[:5] == ["gateway", "users", "orders", "payment", "inventory"]
+    assert services[5:] in ([], ["registry"])
     shown = [part.split('"', 1)[0] for part in page.split('data-service="')[1:]]
     assert shown == services
     assert "still collecting" in page and "data-live" in page
