@@ -56,6 +56,11 @@ class ServiceSettings:
     """Settings of one demo service process, read from ``SPYGLASS_*`` variables."""
 
     port: int = 0
+    host: str = "127.0.0.1"
+    """Address the HTTP (and gRPC) server binds: loopback unless a container needs 0.0.0.0."""
+    advertised_host: str = ""
+    """Host name others reach this instance by, registered with the registry (a container's
+    name); empty: 127.0.0.1."""
     instance_id: str = ""
     otlp_http_addr: str = "127.0.0.1:4318"
     auth_token: str = ""
@@ -96,6 +101,11 @@ class ServiceSettings:
         if not settings.control_token:
             settings = cls(**{**asdict(settings), "control_token": secrets.token_hex(16)})
         return settings
+
+    @property
+    def reachable_host(self) -> str:
+        """The host registered for this instance: ``advertised_host``, else 127.0.0.1."""
+        return self.advertised_host or "127.0.0.1"
 
 
 @dataclass
@@ -353,8 +363,8 @@ def run_service(service: Service) -> int:
     # Every process reports service.instance.id, the id it registers under, so traffic
     # in traces can be matched to registry instances.
     provider = configure_tracing(service.name, settings.otlp_http_addr, instance_id, settings.auth_token)
-    server = make_server("127.0.0.1", settings.port, service.app, threaded=True, request_handler=_RequestHandler)
-    url = f"http://127.0.0.1:{server.server_port}"
+    server = make_server(settings.host, settings.port, service.app, threaded=True, request_handler=_RequestHandler)
+    url = f"http://{settings.reachable_host}:{server.server_port}"
     stop = threading.Event()
     if service.name != "registry":
         registration = {

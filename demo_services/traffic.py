@@ -1,9 +1,16 @@
-"""A gentle traffic generator: a mix of browsing, orders and order look-ups via the gateway."""
+"""A gentle traffic generator: a mix of browsing, orders and order look-ups via the gateway.
+
+``spyglass demo`` runs it in its own process; ``python -m demo_services.traffic`` runs it
+alone (the compose deployment's ``traffic`` container)."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import sys
 import threading
+from collections.abc import Mapping
 
 import requests
 
@@ -85,3 +92,31 @@ class TrafficGenerator:
         interval = 1.0 / self._rate if self._rate > 0 else 1.0
         while not self._stop.wait(self._rng.expovariate(1.0 / interval)):
             self.send_one()
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    """Run the generator on its own until SIGTERM or SIGINT (a container of the compose
+    deployment): ``SPYGLASS_DEMO_GATEWAY_URL`` (default http://127.0.0.1:9000) and
+    ``SPYGLASS_DEMO_TRAFFIC_RATE`` (requests per second, default 1)."""
+    environ = os.environ if environ is None else environ
+    url = environ.get("SPYGLASS_DEMO_GATEWAY_URL", "http://127.0.0.1:9000")
+    try:
+        rate = float(environ.get("SPYGLASS_DEMO_TRAFFIC_RATE", "1"))
+    except ValueError:
+        rate = 0.0
+    if rate <= 0:
+        print("traffic: SPYGLASS_DEMO_TRAFFIC_RATE must be a positive number of requests per second", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+    generator = TrafficGenerator(url, environ.get("SPYGLASS_DEMO_TRAFFIC_USER", "barbara"), rate)
+    generator.start()
+    print(f"traffic: about {rate:g} request(s) per second to {url}", flush=True)
+    stop.wait()
+    generator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -58,7 +58,15 @@ class UserDirectoryServer(users_pb2_grpc.UserDirectoryServicer):
     server starts with ``start()`` and stops when the process ends.
     """
 
-    def __init__(self, find_user: Callable[[int], dict[str, Any] | None], chaos: Chaos, name: str, port: int) -> None:
+    def __init__(
+        self,
+        find_user: Callable[[int], dict[str, Any] | None],
+        chaos: Chaos,
+        name: str,
+        port: int,
+        host: str = "127.0.0.1",
+        advertised_host: str = "127.0.0.1",
+    ) -> None:
         self._find_user = find_user
         self._chaos = chaos
         self._name = name
@@ -70,8 +78,8 @@ class UserDirectoryServer(users_pb2_grpc.UserDirectoryServicer):
         )
         users_pb2_grpc.add_UserDirectoryServicer_to_server(self, self._server)
         # Raises RuntimeError when the port is taken; port 0 picks a free one.
-        bound = self._server.add_insecure_port(f"127.0.0.1:{port}")
-        self.address = f"127.0.0.1:{bound}"
+        bound = self._server.add_insecure_port(f"{host}:{port}")
+        self.address = f"{advertised_host}:{bound}"
 
     def start(self) -> None:
         """Serve calls from now on."""

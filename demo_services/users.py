@@ -68,7 +68,9 @@ def create_service(settings: ServiceSettings) -> Service:
             row = conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().first()
         return dict(row) if row is not None else None
 
-    directory = UserDirectoryServer(find_user, service.chaos, "users", settings.grpc_port)
+    directory = UserDirectoryServer(
+        find_user, service.chaos, "users", settings.grpc_port, settings.host, settings.reachable_host
+    )
     service.grpc_url = directory.address
     service.background.append(directory.start)
     atexit.register(directory.stop)

@@ -57,8 +57,13 @@
 
   function nameLink(row) { return row.querySelector(":scope > .wf-line .wf-name"); }
 
+  // Ask for the span's panel as its name link would (rows just swapped in may not have
+  // been processed by htmx yet, and a plain click would then leave the page).
   function openSpan(row) {
-    if (!row.classList.contains("open")) nameLink(row).click();
+    if (row.classList.contains("open")) return;
+    var link = nameLink(row);
+    if (!window.htmx) { link.click(); return; }
+    window.htmx.ajax("GET", link.getAttribute("hx-get"), { target: row.querySelector(":scope > .wf-panel"), swap: "innerHTML" });
   }
 
   function closeSpan(row) {
@@ -229,8 +234,9 @@
       setZoom(wf, 0, 1);
     } else if (target.closest(".wf-event")) {
       openSpan(target.closest(".wf-row"));
-    } else if (target.closest("[data-open-span]") && !target.closest("a, button, input")) {
-      // A click anywhere on a row's line (its bar included) opens the span, or closes it.
+    } else if (target.closest("[data-open-span]") && !target.closest("a, button, input") && !String(window.getSelection())) {
+      // A click anywhere on a row's line (its bar included) opens the span, or closes it;
+      // not one that ends selecting the row's text.
       var line = target.closest("[data-open-span]").parentElement;
       if (line.classList.contains("open")) closeSpan(line); else openSpan(line);
     }

@@ -6,7 +6,8 @@ fragments; the fragments travel in batches of many traces, sent from several thr
 one server or the other, and a quarter of the batches is sent again to the other server
 (an exporter retrying through another replica). Afterwards every span is stored once and
 readable, every trace summary counts exactly its spans, errors and services, and the
-dependency counts are exactly one per call.
+dependency counts are exactly one per call. The second test sends through the
+OpenTelemetry SDK's own exporters instead, one per service, spread over the two servers.
 """
 
 from __future__ import annotations
@@ -143,5 +144,83 @@ def test_two_servers_writing_one_store_keep_every_span_summary_and_edge_exact(
         counts = {(d["parent"], d["child"]): d["callCount"] for d in deps}
         assert counts == {call: TRACES for call in CALLS}
     finally:
+        for server in servers:
+            server.stop()
+
+
+EXPORTED_TRACES = 60
+
+
+def test_real_exporters_of_services_split_over_two_servers_store_every_trace_exactly(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The OpenTelemetry SDK's own OTLP/HTTP exporters, one per service, half of them sending
+    to one server and half to the other (2 workers each): each trace's spans arrive through
+    both servers at once, from several threads, and are stored once, summed and counted
+    exactly."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    SpanStore.from_url(database_url).close()
+    servers: list[ServeProcess] = []
+    providers: dict[str, TracerProvider] = {}
+    try:
+        for name in ("a", "b"):
+            servers.append(ServeProcess(tmp_path / name, "--database-url", database_url, "--workers", "2"))
+        for i, service in enumerate(("gateway", "orders", "payment", "inventory")):
+            provider = TracerProvider(resource=Resource.create({"service.name": service}))
+            exporter = OTLPSpanExporter(endpoint=servers[i % 2].otlp + "/v1/traces", timeout=30)
+            processor = BatchSpanProcessor(exporter, max_export_batch_size=50, schedule_delay_millis=50)
+            provider.add_span_processor(processor)
+            providers[service] = provider
+
+        def call(caller: str, callee: str, name: str, error: bool = False) -> None:
+            with providers[caller].get_tracer("test").start_as_current_span(f"POST {callee}", kind=SpanKind.CLIENT):
+                with providers[callee].get_tracer("test").start_as_current_span(name, kind=SpanKind.SERVER) as span:
+                    if error:
+                        span.set_status(Status(StatusCode.ERROR, "card declined"))
+
+        def one_order(n: int) -> tuple[str, int]:
+            tracer = providers["gateway"].get_tracer("test")
+            with tracer.start_as_current_span("POST /api/orders", kind=SpanKind.SERVER) as root:
+                with tracer.start_as_current_span("POST orders", kind=SpanKind.CLIENT):
+                    with providers["orders"].get_tracer("test").start_as_current_span(
+                        "POST /orders", kind=SpanKind.SERVER
+                    ):
+                        call("orders", "payment", "POST /charge", error=n % 4 == 0)
+                        call("orders", "inventory", "POST /reserve")
+            return format(root.get_span_context().trace_id, "032x"), 1 if n % 4 == 0 else 0
+
+        with ThreadPoolExecutor(4) as pool:
+            orders = list(pool.map(one_order, range(EXPORTED_TRACES)))
+        for provider in providers.values():
+            assert provider.force_flush(60_000)
+
+        ui = servers[1].ui
+        for trace_id, _errors in orders:
+            spans = requests.get(f"{ui}/api/traces/{trace_id}", timeout=10).json()["data"][0]["spans"]
+            ids = [s["spanID"] for s in spans]
+            assert len(ids) == 7 and len(set(ids)) == 7, (trace_id, ids)
+        store = SpanStore.from_url(database_url, migrate=False, background_checkpoints=False)
+        try:
+            found = store.find_traces(
+                TraceQuery(start_ns=time.time_ns() - 600 * 10**9, end_ns=time.time_ns(), limit=EXPORTED_TRACES * 2)
+            )
+        finally:
+            store.close()
+        summaries = {t.trace_id: t for t in found.traces}
+        assert len(summaries) == EXPORTED_TRACES
+        for trace_id, errors in orders:
+            summary = summaries[trace_id]
+            assert (summary.span_count, summary.error_count, summary.root_service) == (7, errors, "gateway")
+            assert set(summary.services) == {"gateway", "orders", "payment", "inventory"}
+        deps = requests.get(f"{ui}/api/dependencies", timeout=10).json()["data"]
+        assert {(d["parent"], d["child"]): d["callCount"] for d in deps} == {call: EXPORTED_TRACES for call in CALLS}
+    finally:
+        for provider in providers.values():
+            provider.shutdown()
         for server in servers:
             server.stop()

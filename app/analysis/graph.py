@@ -1,5 +1,5 @@
-"""The service graph: a networkx DiGraph from edge aggregates, its RED figures, a layered
-layout (callers left, callees right), cycles and the longest synchronous call chain."""
+"""The service graph: a networkx DiGraph from edge aggregates, its RED figures, cycles, the
+longest synchronous call chain, and its drawing (app.analysis.layout)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,11 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from app.analysis.layout import DURATION_CHARS, NODE_H, NODE_W, Box, Drawing, EdgeInput, lay_out
 from app.analysis.stats import Red, health, merge, red
 from collectors.model import EdgeStats, Histogram, OperationTraffic
 
-NODE_W = 212
-NODE_H = 54
-LAYER_GAP = 300
-ROW_GAP = 78
-PAD = 24
-LABEL_CHARS = 22
+LABEL_CHARS = 21
 MAX_CYCLES = 20
 
 _MODE_PRIORITY = {"sync": 0, "async": 1, "lookup": 2, "peer": 3, "peer-lookup": 4, "database": 5, "queue": 6}
@@ -69,8 +65,10 @@ class GraphEdge:
     red: Red
     health: str
     path: str = ""
-    label_x: float = 0.0
-    label_y: float = 0.0
+    box: Box = Box(0, 0, 0, 0)
+    start: tuple[float, float] = (0.0, 0.0)
+    end: tuple[float, float] = (0.0, 0.0)
+    label: tuple[str, str] = ("", "")
     breaker: str = ""
     in_cycle: bool = False
     on_chain: bool = False
@@ -97,6 +95,7 @@ class ServiceGraph:
     longest_chain: list[str] = field(default_factory=list)
     width: float = 0.0
     height: float = 0.0
+    drawing: Drawing | None = None
 
     def node(self, name: str) -> GraphNode | None:
         """The node with this name, or None."""
@@ -213,7 +212,7 @@ def build_service_graph(
     back = feedback_edges(g)
     _mark_cycles(graph, g)
     _mark_longest_chain(graph, g, back)
-    _layout(graph, g, back)
+    _layout(graph, back)
     return graph
 
 
@@ -278,62 +277,42 @@ def _mark_longest_chain(graph: ServiceGraph, g: nx.DiGraph, back: set[tuple[str,
         n.on_chain = n.name in chain
 
 
-def _layout(graph: ServiceGraph, g: nx.DiGraph, back: set[tuple[str, str]]) -> None:
-    dag = nx.DiGraph()
-    dag.add_nodes_from(g.nodes)
-    dag.add_edges_from(e for e in g.edges if e not in back and e[0] != e[1])
-    layer: dict[str, int] = {}
-    for n in nx.lexicographical_topological_sort(dag):
-        layer[n] = max((layer[p] + 1 for p in dag.predecessors(n)), default=0)
-    layers: dict[int, list[str]] = defaultdict(list)
-    for n in sorted(layer):
-        layers[layer[n]].append(n)
-    # Barycenter sweeps reduce crossings: order each layer by the mean position of its
-    # neighbours in the previous (then the next) layer.
-    for _ in range(4):
-        for direction in (1, -1):
-            keys = sorted(layers) if direction == 1 else sorted(layers, reverse=True)
-            for k in keys:
-                neighbour_layer = layers.get(k - direction, [])
-                pos = {n: i for i, n in enumerate(neighbour_layer)}
-
-                def bary(n: str) -> float:
-                    linked = [
-                        pos[m] for m in (dag.predecessors(n) if direction == 1 else dag.successors(n)) if m in pos
-                    ]
-                    return sum(linked) / len(linked) if linked else layers[k].index(n)
-
-                layers[k] = sorted(layers[k], key=lambda n: (bary(n), n))
-    tallest = max((len(v) for v in layers.values()), default=0)
-    by_name = {n.name: n for n in graph.nodes}
-    for k, names in layers.items():
-        offset = (tallest - len(names)) * ROW_GAP / 2
-        for i, name in enumerate(names):
-            node = by_name[name]
-            node.layer = k
-            node.x = PAD + k * LAYER_GAP
-            node.y = PAD + offset + i * ROW_GAP
-    graph.width = PAD * 2 + max((k for k in layers), default=0) * LAYER_GAP + NODE_W
-    graph.height = PAD * 2 + max(tallest - 1, 0) * ROW_GAP + NODE_H + 40
+def _layout(graph: ServiceGraph, back: set[tuple[str, str]]) -> None:
     for e in graph.edges:
-        a, b = by_name[e.parent], by_name[e.child]
-        e.backward = (e.parent, e.child) in back or e.parent == e.child
-        if e.parent == e.child:
-            x, y = a.x + NODE_W, a.y + NODE_H / 2
-            e.path = f"M{x:.0f},{y - 8:.0f} C{x + 40:.0f},{y - 40:.0f} {x + 40:.0f},{y + 40:.0f} {x:.0f},{y + 8:.0f}"
-            e.label_x, e.label_y = x + 34, y
-        elif e.backward or b.x <= a.x:
-            x1, y1 = a.x + NODE_W / 2, a.y + NODE_H
-            x2, y2 = b.x + NODE_W / 2, b.y + NODE_H
-            dip = max(y1, y2) + 46
-            e.path = f"M{x1:.0f},{y1:.0f} C{x1:.0f},{dip:.0f} {x2:.0f},{dip:.0f} {x2:.0f},{y2:.0f}"
-            e.label_x, e.label_y = (x1 + x2) / 2, dip - 8
-        else:
-            x1, y1 = a.x + NODE_W, a.y + NODE_H / 2
-            x2, y2 = b.x, b.y + NODE_H / 2
-            mid = (x1 + x2) / 2
-            e.path = f"M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
-            e.label_x, e.label_y = mid, (y1 + y2) / 2 - 4
+        e.backward = (e.parent, e.child) in back
+        e.label = edge_label(e)
+    inputs = [
+        EdgeInput(e.parent, e.child, e.backward, max(len(first), len(second) + DURATION_CHARS), bool(e.breaker))
+        for e, (first, second) in ((e, e.label) for e in graph.edges)
+    ]
+    drawing = lay_out((n.name for n in graph.nodes), inputs)
+    for n in graph.nodes:
+        n.x, n.y = drawing.nodes[n.name]
+        n.layer = drawing.layers[n.name]
+    for e, d in zip(graph.edges, drawing.edges):
+        e.path, e.box = d.path, d.label
+        e.start, e.end = d.points[0], d.points[-1]
+    graph.width, graph.height = drawing.width, drawing.height
+    graph.drawing = drawing
+
+
+def edge_label(e: GraphEdge) -> tuple[str, str]:
+    """The edge's label, two lines: requests per second and error rate; throttled calls (if
+    any) and ``p99 `` (the page appends the formatted duration)."""
+    first = f"{per_second(e.red.rate_per_s)}/s · {e.red.error_rate * 100:.0f}% err"
+    second = f"{e.red.throttled_count} throttled · " if e.red.throttled_count else ""
+    return first, second + "p99 "
+
+
+def per_second(rate: float) -> str:
+    """A rate as few digits as tell it: ``240``, ``12.5``, ``0.42``, ``<0.01`` or ``0``."""
+    if rate >= 100:
+        return f"{rate:.0f}"
+    if rate >= 10:
+        return f"{rate:.1f}"
+    if rate >= 0.01 or rate == 0:
+        return f"{rate:.2f}".rstrip("0").rstrip(".") if rate else "0"
+    return "<0.01"
 
 
 def rate_limit_of(ops: Sequence[OperationTraffic]) -> RateLimit | None:

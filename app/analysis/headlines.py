@@ -158,7 +158,7 @@ def gateway_headline(name: str, total: Red, limit: RateLimit | None) -> str:
     """What the gateway let through, refused and failed in the window."""
     if not total.count:
         return f"{name} served no request in this window."
-    parts = [f"{name} served {_count(total.count, 'request')} ({total.rate_per_s:.2f}/s)"]
+    parts = [f"{name} served {_count(total.count, 'request')} ({_rate(total.rate_per_s)})"]
     if total.throttled_count:
         by = f" by its limit of {limit.text}" if limit is not None else ""
         parts.append(f"{total.throttled_count} throttled (429){by}, {_percent(total.throttled_rate)}")
@@ -174,6 +174,11 @@ def _count(n: int, word: str, plural: str | None = None) -> str:
 
 def _are(n: int, word: str) -> str:
     return f"{n} {word} is" if n == 1 else f"{n} {word}s are"
+
+
+def _rate(per_s: float) -> str:
+    """Requests per second, or per minute below one a second (0.00/s says nothing)."""
+    return f"{per_s:.1f}/s" if per_s >= 1 else f"{per_s * 60:.2g}/min"
 
 
 def _percent(ratio: float) -> str:

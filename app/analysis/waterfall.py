@@ -98,7 +98,10 @@ def label_side(offset: float, width: float) -> str:
 
 def error_order(view: TraceView) -> list[Row]:
     """Error rows in the order "Next error" visits them: deepest first (the likely cause),
-    then by start time; at most :data:`ERROR_ORDER_LIMIT`."""
+    the later of two as deep first; at most :data:`ERROR_ORDER_LIMIT`.
+
+    The first is the span whose reason the trace lists and saga pages give for a failure
+    (the trace summary's deepest error span, judged by the same rule)."""
     errors = [r for r in view.rows if r.span.is_error]
-    errors.sort(key=lambda r: (-r.depth, r.start_ns, r.index))
+    errors.sort(key=lambda r: (-r.depth, -r.start_ns, r.index))
     return errors[:ERROR_ORDER_LIMIT]

@@ -319,4 +319,5 @@ def test_a_registry_lookup_is_drawn_as_its_own_kind_of_edge(client, tracer_provi
     soup = get_html(client, "/services?window=15m")
     edge = soup.select_one("a.edge-link[data-parent='orders'][data-child='registry'] g.edge")
     assert "mode-lookup" in edge["class"]
-    assert "dotted: registry lookup" in soup.select_one("p.legend").get_text()
+    assert soup.select_one("path.line.lookup[data-parent='orders'][data-child='registry']") is not None
+    assert "dotted: a lookup in the service registry" in soup.select_one("section.graph-legend").get_text()

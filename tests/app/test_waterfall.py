@@ -114,7 +114,7 @@ def test_find_matches_status_messages_and_events(client, post_trace):
 def test_next_error_starts_from_the_deepest_error(page):
     order = json.loads(page.select_one("[data-waterfall]")["data-error-order"])
     assert order[0] == [sid(11), 10]
-    assert [span_id for span_id, _ in order] == [sid(n) for n in (11, 10, 12, 9, 4, 2)]
+    assert [span_id for span_id, _ in order] == [sid(n) for n in (11, 12, 10, 9, 4, 2)]
     assert page.select_one("button[data-nav-error][data-dir='1']").get_text() == "Next error"
 
 

@@ -73,8 +73,9 @@ def test_breaker_marker_rejected_badge_find_and_next_error(page, live_server, lo
     assert page.evaluate("document.activeElement.closest('.wf-row').id") == f"row-{sid(11)}"
 
     page.click("button[data-nav-error][data-dir='1']")
-    assert page.locator(".wf-row.focused").get_attribute("id") == f"row-{sid(10)}"
-    page.locator(f"#panel-{sid(10)} .span-panel").wait_for()
+    assert page.locator(".wf-row.focused").get_attribute("id") == f"row-{sid(12)}", "then the rejected retry"
+    page.locator(f"#panel-{sid(12)} .span-panel").wait_for()
+    assert "rejected: breaker open" in page.locator(f"#panel-{sid(12)} .span-panel h3").inner_text()
     assert page.locator(f"#panel-{sid(11)} .span-panel").count() == 0, "the panel it opened before is closed"
     page.screenshot(path=str(_output("waterfall-next-error.png")), full_page=True)
 

@@ -22,12 +22,13 @@ def instance(service: str, instance_id: str, healthy: bool = True, requests: int
 def test_the_gateway_headline_says_what_its_limit_turned_away():
     limit = RateLimit(20, 1000)
     assert gateway_headline("gateway", red(80, 2, 30), limit) == (
-        "gateway served 80 requests (0.09/s), 30 throttled (429) by its limit of 20 per 1 s, 37.5%, 2 failed."
+        "gateway served 80 requests (5.3/min), 30 throttled (429) by its limit of 20 per 1 s, 37.5%, 2 failed."
     )
     assert gateway_headline("gw", red(5), limit) == (
-        "gw served 5 requests (0.01/s), none throttled (its limit is 20 per 1 s), 0 failed."
+        "gw served 5 requests (0.33/min), none throttled (its limit is 20 per 1 s), 0 failed."
     )
     assert gateway_headline("gw", red(0), None) == "gw served no request in this window."
+    assert gateway_headline("gw", red(1800), None) == "gw served 1800 requests (2.0/s), none throttled, 0 failed."
 
 
 def test_the_registry_headline_names_unhealthy_idle_and_undeclared():

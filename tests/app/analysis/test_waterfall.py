@@ -67,7 +67,7 @@ def test_a_duration_label_is_placed_where_it_covers_no_bar_and_stays_in_the_trac
         assert width >= 1 - 2 * LABEL_ROOM - 1e-9, "only a bar spanning most of the track holds its label"
 
 
-def test_next_error_starts_at_the_deepest_error_then_climbs_in_start_order():
+def test_next_error_starts_at_the_deepest_error_then_climbs_latest_first_at_each_depth():
     spans = [
         span(1, None, 0, 100, error=True),
         span(2, 1, 10, 90, error=True),
@@ -77,7 +77,7 @@ def test_next_error_starts_at_the_deepest_error_then_climbs_in_start_order():
         span(6, 1, 60, 70, error=True),
     ]
     order = [r.span_id for r in error_order(build_trace_view(spans))]
-    assert order == [f"{n:016x}" for n in (5, 3, 2, 6, 1)]
+    assert order == [f"{n:016x}" for n in (5, 3, 6, 2, 1)]
 
 
 def test_row_marks_cover_only_the_rows_asked_for_with_badges_and_sides():
