@@ -116,7 +116,7 @@ def demo(traffic: bool, rate: float, base_port: int, open_browser: bool, **optio
     settings_env = demo_settings_env(options)
     if rate <= 0:
         raise click.UsageError(f"--rate must be a positive number of orders per second, got {rate}")
-    from demo_services.launcher import run_demo
+    from demo_services.demo_console import run_demo
 
     sys.exit(
         run_demo(

@@ -141,7 +141,7 @@ def test_demo_refuses_registry_url_in_one_line(tmp_path: Path) -> None:
 
 
 _OPEN = (
-    "import sys; from demo_services.launcher import open_dashboard; "
+    "import sys; from demo_services.demo_console import open_dashboard; "
     "print(open_dashboard(sys.argv[1]))"
 )
 
