@@ -10,8 +10,10 @@ box, nodes and edge labels alike, is computed here so that none overlaps another
 * An edge that skips columns passes each one it crosses through a slot of its own, so it
   never runs through a node.
 * An edge's label sits in the gap right of the column its line starts from, on its line
-  (the line runs into the label and out of it); labels of one gap are stacked so none
-  overlaps another, and each gap is as wide as its widest label, so no label reaches a node.
+  (the line runs into the label and out of it), level with where the line enters the next
+  column (so a caller's many calls have their labels beside their targets); labels of one
+  gap are stacked so none overlaps another (a run that would collide is centred on what its
+  labels want), and each gap is as wide as its widest label, so no label reaches a node.
 * Lines leave their source at its border (right side for a call, left side for a call
   back against the flow) at a port of their own, and end at the target's border, where
   the arrowhead is.
@@ -187,7 +189,7 @@ def lay_out(names: Iterable[str], edges: list[EdgeInput]) -> Drawing:
             wanted = (start + port_y[(chain[0], i, "r2")]) / 2
         else:
             nxt = port_y[(chain[1], i, "l")] if len(chain) == 2 else _centre(y, height_of, chain[1])
-            wanted = (start + nxt) / 2
+            wanted = nxt
         in_gap[layer[chain[0]]].append((wanted, rank[i], i, w, h))
     gap_w = {k: max([GAP_MIN] + [w + 2 * LABEL_PAD for _, _, _, w, _ in in_gap.get(k, [])]) for k in range(depth + 1)}
     col_x = {0: float(PAD)}
@@ -197,11 +199,10 @@ def lay_out(names: Iterable[str], edges: list[EdgeInput]) -> Drawing:
     bottom = 0.0
     for k, items in in_gap.items():
         gap_left = col_x[k] + NODE_W
-        cursor = float(PAD)
-        for wanted, _, i, w, h in sorted(items):
-            top = max(cursor, wanted - LABEL_H / 2)
+        ordered = sorted(items)
+        tops = _stack([wanted - LABEL_H / 2 for wanted, *_ in ordered], [h for *_, h in ordered])
+        for top, (_, _, i, w, h) in zip(tops, ordered):
             labels[i] = Box(round(gap_left + (gap_w[k] - w) / 2, 1), round(top, 1), w, h)
-            cursor = top + h + LABEL_SPACING
             bottom = max(bottom, top + h)
 
     drawings = []
@@ -212,6 +213,29 @@ def lay_out(names: Iterable[str], edges: list[EdgeInput]) -> Drawing:
     trailing = max((gap_w[depth] for k in in_gap if k == depth), default=0)
     width = col_x[depth] + NODE_W + trailing + PAD if names else 0
     return Drawing(nodes, layer, drawings, round(width, 1), round(tallest + PAD, 1) if names else 0)
+
+
+def _stack(wanted: list[float], heights: list[float]) -> list[float]:
+    """Tops for boxes kept in this order, none overlapping the next, each as near its wanted
+    top as the others allow: runs of boxes that would collide are placed together, centred
+    on what their members want (never above the canvas's padding)."""
+    runs: list[list[float]] = []  # [top, height, sum of (wanted - offset), count, first index]
+    for i, (want, h) in enumerate(zip(wanted, heights)):
+        run = [max(want, PAD), h, want, 1, i]
+        while runs and runs[-1][0] + runs[-1][1] + LABEL_SPACING > run[0]:
+            prev = runs.pop()
+            offset = prev[1] + LABEL_SPACING
+            total, count = prev[2] + run[2] - offset * run[3], prev[3] + run[3]
+            run = [max(total / count, PAD), offset + run[1], total, count, prev[4]]
+        runs.append(run)
+    tops = []
+    for n, run in enumerate(runs):
+        end = runs[n + 1][4] if n + 1 < len(runs) else len(wanted)
+        top = run[0]
+        for i in range(run[4], end):
+            tops.append(top)
+            top += heights[i] + LABEL_SPACING
+    return tops
 
 
 def _layers(names: list[str], preds: dict[str, set[str]], succs: dict[str, set[str]]) -> dict[str, int]:

@@ -164,3 +164,21 @@ def test_the_graph_fits_a_phone_and_zooms_to_read(fifty):
         page.locator("#graph [data-zoom='in']").click()
     page.screenshot(path=str(OUTPUT / "graph-50-services-390-zoomed.png"))
     assert view_box(page)[2] < 400
+
+
+def test_the_demo_sized_graph_is_drawn_at_full_size_on_a_wide_screen(page, live_server, tracer_provider_factory):
+    pattern_spans.order_flow(tracer_provider_factory)
+    pattern_spans.discovery_failover(tracer_provider_factory)
+    pattern_spans.breaker_opens(tracer_provider_factory)
+    OUTPUT.mkdir(exist_ok=True)
+    for width, height in ((1440, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto(live_server + "/services?window=15m")
+        svg = page.locator("#graph svg.service-graph")
+        svg.wait_for()
+        result = page.evaluate(BOXES_JS)
+        assert overlapping(result["drawn"]) == [] and result["spills"] == []
+        scale = svg.bounding_box()["width"] / view_box(page)[2]
+        if width == 1440:
+            assert scale > 0.85, f"the graph is shrunk to {scale:.2f} of its size on a wide screen"
+        page.screenshot(path=str(OUTPUT / f"graph-demo-{width}.png"), full_page=True)

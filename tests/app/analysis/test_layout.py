@@ -9,8 +9,12 @@ import random
 import re
 import time
 
-from app.analysis.graph import build_service_graph, edge_label, per_second
-from app.analysis.layout import NODE_H, NODE_W
+import networkx as nx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.analysis.graph import build_service_graph, edge_label, feedback_edges, per_second
+from app.analysis.layout import NODE_H, NODE_W, EdgeInput, lay_out
 from tests.app.analysis.test_graph import MINUTE, edge, op
 from tests.app.topology import fifty_services
 
@@ -132,3 +136,33 @@ def test_an_edge_label_reads_rate_errors_throttled_and_p99():
     e.red = dataclasses.replace(e.red, throttled_count=3)
     assert edge_label(e) == ("0.17/s · 0% err", "3 throttled · p99 ")
     assert [per_second(r) for r in (0, 0.004, 0.5, 2.25, 12.34, 250.4)] == ["0", "<0.01", "0.5", "2.25", "12.3", "250"]
+
+
+def test_the_labels_of_a_fan_out_sit_level_with_their_targets():
+    targets = [f"t{i}" for i in range(8)]
+    graph = graph_of([("hub", t, "sync") for t in targets])
+    for t in targets:
+        label, node = graph.edge("hub", t).box, graph.node(t)
+        assert abs((label.y + label.h / 2) - (node.y + NODE_H / 2)) < NODE_H, t
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 11), st.integers(0, 11), st.integers(1, 40), st.booleans()), max_size=40)
+)
+def test_any_graph_is_drawn_without_overlaps_and_with_lines_on_their_ends(raw):
+    pairs = {(f"n{a}", f"n{b}"): (chars, badge) for a, b, chars, badge in raw}
+    back = feedback_edges(nx.DiGraph(list(pairs)))
+    edges = [EdgeInput(p, c, (p, c) in back, chars, badge) for (p, c), (chars, badge) in sorted(pairs.items())]
+    names = {n for pair in pairs for n in pair}
+    drawing = lay_out(names, edges)
+    boxes = drawing.boxes()
+    for i, (a, box_a) in enumerate(boxes):
+        assert 0 <= box_a.x and box_a.x + box_a.w <= drawing.width, a
+        assert 0 <= box_a.y and box_a.y + box_a.h <= drawing.height, a
+        for b, box_b in boxes[i + 1 :]:
+            assert not box_a.overlaps(box_b), (a, b)
+    for e, d in zip(edges, drawing.edges):
+        for name, point in ((e.parent, d.points[0]), (e.child, d.points[-1])):
+            x, y = drawing.nodes[name]
+            assert point[0] in (x, x + NODE_W) and y <= point[1] <= y + NODE_H, (e, point)
