@@ -41,12 +41,11 @@ from typing import Any
 import orjson
 
 from collectors.model import DecodedBatch, Resource, Span, SpanEvent
-from collectors.otlp import DEFAULT_LIMITS, SERVICE_NAME, UNKNOWN_SERVICE, DecodeError, Limits
+from collectors.otlp_fields import DEFAULT_LIMITS, SERVICE_NAME, UNKNOWN_SERVICE, DecodeError, Limits, SpanWalker
 
 KINDS = {None: 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
 _STATUS = {"OK": 1, "ERROR": 2}
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_SURROGATES = re.compile("[\ud800-\udfff]")
 _MAX_MICROS = (2**63 - 1) // 1000
 _SCOPE_NAME_TAGS = ("otel.scope.name", "otel.library.name")
 _SCOPE_VERSION_TAGS = ("otel.scope.version", "otel.library.version")
@@ -73,25 +72,15 @@ def decode_zipkin_json(body: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedB
     return reader.batch
 
 
-class _Reader:
-    """State of one decode: limits, the truncation count and the resources met so far."""
+class _Reader(SpanWalker):
+    """State of one decode (limits, text cleaning and truncation count as for OTLP), the
+    resources met so far and the ids given to shared spans."""
 
     def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.batch = DecodedBatch()
-        self.truncated = 0
+        super().__init__(limits)
         self._resources: dict[tuple[str, str, str], Resource] = {}
         self._shared: dict[tuple[str, str, str], str] = {}
         """(trace id, span id as sent, service) of each shared span: the id it was given."""
-
-    def text(self, value: str) -> str:
-        """Untrusted text within the length limit, with NUL and lone surrogates replaced."""
-        if len(value) > self.limits.max_value_length:
-            value = value[: self.limits.max_value_length]
-            self.truncated += 1
-        if not value.isascii():
-            value = _SURROGATES.sub("\ufffd", value)
-        return value.replace("\x00", "\ufffd")
 
     def span(self, doc: dict[str, Any], where: str) -> Span:
         trace_id = _id(doc.get("traceId"), 32, f"{where}.traceId")
