@@ -35,6 +35,13 @@ SUBSCRIBERS: Mapping[str, Sequence[str]] = {
 }
 """The services each topic is delivered to, in delivery order."""
 
+CONSUMER_UNTRACED_URLS = r"health,control,/events$"
+"""FlaskInstrumentor's excluded URLs for a consumer. Its ``POST /events`` is the relay's
+transport, not a call between services: traced, it would pair the relay's client span
+with a server span and draw the event edge as a synchronous call. The consumer's own
+view of a message is its CONSUMER ``process`` span, linked to the producer span, and
+that link is what makes the producer -> consumer edge asynchronous."""
+
 _log = logging.getLogger(__name__)
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask import Response, jsonify, request
 from opentelemetry import trace
 
-from demo_services.messaging import SHIPMENT_PREPARED, consume_events
+from demo_services.messaging import CONSUMER_UNTRACED_URLS, SHIPMENT_PREPARED, consume_events
 from demo_services.patterns.events import Inbox, Message
 from demo_services.patterns.saga import (
     PHASE_ACTION,
@@ -55,7 +55,7 @@ _TEXTS = {
 
 def create_service(settings: ServiceSettings) -> Service:
     """Build the notifications service."""
-    service = make_service("notifications", settings)
+    service = make_service("notifications", settings, untraced_urls=CONSUMER_UNTRACED_URLS)
     app, engine = service.app, service.engine
     assert engine is not None
     inbox = Inbox(metadata, trace.get_tracer(__name__))

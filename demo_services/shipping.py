@@ -19,7 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from demo_services.client import ServiceClient, UpstreamError
-from demo_services.messaging import SHIPMENT_PREPARED, consume_events, deliver_to_subscribers
+from demo_services.messaging import CONSUMER_UNTRACED_URLS, SHIPMENT_PREPARED, consume_events, deliver_to_subscribers
 from demo_services.order_log import ORDER_PLACED
 from demo_services.patterns.events import Inbox, Message, Outbox, OutboxRelay
 from demo_services.service import (
@@ -55,7 +55,7 @@ _tracer = trace.get_tracer(__name__)
 
 def create_service(settings: ServiceSettings) -> Service:
     """Build the shipping service."""
-    service = make_service("shipping", settings, depends_on=DEPENDS_ON)
+    service = make_service("shipping", settings, depends_on=DEPENDS_ON, untraced_urls=CONSUMER_UNTRACED_URLS)
     app, engine = service.app, service.engine
     assert engine is not None and service.discovery is not None
     inbox = Inbox(metadata, _tracer)

@@ -105,6 +105,29 @@ def test_an_order_sets_off_a_chain_of_reactions_each_linked_to_its_cause(demo: D
     assert any(parcel["tracking_number"] in n["text"] for n in texts.json()["notifications"])
 
 
+def test_the_service_graph_draws_the_event_edges_asynchronous(demo: Demo, jaeger: Jaeger) -> None:
+    """The consumers' POST /events is the relay's transport, untraced: the edges from a
+    producer to its consumers come from the CONSUMER spans' links, dashed on the graph,
+    not drawn as synchronous calls; orders -> shipping stays synchronous (saga steps)."""
+    session = requests.Session()
+    session.headers["Authorization"] = demo.log_in("ada").header
+    order_id = session.post(f"{demo.gateway_url}/api/orders", json=ORDER, timeout=30).json()["order_id"]
+    wait_until(
+        lambda: (found := chain_spans(jaeger, order_id)) and all(found.get(w) for w in WANTED),
+        interval=0.3,
+        message=describe(demo, f"the chain of order {order_id}"),
+    )
+
+    edges = requests.get(f"{demo.ui_url}/api/v1/graph", timeout=10).json()["edges"]
+    modes = {(e["parent"], e["child"]): e["mode"] for e in edges}
+
+    assert modes[("orders", "notifications")] == "async"
+    assert modes[("shipping", "notifications")] == "async"
+    assert modes[("orders", "shipping")] == "sync"
+    # No service answered a span for the relay's delivery.
+    assert not jaeger.find("notifications", operation="POST /events")
+
+
 def test_a_redelivered_event_is_acknowledged_and_not_processed_again(demo: Demo, jaeger: Jaeger) -> None:
     session = requests.Session()
     session.headers["Authorization"] = demo.log_in("ada").header
