@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,7 @@ from werkzeug.serving import make_server
 from app import create_app
 from app.settings import Settings
 from collectors.store import SpanStore
+from collectors.store.experiments import DONE, Experiment
 from tests.app import pattern_spans
 from tests.browser.conftest import OUTPUT
 from tests.conftest import FIXTURES
@@ -74,8 +76,9 @@ SETTLED = "() => !document.querySelector('.htmx-request, .registry-instances > .
 
 
 @contextmanager
-def _serving(data: Path, **options: object) -> Iterator[str]:
-    """The app on its own SQLite file, served on a loopback port in a thread; yields its URL."""
+def _serving(data: Path, **options: object) -> Iterator[tuple[str, SpanStore]]:
+    """The app on its own SQLite file, served on a loopback port in a thread; yields its URL
+    and its store."""
     settings = Settings(
         data_dir=str(data),
         database_url=f"sqlite:///{data / 'spans.db'}",
@@ -88,7 +91,7 @@ def _serving(data: Path, **options: object) -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"http://127.0.0.1:{server.server_port}", store
     finally:
         server.shutdown()
         thread.join(timeout=5)
@@ -98,7 +101,8 @@ def _serving(data: Path, **options: object) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """The app holding fixture traces, and the path of each page to visit."""
-    with _serving(tmp_path_factory.mktemp("widths")) as ui:
+    began = time.time_ns()
+    with _serving(tmp_path_factory.mktemp("widths")) as (ui, store):
         providers: list[TracerProvider] = []
 
         def factory(service: str, **resource: object) -> TracerProvider:
@@ -118,6 +122,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         pattern_spans.saga(factory, "order-18", ["create", "pay", "ship"], None)
         for provider in providers:
             provider.shutdown()
+        _experiment(store, began, [failed, passed])
         pages = {
             "overview": "/",
             "traces": "/traces?range=6h",
@@ -131,6 +136,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             "saga": "/sagas/order-17",
             "registry": "/registry",
             "chaos": "/chaos",
+            "experiment": "/chaos/experiments/e-widths",
             "learn": "/learn",
             "not-found": "/traces/" + "f" * 32,
         }
@@ -140,8 +146,47 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app requiring a token and holding no span; yields its URL."""
-    with _serving(tmp_path_factory.mktemp("widths-empty"), auth_token=TOKEN) as ui:
+    with _serving(tmp_path_factory.mktemp("widths-empty"), auth_token=TOKEN) as (ui, _):
         yield ui
+
+
+def _experiment(store: SpanStore, began: int, trace_ids: list[str]) -> None:
+    """A finished payment-declined experiment over the spans just sent, as the chaos lab stores one;
+    restored over 30 s ago, so its page has its after-phase and no longer refreshes itself."""
+    restored = time.time_ns() - 31_000_000_000
+    store.start_experiment(
+        Experiment(
+            "e-widths",
+            "payment-declined",
+            DONE,
+            "Every order is refused with 402; each saga compensates exactly its completed steps, in reverse.",
+            "failed",
+            "127.0.0.1",
+            min(began, restored) - 10_000_000_000,
+            restored,
+            changes=[{"instance_id": "payment", "service": "payment", "decline": True}],
+            checks=[
+                {"name": "every order is refused with 402", "passed": True, "detail": "2 of 2 orders answered 402"},
+                {"name": "each saga compensates its completed steps", "passed": False, "detail": "1 of 2 compensated"},
+            ],
+            trace_ids=trace_ids,
+            findings={
+                "restored_ns": restored,
+                "sagas": [
+                    {
+                        "saga_id": "order-17",
+                        "outcome": "compensated",
+                        "failed_step": "pay",
+                        "completed": ["create"],
+                        "compensated": ["create"],
+                    }
+                ],
+                "transitions": {"orders->payment": [[restored, "closed", "open"]]},
+                "first_failing_trace": trace_ids[0],
+            },
+        ),
+        exclusive=False,
+    )
 
 
 def _visit(page, url: str) -> int:
