@@ -509,6 +509,14 @@ def test_crashed_child_is_restarted(demo: Demo) -> None:
     healthy_again = describe(demo, "users to be healthy again")
     wait_until(lambda: _healthy(f"{demo.url('users')}/health"), interval=0.2, message=healthy_again)
 
+    # The registry marked users unhealthy while it was down; lookups (and so logins through
+    # the gateway, in the tests after this one) find it again once its health check passes.
+    def listed_healthy() -> bool:
+        listing = requests.get(f"{demo.registry_url}/instances", timeout=5).json()["instances"]
+        return any(i["instance_id"] == "users" and i["healthy"] for i in listing)
+
+    wait_until(listed_healthy, interval=0.2, message=describe(demo, "the registry to list users healthy again"))
+
 
 def test_orders_complete_through_the_other_inventory_instance_after_one_dies(
     demo: Demo, api: requests.Session, jaeger: Jaeger
