@@ -142,10 +142,17 @@ def test_zoom_and_pan_by_buttons_wheel_and_keys_and_the_view_survives_a_refresh(
     page.mouse.up()
     dragged = view_box(page)
     assert dragged[0] > wheeled[0] and dragged[1] > wheeled[1]
-    # The live refresh (every 5 s) swaps in a new drawing; the view stays where it was.
+    # Tab from the view reaches the boxes in the drawing's order, the first column first.
+    view.focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.dataset.node") == "gateway"
+    page.locator("#graph a.node-link[data-node='svc-40']").focus()
+    # The live refresh (every 5 s) swaps in a new drawing; the view and the focus stay.
     page.evaluate("document.querySelector('#graph svg.service-graph').dataset.old = '1'")
     page.wait_for_function("() => !document.querySelector('#graph svg.service-graph').dataset.old", timeout=12_000)
     assert view_box(page) == dragged
+    assert page.evaluate("document.activeElement.dataset.node") == "svc-40"
+    assert page.locator("#graph svg.picking path.line.picked[data-parent='svc-40']").count() >= 1
 
 
 def test_the_graph_fits_a_phone_and_zooms_to_read(fifty):
