@@ -22,7 +22,7 @@ def test_clicking_a_graph_node_shows_its_operations(page, live_server, tracer_pr
 def test_clicking_a_graph_edge_lists_its_traces(page, live_server, tracer_provider_factory):
     trace_id = pattern_spans.order_flow(tracer_provider_factory)
     page.goto(live_server + "/services")
-    page.locator("a.edge-link[data-parent='orders'][data-child='payment'] path.hit").click(force=True)
+    page.locator("a.edge-link[data-parent='orders'][data-child='payment'] g.label").click()
     links = page.locator("#detail .edge-detail ul.edge-traces a")
     links.first.wait_for()
     assert links.first.get_attribute("href") == f"/traces/{trace_id}"
