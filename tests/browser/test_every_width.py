@@ -2,11 +2,11 @@
 
 One app on a loopback port holds fixture traces (the patterns and exception fixtures, sent as
 OTLP/JSON, and real SDK spans: an order flow with a failed payment, a breaker that opened, a
-compensated saga); a second one requires a token and holds nothing, for the login refusal and
-the empty states. Each page must fit
-its width (no sideways scroll of the page itself), the collapsed nav at phone width must open
-and lead somewhere, with or without script, axe-core (node_modules/axe-core, installed by npm
-from package.json) must find no serious or critical violation in either colour scheme, every
+compensated saga) and a stored chaos experiment; a second one requires a token and holds
+nothing, for the login refusal and the empty states. Each page must fit its width (no
+sideways scroll of the page itself), the collapsed nav at phone width must open and lead
+somewhere, with or without script, axe-core (node_modules/axe-core, installed by npm from
+package.json) must find no serious or critical violation in either colour scheme, every
 control on a page must be reachable with Tab, and the scripts a page loads besides htmx stay
 under 50 KB. A screenshot of every page at each width, and at wide-screen width in the dark
 scheme, goes to test-output/widths/.
@@ -113,7 +113,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
         for name in ("patterns", "exception"):
             body = (FIXTURES / "traces" / f"{name}.json").read_bytes()
-            answer = requests.post(f"{ui}/v1/traces", data=body, headers={"Content-Type": "application/json"}, timeout=10)
+            answer = requests.post(
+                f"{ui}/v1/traces", data=body, headers={"Content-Type": "application/json"}, timeout=10
+            )
             assert answer.ok, answer.text
         failed = pattern_spans.order_flow(factory, fail_payment=True)
         passed = pattern_spans.order_flow(factory)
