@@ -6,7 +6,10 @@ crashing), stops and starts one on request (an instance stopped that way is held
 restarted until started), and stops them all, so that no process is left behind.
 
 Every change of a child's process (a start, a restart, a stop on request) is made under
-one lock, and none begins once ``begin_stopping`` has run.
+one lock, and none begins once ``begin_stopping`` has run. A stop and a start on request
+of one child never overlap: a start waits until the process being stopped is gone, so
+there are never two processes of one instance (the second unable to bind its port), and
+the supervisor always holds the one process of a child it must end.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class Child:
     restart_at: float | None = None
     process: subprocess.Popen | None = None
     log_file: IO[bytes] | None = field(default=None, repr=False)
+    changing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    """Held through a stop or a start on request, so that the two never overlap."""
 
     def start(self) -> None:
         """Start the child's process, in a session (and process group) of its own."""
@@ -60,12 +65,8 @@ class Child:
     def kill_group(self) -> None:
         """SIGKILL the child's process group: the child and whatever it started
         (Spyglass's workers and maintenance process)."""
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if self.process is not None:
+            kill_group(self.process)
 
     def close_log(self) -> None:
         """Close the log file of the last process started."""
@@ -74,12 +75,24 @@ class Child:
             self.log_file = None
 
 
-class Supervisor:
-    """Starts, watches and stops ``children`` (by name); ``say`` reports what it does."""
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the process group ``process`` leads (each child starts a session of its own)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
-    def __init__(self, children: dict[str, Child], say: Callable[[str], None]) -> None:
+
+class Supervisor:
+    """Starts, watches and stops ``children`` (by name); ``say`` reports what it does. A
+    child asked to stop gets ``stop_timeout_s`` seconds after SIGTERM before SIGKILL."""
+
+    def __init__(
+        self, children: dict[str, Child], say: Callable[[str], None], stop_timeout_s: float = STOP_TIMEOUT_S
+    ) -> None:
         self.children = children
         self._say = say
+        self._stop_timeout_s = stop_timeout_s
         self._stopping = threading.Event()
         self._lifecycle = threading.Lock()
         self._monitor: threading.Thread | None = None
@@ -121,7 +134,7 @@ class Supervisor:
                 if child.process is None:
                     continue
                 try:
-                    child.process.wait(timeout=STOP_TIMEOUT_S)
+                    child.process.wait(timeout=self._stop_timeout_s)
                 except subprocess.TimeoutExpired:
                     child.kill_group()
                     child.process.wait()
@@ -149,27 +162,29 @@ class Supervisor:
         process.wait()
 
     def hold(self, child: Child) -> None:
-        """Stop ``child``'s process (SIGTERM, so it deregisters; SIGKILL after
-        ``STOP_TIMEOUT_S``) and keep it stopped until ``release``."""
-        with self._lifecycle:
-            if self._stopping.is_set():
-                raise DemoStopping("the demo is stopping")
-            child.held = True
-            process = child.process
-            if process is not None and process.poll() is None:
-                process.terminate()
-        if process is None:
-            return
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            child.kill_group()
-            process.wait()
+        """Stop ``child``'s process (SIGTERM, so it deregisters; SIGKILL after the stop
+        timeout) and keep it stopped until ``release``; returns once it has exited."""
+        with child.changing:
+            with self._lifecycle:
+                if self._stopping.is_set():
+                    raise DemoStopping("the demo is stopping")
+                child.held = True
+                process = child.process
+                if process is not None and process.poll() is None:
+                    process.terminate()
+            if process is None:
+                return
+            try:
+                process.wait(timeout=self._stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                kill_group(process)  # this process's group, whatever child.process is by now
+                process.wait()
         self._say(f"[demo] {child.name} stopped on request")
 
     def release(self, child: Child) -> bool:
-        """Start ``child`` again if it is held; return whether it was started."""
-        with self._lifecycle:
+        """Start ``child`` again if it is held (once a stop in progress is over); return
+        whether it was started."""
+        with child.changing, self._lifecycle:
             if self._stopping.is_set():
                 raise DemoStopping("the demo is stopping")
             if not child.held:
