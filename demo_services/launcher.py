@@ -157,7 +157,13 @@ class Demo:
         )
         self._say(f"Starting Spyglass and {len(SERVICES)} services in {self.data_dir} ...")
         try:
-            self._process_control = ProcessControl(self, self.control_token, self.launcher_port)
+            try:
+                self._process_control = ProcessControl(self, self.control_token, self.launcher_port)
+            except OSError as err:  # the port is taken: say so in one line, not a traceback
+                raise DemoStartupError(
+                    f"the launcher's control endpoint cannot listen on 127.0.0.1:{self.launcher_port}: "
+                    f"{os.strerror(err.errno) if err.errno else err}"
+                ) from err
             self._process_control.start()
             self._supervisor.start_all()
             self._wait_until_ready(began)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import socket
 import threading
 from typing import Any, Protocol
 
@@ -84,7 +85,12 @@ class ProcessControl:
     def __init__(self, processes: Processes, control_token: str, port: int) -> None:
         self._processes = processes
         self._token = control_token
-        self._server: BaseWSGIServer = make_server("127.0.0.1", port, self, threaded=True, request_handler=_QuietHandler)
+        # Bound here: a port in use is then an OSError for the launcher to report (werkzeug,
+        # binding it itself, would print and exit the process).
+        with socket.create_server(("127.0.0.1", port)) as listener:
+            self._server: BaseWSGIServer = make_server(
+                "127.0.0.1", port, self, threaded=True, request_handler=_QuietHandler, fd=listener.fileno()
+            )
         self._thread: threading.Thread | None = None
 
     @property

@@ -4,6 +4,7 @@ an option it cannot honour is refused, and --open says where to go when no brows
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,17 +16,31 @@ import pytest
 import requests
 
 from demo_services.protocol import log_in
-from tests.helpers import ROOT, free_port, wait_until
+from tests.helpers import ROOT, wait_until
 
 TOKEN = "forwarded-secret"
 
 
+def _ephemeral_low() -> int:
+    """The first port of the range the kernel hands to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_block(count: int) -> int:
-    """A first port such that ``count`` consecutive loopback ports were free a moment ago."""
-    for _ in range(50):
-        base = free_port()
-        if base + count > 65535:
-            continue
+    """A first port such that ``count`` consecutive loopback ports were free a moment ago.
+
+    The block lies below the ephemeral range: a port there is never given to an outgoing
+    connection (and connect() takes even ports, so half of any block in that range), which
+    any client on the machine might otherwise hold between this check and the demo's
+    children binding it."""
+    low = _ephemeral_low()
+    top = low - count if low - count > 20000 else 65536 - count
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10000, top)
         socks = []
         try:
             for port in range(base, base + count):
@@ -54,7 +69,10 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.mark.demo
 def test_demo_forwards_spyglass_options_and_says_where_to_go_without_a_display(tmp_path: Path) -> None:
-    ui_port, otlp_port, base_port = free_port(), free_port(), _free_block(11)
+    # One block for all: the demo's eleven ports, then the dashboard's and OTLP's, so none
+    # of them can be picked twice.
+    base_port = _free_block(13)
+    ui_port, otlp_port = base_port + 11, base_port + 12
     ui, otlp = f"http://127.0.0.1:{ui_port}", f"http://127.0.0.1:{otlp_port}"
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SPYGLASS_AUTH_TOKEN")}
     log = (tmp_path / "demo.log").open("w+")
@@ -138,6 +156,28 @@ def test_demo_refuses_registry_url_in_one_line(tmp_path: Path) -> None:
     assert "--registry-url cannot be used with `spyglass demo`: the demo runs its own registry" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "demo").exists()
+
+
+def test_demo_says_in_one_line_when_its_control_port_is_taken(tmp_path: Path) -> None:
+    base_port = _free_block(13)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base_port + 9))
+        taken.listen()
+        result = subprocess.run(
+            [
+                sys.executable, "-m", "app.cli", "demo", "--no-traffic",
+                "--base-port", str(base_port),
+                "--ui-addr", f"127.0.0.1:{base_port + 11}",
+                "--otlp-http-addr", f"127.0.0.1:{base_port + 12}",
+                "--data-dir", str(tmp_path),
+            ],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"spyglass demo: the launcher's control endpoint cannot listen on 127.0.0.1:{base_port + 9}: "
+        "Address already in use"
+    ]
 
 
 _OPEN = (
