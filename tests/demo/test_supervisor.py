@@ -1,6 +1,7 @@
 """The supervisor with real child processes: a start on request that comes while the same
 child is being stopped waits for the old process to be gone, the stop ends the process it
-was asked to end (SIGKILL when SIGTERM is ignored), and nothing is left behind."""
+was asked to end (SIGKILL when SIGTERM is ignored), stopping them all takes one stop
+timeout rather than one per child, and nothing is left behind."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from demo_services.supervisor import Child, Supervisor
@@ -82,3 +84,26 @@ def test_a_stop_after_stopping_began_is_refused_and_stop_all_ends_the_child(tmp_
         supervisor.stop_all()
     assert process.poll() == -signal.SIGKILL
     assert group_members(process.pid) == []
+
+
+def test_stop_all_gives_the_children_their_stop_timeout_together(tmp_path: Path) -> None:
+    children = {}
+    for n in range(4):
+        (tmp_path / str(n)).mkdir()
+        child, _ready = stubborn_child(tmp_path / str(n))
+        children[f"stubborn-{n}"] = child
+    supervisor = Supervisor(children, lambda _line: None, stop_timeout_s=1.0)
+    supervisor.start_all()
+    processes = [c.process for c in children.values()]
+    try:
+        wait_until(lambda: all((tmp_path / str(n) / "ready").exists() for n in range(4)), timeout=30)
+    finally:
+        supervisor.begin_stopping()
+        began = time.monotonic()
+        supervisor.stop_all()
+        took = time.monotonic() - began
+
+    # One timeout for all four (they ignore SIGTERM), not four one after another.
+    assert 1.0 <= took < 3.0, took
+    assert all(p is not None and p.poll() == -signal.SIGKILL for p in processes)
+    assert all(p is not None and group_members(p.pid) == [] for p in processes)
