@@ -16,6 +16,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 from app import jaeger, otlp_json
 from app.analysis.badges import span_badges
 from app.analysis.search import duration_fractions, scatter
+from app.analysis.spanfilter import SLOW_SHARE, FilteredRows, SpanFilter, filter_rows
 from app.analysis.tree import TraceView, build_trace_view, trace_operation_stats
 from app.analysis.values import (
     EXCEPTION_EVENT,
@@ -25,8 +26,9 @@ from app.analysis.values import (
     typed_attributes,
 )
 from app.analysis.waterfall import build_minimap, error_order, row_marks
+from app.filters import format_duration
 from app.htmx import is_htmx, render_page_or_fragment
-from app.params import parse_name, parse_trace_id
+from app.params import parse_duration, parse_logfmt_tags, parse_name, parse_trace_id
 from app.search_form import RANGE_LABELS, SORT_LABELS, STATUSES, SearchForm
 from collectors.store import SpanStore
 
@@ -93,13 +95,14 @@ def operations() -> str:
 def detail(trace_id: str) -> Any:
     """One trace: header, waterfall and any span panels named by ``?span=``."""
     view, opened = _trace_view(trace_id)
-    last_open = max((r.index for r in view.rows if r.span.span_id in opened), default=0)
+    kept = filter_rows(view, _span_filter())
+    last_open = max((i for i, r in enumerate(kept.rows) if r.span.span_id in opened), default=0)
     shown = max(FIRST_PAGE_ROWS, last_open + 1)
     return render_page_or_fragment(
         "traces/detail.html",
         "traces/_waterfall.html",
-        **_waterfall_context(view, opened, 0, shown),
-        **_layout_context(view),
+        **_waterfall_context(view, kept, opened, 0, shown),
+        **_layout_context(view, kept),
     )
 
 
@@ -108,12 +111,13 @@ def rows(trace_id: str) -> str:
     """The next page of waterfall rows, from ``offset`` (lazy loading of large traces), and at
     least up to row ``through`` when given."""
     view, opened = _trace_view(trace_id)
+    kept = filter_rows(view, _span_filter())
     offset = _index("offset", request.args.get("offset"))
     stop = offset + MORE_ROWS
     if request.args.get("through"):
         # "Next error" asks for every row up to the error it goes to.
         stop = max(stop, _index("through", request.args["through"]) + 1)
-    return render_template("traces/_rows.html", **_waterfall_context(view, opened, offset, stop))
+    return render_template("traces/_rows.html", **_waterfall_context(view, kept, opened, offset, stop))
 
 
 @bp.get("/traces/<trace_id>/spans/<span_id>")
@@ -179,6 +183,7 @@ def _view_links(view: TraceView) -> dict[str, Any]:
         params["skew"] = "off"
     if view.query:
         params["q"] = view.query
+    params.update(_filter_params())
     return {
         "waterfall_url": url_for("traces.detail", trace_id=view.trace_id, **params),
         "stats_url": url_for("traces.stats", trace_id=view.trace_id, **params),
@@ -189,15 +194,19 @@ def _view_links(view: TraceView) -> dict[str, Any]:
     }
 
 
-def _waterfall_context(view: TraceView, opened: list[str], start: int, stop: int) -> dict[str, Any]:
-    rows = view.rows[start:stop]
+def _waterfall_context(
+    view: TraceView, kept: FilteredRows, opened: list[str], start: int, stop: int
+) -> dict[str, Any]:
+    rows = kept.rows[start:stop]
     panels = {r.span.span_id: _panel_context(r) for r in rows if r.span.span_id in opened}
     links = _view_links(view)
     more_url = None
-    if stop < len(view.rows):
+    if stop < len(kept.rows):
         more_url = url_for("traces.rows", trace_id=view.trace_id, offset=stop, **links["params"])
     return {
         "view": view,
+        "kept": kept,
+        "rows_through": min(stop, len(kept.rows)),
         "rows": rows,
         "marks": row_marks(view, rows),
         "opened": opened,
@@ -207,13 +216,61 @@ def _waterfall_context(view: TraceView, opened: list[str], start: int, stop: int
     }
 
 
-def _layout_context(view: TraceView) -> dict[str, Any]:
-    """What only the whole waterfall shows: the minimap, the axis, the errors' order."""
+def _layout_context(view: TraceView, kept: FilteredRows) -> dict[str, Any]:
+    """What only the whole waterfall shows: the minimap, the axis, the errors' order (by
+    place among the rows the filter keeps), the filter form and its pills."""
+    place = {r.span_id: i for i, r in enumerate(kept.rows)}
+    spec = _span_filter()
+    unfiltered = {k: v for k, v in _view_links(view)["params"].items() if k not in FILTER_FIELDS}
+    pills = {
+        "status": ("error", spec.errors, "Errors", f"Spans with status ERROR ({view.error_count})"),
+        "slow": (
+            "on",
+            spec.slow,
+            f"Slowest {SLOW_SHARE:.0%} (self ≥ {format_duration(kept.slow_threshold_ns)})",
+            f"The {SLOW_SHARE:.0%} of the spans with the most self time (time outside their children)",
+        ),
+        "critical": ("on", spec.critical, "Critical path", "The spans on the critical path"),
+    }
     return {
         "minimap": build_minimap(view.rows, MINIMAP_ROWS),
         "ticks": [(i / 4, view.duration_ns * i // 4) for i in range(5)],
-        "error_order": [[r.span_id, r.index] for r in error_order(view)],
+        "error_order": [[r.span_id, place[r.span_id]] for r in error_order(view) if r.span_id in place],
+        "spec": spec,
+        "filter_args": _filter_params(),
+        "pills": pills,
+        "clear_url": url_for("traces.detail", trace_id=view.trace_id, **unfiltered),
     }
+
+
+FILTER_FIELDS = ("service", "tags", "min", "max", "status", "slow", "critical")
+"""Query parameters of the span filter; every link of a filtered view carries them."""
+
+
+def _filter_params() -> dict[str, str]:
+    return {k: request.args[k][:500] for k in FILTER_FIELDS if request.args.get(k)}
+
+
+def _span_filter() -> SpanFilter:
+    """The span filter the query names; a bad value is a 400 naming its field."""
+    args = request.args
+    for name in ("slow", "critical"):
+        if args.get(name, "") not in ("", "on"):
+            raise BadRequest(f"{name} must be on or empty, got {args[name][:20]!r}")
+    if args.get("status", "") not in ("", "error"):
+        raise BadRequest(f"status must be error or empty, got {args['status'][:20]!r}")
+    low, high = parse_duration("min", args.get("min")), parse_duration("max", args.get("max"))
+    if low is not None and high is not None and low > high:
+        raise BadRequest(f"min ({args['min'][:20]}) must not be more than max ({args['max'][:20]})")
+    return SpanFilter(
+        service=parse_name("service", args.get("service")) or "",
+        tags=parse_logfmt_tags(args.get("tags")),
+        min_ns=low,
+        max_ns=high,
+        errors=args.get("status") == "error",
+        slow=args.get("slow") == "on",
+        critical=args.get("critical") == "on",
+    )
 
 
 def _panel_context(row: Any) -> dict[str, Any]:

@@ -262,6 +262,12 @@
   });
   var tidying = false;
 
+  // A filter pill applies the filter as soon as it is ticked.
+  document.addEventListener("change", function (event) {
+    var pill = event.target.closest && event.target.closest(".pill input");
+    if (pill) pill.form.requestSubmit();
+  });
+
   // Minimap: drag across it to zoom the waterfall to that time window; a click resets.
   var drag = null;
   document.addEventListener("mousedown", function (event) {
