@@ -210,8 +210,7 @@ class Demo:
             child = self._supervisor.children.get(name)
             if name == "registry" or child is None:
                 continue
-            alive = child.process is not None and child.process.poll() is None
-            state = STOPPED if child.held else RUNNING if alive else DOWN
+            state = STOPPED if child.held else RUNNING if child.alive() is not None else DOWN
             found.append({"instance_id": instance_id or name, "service": module.rsplit(".", 1)[1], "state": state})
         return found
 

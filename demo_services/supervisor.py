@@ -63,6 +63,12 @@ class Child:
             start_new_session=True,
         )
 
+    def alive(self) -> subprocess.Popen | None:
+        """The child's process while it runs, else None (read once: the monitor may set
+        ``process`` to None meanwhile)."""
+        process = self.process
+        return process if process is not None and process.poll() is None else None
+
     def kill_group(self) -> None:
         """SIGKILL the child's process group: the child and whatever it started
         (Spyglass's workers and maintenance process)."""
@@ -151,11 +157,7 @@ class Supervisor:
 
     def pids(self) -> dict[str, int]:
         """Return the process id of each running child."""
-        return {
-            name: c.process.pid
-            for name, c in self.children.items()
-            if c.process is not None and c.process.poll() is None
-        }
+        return {name: process.pid for name, c in self.children.items() if (process := c.alive()) is not None}
 
     def kill(self, name: str, *, restart: bool = False) -> None:
         """Kill child ``name`` with SIGKILL (a crash); restart it only if ``restart``."""
