@@ -304,6 +304,24 @@ def test_axe_finds_no_serious_violation_on_any_page_light_or_dark(browser, site,
     assert not found, f"axe-core's serious and critical violations (also in test-output/widths/axe.json): {found}"
 
 
+def test_axe_finds_no_serious_violation_at_phone_width_with_the_menu_open(browser, site) -> None:
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `npm install` (make setup does) to install axe-core from package.json")
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    found = {}
+    try:
+        for name, path in site["pages"].items():
+            _visit(page, site["ui"] + path)
+            page.locator(".nav-menu > summary").click()
+            if violations := _axe(page):
+                found[name] = violations
+    finally:
+        context.close()
+    assert not found, f"axe-core's serious and critical violations at 390 px: {found}"
+
+
 def test_every_control_is_reachable_by_keyboard(browser, site) -> None:
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
