@@ -25,6 +25,7 @@ from typing import Any
 from flask import Response, jsonify, request
 from opentelemetry import trace
 
+from demo_services.chaos_switches import hold_while
 from demo_services.client import ServiceClient, UpstreamError, retry_after
 from demo_services.messaging import deliver_to_subscribers
 from demo_services.order_log import (
@@ -59,7 +60,6 @@ from demo_services.service import (
     ServiceSettings,
     create_schema,
     error_response,
-    hold_while,
     main_for,
     make_service,
 )

@@ -1,5 +1,6 @@
 """Shared plumbing of every demo service: settings, /health, guarded /control, database,
-registration with the registry, and the process's ``main()`` loop.
+registration with the registry, and the process's ``main()`` loop. The fault switches
+/control changes are in :mod:`demo_services.chaos_switches`.
 
 A service module only declares its routes and calls ``run_service``; failure injection
 (error rate, latency with jitter, hang, out of service) is applied here, before any of its routes run; the
@@ -36,6 +37,7 @@ from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.trace import Status, StatusCode
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from demo_services.chaos_switches import HANG_LIMIT_S, Chaos, added_delay_s
 from demo_services.client import HTTP_STATUS, URL_FULL, InstanceOutOfService, failure_reason
 from demo_services.patterns.discovery import DiscoveryClient, Instance
 from demo_services.protocol import CONTROL_TOKEN_HEADER, ENDUSER_ID, OUT_OF_SERVICE_HEADER, USER_ID_HEADER
@@ -46,9 +48,7 @@ if TYPE_CHECKING:
 
 LOOPBACK = ("127.0.0.1", "::1")
 SERVER_HEADER = "spyglass-demo"
-HANG_LIMIT_S = 60.0
 MAX_USER_ID = 64
-MAX_HOLD_POINT = 100
 
 
 @dataclass(frozen=True)
@@ -106,64 +106,6 @@ class ServiceSettings:
     def reachable_host(self) -> str:
         """The host registered for this instance: ``advertised_host``, else 127.0.0.1."""
         return self.advertised_host or "127.0.0.1"
-
-
-@dataclass
-class Chaos:
-    """Current failure injection of a service; changed through ``/control``."""
-
-    error_rate: float = 0.0
-    latency_ms: int = 0
-    jitter_ms: int = 0
-    hang: bool = False
-    out_of_stock: bool = False
-    decline: bool = False
-    stopped: bool = False
-    bypass_breakers: bool = False
-    skip_compensation: bool = False
-    hold_at: str = ""
-    holding: str = field(default="", repr=False)
-    """Where a request is held right now (``hold_at`` matched), shown by /health."""
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def update(self, changes: Mapping[str, Any]) -> None:
-        """Apply ``changes``; raise ``ValueError`` on an unknown key or bad value."""
-        with self._lock:
-            for key, value in changes.items():
-                if key not in _CHAOS_KEYS:
-                    raise ValueError(f"unknown control setting {key!r}")
-                current = getattr(self, key)
-                if isinstance(current, str):
-                    if not isinstance(value, str) or len(value) > MAX_HOLD_POINT:
-                        raise ValueError(f"{key} must be a string of at most {MAX_HOLD_POINT} characters")
-                elif isinstance(current, bool):
-                    if not isinstance(value, bool):
-                        raise ValueError(f"{key} must be true or false, got {value!r}")
-                elif isinstance(current, (int, float)):
-                    if isinstance(value, bool) or not isinstance(value, (int, float)):
-                        raise ValueError(f"{key} must be a number, got {value!r}")
-                    if value < 0 or (key == "error_rate" and value > 1):
-                        raise ValueError(f"{key} out of range: {value!r}")
-                    value = type(current)(value)
-                setattr(self, key, value)
-
-    def public(self) -> dict[str, Any]:
-        """Return the settings as JSON-ready values."""
-        return {key: getattr(self, key) for key in _CHAOS_KEYS}
-
-
-_CHAOS_KEYS = (
-    "error_rate",
-    "latency_ms",
-    "jitter_ms",
-    "hang",
-    "out_of_stock",
-    "decline",
-    "stopped",
-    "bypass_breakers",
-    "skip_compensation",
-    "hold_at",
-)
 
 
 @dataclass
@@ -268,25 +210,6 @@ def make_service(
         return jsonify(chaos.public())
 
     return service
-
-
-def added_delay_s(latency_ms: int, jitter_ms: int) -> float:
-    """One request's injected delay: ``latency_ms`` plus or minus up to ``jitter_ms``
-    (uniformly), never below zero; in seconds."""
-    return max(0.0, latency_ms + random.uniform(-jitter_ms, jitter_ms)) / 1000
-
-
-def hold_while(chaos: Chaos, point: str) -> None:
-    """Wait while ``chaos.hold_at`` names ``point`` (at most ``HANG_LIMIT_S``)."""
-    deadline = time.monotonic() + HANG_LIMIT_S
-    if chaos.hold_at != point:
-        return
-    chaos.holding = point
-    try:
-        while chaos.hold_at == point and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        chaos.holding = ""
 
 
 def create_engine(path: Path) -> sa.Engine:

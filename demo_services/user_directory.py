@@ -35,7 +35,8 @@ from demo_services.patterns.breaker import CircuitBreaker, CircuitOpenError
 from demo_services.patterns.discovery import INSTANCE_ID, DiscoveryClient, Instance, NoHealthyInstanceError
 from demo_services.proto import users_pb2, users_pb2_grpc
 from demo_services.protocol import ENDUSER_ID
-from demo_services.service import HANG_LIMIT_S, MAX_USER_ID, Chaos, added_delay_s
+from demo_services.chaos_switches import HANG_LIMIT_S, Chaos, added_delay_s
+from demo_services.service import MAX_USER_ID
 
 USER_ID_METADATA = "x-user-id"
 SERVER_ADDRESS = "server.address"
