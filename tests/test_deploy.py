@@ -27,7 +27,7 @@ import yaml
 from app.cli import serve
 from app.server import OTLP_PATHS
 from app.settings import Settings, split_addr
-from demo_services.launcher import GRPC_SERVERS, SERVICES
+from demo_services.demo_plan import GRPC_SERVERS, SERVICES
 from demo_services.service import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
