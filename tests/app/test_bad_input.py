@@ -217,6 +217,11 @@ def _send(client, sent: Sent, ep: Endpoint, path_values: dict, query: list, htmx
     problem = None
     if status >= 500:
         problem = f"{status} for {ep.method} {url[:300]} (htmx={htmx}): {response.get_data(as_text=True)[:300]}"
+    elif status >= 400 and ep.endpoint.startswith("receiver."):
+        # Ingest (Zipkin's /api/v2/spans on the OTLP port) refuses as OTLP/JSON does.
+        doc = json.loads(response.get_data())
+        if not (isinstance(doc, dict) and doc.get("code") and doc.get("message")):
+            problem = f"{status} without a google.rpc.Status body for {url[:300]}: {doc}"
     elif status >= 400 and url.startswith("/api/"):
         doc = json.loads(response.get_data())
         if not (doc["data"] is None and doc["errors"] and doc["errors"][0]["msg"]):
