@@ -312,8 +312,9 @@ def print_load(load: str, results: list[dict], workers: int, on_db: bool) -> Non
             shown, wanted = f"{ratio:.2f}x the rate", f"{goal:.2f}x"
         else:
             shown, wanted = f"{ratio:.0%} of the rate", f"{goal:.0%}"
+        where = " (full on the database)" if on_db else ""
         line = (
-            f"{load}: full / {name} receiver ({workers} worker(s) each): {shown} "
+            f"{load}: full / {name} receiver{where} ({workers} worker(s) each): {shown} "
             f"(goal >= {wanted}: {'met' if ratio >= goal else 'NOT met'})"
         )
         if full["cpu_us_per_span"] and base["cpu_us_per_span"]:
