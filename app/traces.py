@@ -17,6 +17,7 @@ from app import jaeger, otlp_json
 from app.analysis.badges import span_badges
 from app.analysis.search import duration_fractions, scatter
 from app.analysis.spanfilter import SLOW_SHARE, FilteredRows, SpanFilter, filter_rows
+from app.analysis.trace_events import EVENT_KINDS, kind_counts, trace_events
 from app.analysis.tree import TraceView, build_trace_view, trace_operation_stats
 from app.analysis.values import (
     EXCEPTION_EVENT,
@@ -38,6 +39,8 @@ FIRST_PAGE_ROWS = 300
 """Waterfall rows rendered with the page; the rest load as the user scrolls."""
 MORE_ROWS = 1000
 MINIMAP_ROWS = 600
+EVENTS_SHOWN = 500
+"""Events the events tab lists before its "show all"."""
 
 
 def _store() -> SpanStore:
@@ -140,6 +143,43 @@ def stats(trace_id: str) -> Any:
     )
 
 
+@bp.get("/traces/<trace_id>/events")
+def events(trace_id: str) -> Any:
+    """Every span event of the trace in time order, optionally of one ``kind``; the first
+    :data:`EVENTS_SHOWN`, or all with ``all=1``."""
+    view, _ = _trace_view(trace_id)
+    _span_filter()  # the tabs carry the span filter: a bad one is a 400 here, as on the waterfall
+    kind = request.args.get("kind", "")
+    if kind and kind not in EVENT_KINDS:
+        raise BadRequest(f"kind must be one of {', '.join(EVENT_KINDS)}, got {kind[:20]!r}")
+    show_all = request.args.get("all", "")
+    if show_all not in ("", "1"):
+        raise BadRequest(f"all must be 1 or empty, got {show_all[:20]!r}")
+    every = trace_events(view)
+    picked = [e for e in every if kind in e.kinds] if kind else every
+    shown = picked if show_all else picked[:EVENTS_SHOWN]
+    links = _view_links(view)
+
+    def events_url(**extra: str) -> str:
+        return url_for("traces.events", trace_id=view.trace_id, **links["params"], **extra)
+
+    context = {
+        "view": view,
+        "events": shown,
+        "picked": len(picked),
+        "total": len(every),
+        "kind": kind,
+        "kinds": EVENT_KINDS,
+        "counts": kind_counts(every),
+        "kind_urls": {k: events_url(**({"kind": k} if k else {})) for k in ("", *EVENT_KINDS)},
+        "all_url": events_url(**({"kind": kind} if kind else {}), all="1") if len(shown) < len(picked) else None,
+        # An event's span link leaves out the span filter, which might hide that span.
+        "span_params": {k: v for k, v in links["params"].items() if k not in FILTER_FIELDS},
+        **links,
+    }
+    return render_page_or_fragment("traces/events.html", "traces/_events.html", **context)
+
+
 @bp.get("/traces/<trace_id>/otlp.json")
 def download_otlp(trace_id: str) -> Response:
     """The trace as an OTLP/JSON export request (can be posted back to /v1/traces)."""
@@ -187,6 +227,7 @@ def _view_links(view: TraceView) -> dict[str, Any]:
     return {
         "waterfall_url": url_for("traces.detail", trace_id=view.trace_id, **params),
         "stats_url": url_for("traces.stats", trace_id=view.trace_id, **params),
+        "events_url": url_for("traces.events", trace_id=view.trace_id, **params),
         "skew_url": url_for(
             "traces.detail", trace_id=view.trace_id, **{**params, "skew": "on" if not view.skew_adjusted else "off"}
         ),

@@ -262,6 +262,89 @@
   });
   var tidying = false;
 
+  // Keyboard, while focus is on the rows' box or a row's line (never in a text field, nor on a
+  // control of an open panel): j/k or the up and down arrows move between visible rows, Enter
+  // opens the span's details and Escape closes them (from inside them too), left collapses
+  // the subtree (or goes to the parent), right expands it (or goes to the first child).
+  function visibleRows(wf) { return rowsOf(wf).filter(function (r) { return !r.hidden; }); }
+
+  function moveTo(wf, row) {
+    var current = wf.querySelector(".wf-row.focused");
+    if (current) current.classList.remove("focused");
+    row.classList.add("focused");
+    nameLink(row).focus({ preventScroll: true });
+    row.scrollIntoView({ block: "nearest" });
+  }
+
+  function onKey(event) {
+    var target = event.target;
+    if (event.ctrlKey || event.metaKey || event.altKey || !target.closest) return false;
+    if (target.closest("input, textarea, select, [contenteditable]")) return false;
+    var box = target.closest(".wf-rows");
+    var wf = box && box.closest("[data-waterfall]");
+    if (!wf) return false;
+    var key = event.key;
+    var row = target.closest(".wf-row");
+    if (row && target.closest(".wf-panel")) {
+      // In an open panel only Escape is ours: its links, buttons and scrolling keep the rest.
+      if (key !== "Escape") return false;
+    } else if (!row) {
+      row = wf.querySelector(".wf-row.focused:not([hidden])");
+    }
+    var rows = visibleRows(wf);
+    var at = row ? rows.indexOf(row) : -1;
+    var onName = target === box || (row && target === nameLink(row));
+    if (key === "j" || key === "ArrowDown" || key === "k" || key === "ArrowUp") {
+      var next = rows[key === "j" || key === "ArrowDown" ? at + 1 : Math.max(at - 1, 0)];
+      if (next) moveTo(wf, next);
+      else if (wf.querySelector(".wf-more")) wf.querySelector(".wf-more").scrollIntoView({ block: "end" });
+    } else if (!row) {
+      return false;
+    } else if (key === "Enter") {
+      if (!onName) return false; // a row's own buttons (collapse, event markers) keep Enter
+      openSpan(row);
+      moveTo(wf, row);
+    } else if (key === "Escape") {
+      // On an event marker, Escape only hides the marker's tooltip.
+      if (!row.classList.contains("open") || target.closest(".wf-event")) return false;
+      closeSpan(row);
+      moveTo(wf, row);
+    } else if (key === "ArrowLeft" || key === "ArrowRight") {
+      var depth = Number(row.dataset.depth);
+      var parent = Number(row.dataset.children) > 0;
+      var collapsed = row.classList.contains("collapsed");
+      if (key === "ArrowLeft" && parent && !collapsed) { row.classList.add("collapsed"); applyCollapse(wf); }
+      else if (key === "ArrowRight" && collapsed) { row.classList.remove("collapsed"); applyCollapse(wf); }
+      else if (key === "ArrowLeft") {
+        for (var i = at - 1; i >= 0; i--) if (Number(rows[i].dataset.depth) < depth) { moveTo(wf, rows[i]); break; }
+      } else if (rows[at + 1] && Number(rows[at + 1].dataset.depth) > depth) moveTo(wf, rows[at + 1]);
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (onKey(event)) event.preventDefault();
+  });
+
+  // A row whose name gets focus (Tab, a click) is where the keys start from.
+  document.addEventListener("focusin", function (event) {
+    var row = event.target.closest && event.target.closest(".wf-row");
+    var wf = row && row.closest("[data-waterfall]");
+    if (!wf || row.classList.contains("focused")) return;
+    var current = wf.querySelector(".wf-row.focused");
+    if (current) current.classList.remove("focused");
+    row.classList.add("focused");
+  });
+
+  // A filter's URL names only the fields it uses, so that a shared link reads.
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (!event.detail.elt.matches("[data-span-filter]")) return;
+    var params = event.detail.parameters;
+    Object.keys(params).forEach(function (key) { if (params[key] === "") delete params[key]; });
+  });
+
   // A filter pill applies the filter as soon as it is ticked.
   document.addEventListener("change", function (event) {
     var pill = event.target.closest && event.target.closest(".pill input");

@@ -129,6 +129,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             "overview": "/",
             "traces": "/traces?range=6h",
             "trace": f"/traces/{PATTERNS_TRACE}",
+            "trace-events": f"/traces/{PATTERNS_TRACE}/events",
             "compare": f"/traces/compare?a={passed}&b={failed}",
             "services": "/services",
             "node": "/services/node?name=orders",
