@@ -224,3 +224,44 @@ def test_real_exporters_of_services_split_over_two_servers_store_every_trace_exa
             provider.shutdown()
         for server in servers:
             server.stop()
+
+
+SERVERS_AT_ONCE = 4
+
+
+def test_servers_started_at_once_on_an_empty_database_all_come_up_on_one_store(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Replicas started together (docker compose up --scale spyglass=4) on a database no
+    Spyglass has opened yet: each upgrades the schema or waits for the one that does, every
+    one of them answers, and a trace sent to any of them reads back from every other."""
+    with ThreadPoolExecutor(SERVERS_AT_ONCE) as pool:
+        starts = [
+            pool.submit(ServeProcess, tmp_path / f"replica-{n}", "--database-url", database_url)
+            for n in range(SERVERS_AT_ONCE)
+        ]
+    try:
+        failed = [str(start.exception()) for start in starts if start.exception() is not None]
+        assert not failed, f"{len(failed)} of {SERVERS_AT_ONCE} servers did not come up:\n" + "\n".join(failed)
+        servers = [start.result() for start in starts]
+        base_ns = time.time_ns() - 60 * 1_000_000_000
+        sent = {}
+        for n, server in enumerate(servers):
+            trace_id = f"{0xA0 + n:032x}"
+            span = {"trace_id": trace_id, "span_id": f"{n + 1:016x}", "name": f"via replica {n}"}
+            span |= {"start": base_ns + n, "end": base_ns + n + 1000}
+            body = pb_request([{"service": "gateway", "spans": [span]}]).SerializeToString()
+            response = requests.post(
+                server.otlp + "/v1/traces", data=body, headers={"Content-Type": "application/x-protobuf"}, timeout=30
+            )
+            assert response.status_code == 200, response.text
+            sent[trace_id] = span["name"]
+        for server in servers:
+            for trace_id, name in sent.items():
+                response = requests.get(f"{server.ui}/api/traces/{trace_id}", timeout=10)
+                assert response.status_code == 200, (server.ui, trace_id, response.text)
+                assert [s["operationName"] for s in response.json()["data"][0]["spans"]] == [name]
+    finally:
+        for start in starts:
+            if start.exception() is None:
+                start.result().stop()

@@ -223,7 +223,7 @@ def remove_old_tag_database(engine: Engine) -> None:
     for path in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
         if path.exists():
             log.info("removing %s: the tag index now lives in %s", path, database.name)
-            path.unlink()
+            path.unlink(missing_ok=True)  # another server opening the store may be first
 
 
 def safe_url(url: str) -> str:

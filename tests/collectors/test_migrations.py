@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from subprocess import PIPE
 
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -11,6 +13,7 @@ from alembic.migration import MigrationContext
 from collectors.store import SpanStore
 from collectors.store.migrate import current_revision, head_revision, upgrade
 from collectors.store.schema import metadata
+from tests.helpers import ROOT, start_process, stop_process
 
 
 def test_migrations_match_the_declared_schema(store: SpanStore):
@@ -122,5 +125,54 @@ def test_edges_are_carried_into_edge_stats_and_dependencies_keep_their_figures(d
         assert modes == {("web", "sync"), ("orders", "async")}
         with store.engine.connect() as conn:
             assert "edges" not in sa.inspect(conn).get_table_names()
+    finally:
+        store.close()
+
+
+REPLICAS = 4
+REPLICA = """
+import sys
+from collectors.store import SpanStore
+from collectors.store.migrate import current_revision
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    store = SpanStore.from_url(sys.argv[1], background_checkpoints=False)
+except Exception as err:
+    print(f"{type(err).__name__}: {err}", flush=True)
+else:
+    print(current_revision(store.engine), flush=True)
+    store.close()
+"""
+"""One replica's start: once told to go, open the store and print the revision it found,
+or why it could not open."""
+
+
+def test_replicas_opening_an_empty_database_at_once_all_start_on_one_schema(database_url: str):
+    """Several servers started together (docker compose up --scale spyglass=3) each open the
+    store, which upgrades the schema: one upgrades, the others wait and find it done.
+
+    The replicas are processes of their own, told to go together once each has imported
+    everything, so their upgrades overlap as the servers' do."""
+    replicas = [
+        start_process([sys.executable, "-c", REPLICA, database_url], cwd=ROOT, stdin=PIPE, stdout=PIPE, text=True)
+        for _ in range(REPLICAS)
+    ]
+    try:
+        assert [replica.stdout.readline() for replica in replicas] == ["ready\n"] * REPLICAS
+        for replica in replicas:
+            replica.stdin.write("go\n")
+            replica.stdin.flush()
+        found = [replica.communicate(timeout=120)[0].strip() for replica in replicas]
+    finally:
+        for replica in replicas:
+            stop_process(replica)
+    assert found == [head_revision()] * REPLICAS
+    store = SpanStore.from_url(database_url)
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert diff == []
     finally:
         store.close()
