@@ -90,7 +90,7 @@ def _serve_ports() -> tuple[int, int]:
 @needs_compose
 @pytest.mark.parametrize(
     "env",
-    [{}, {"SPYGLASS_COLLECTOR_CONFIG": "otel-collector-loadbalancing.yaml", "SPYGLASS_UI_PORTS": "8080-8082"}],
+    [{}, {"SPYGLASS_COLLECTOR_CONFIG": "otel-collector-loadbalancing.yaml", "SPYGLASS_UI_PUBLISH": "8080"}],
     ids=["default", "scaled-out"],
 )
 def test_docker_compose_validates_the_file(env):
@@ -191,7 +191,7 @@ def test_spyglass_runs_on_postgresql_with_a_token_and_several_workers():
     assert int(re.search(r":-(\d+)}", env["SPYGLASS_WORKERS"]).group(1)) > 1
     assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
     ui_port = _serve_ports()[1]
-    assert service["ports"] == [f"${{SPYGLASS_UI_PORTS:-{ui_port}}}:{ui_port}"]
+    assert service["ports"] == [f"${{SPYGLASS_UI_PUBLISH:-{ui_port}:{ui_port}}}"]
 
 
 def test_the_readme_names_the_images_compose_runs():
@@ -354,3 +354,54 @@ def test_the_readme_s_compose_commands_validate_with_their_variables():
     for env, _args in _readme_compose_commands():
         result = _compose("config", "-q", env=env)
         assert result.returncode == 0, f"{env}: {result.stderr}"
+
+
+def _readme_scale_out() -> tuple[dict[str, str], str, int]:
+    """The README's scale-out command: its variables, the service it scales, how many."""
+    (found,) = [(env, args[args.index("--scale") + 1]) for env, args in _readme_compose_commands() if "--scale" in args]
+    name, count = found[1].split("=")
+    return found[0], name, int(count)
+
+
+def _ports(service: dict[str, Any]) -> list[tuple[str, int]]:
+    """(host port, container port) of each port a rendered service publishes, the host
+    port "" where Docker picks one. docker-compose renders objects (``published``,
+    ``target``); a string is ``[host:]container[/protocol]``."""
+    pairs = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            pairs.append((str(port.get("published") or ""), int(port["target"])))
+        else:
+            host, _, container = port.split("/")[0].rpartition(":")
+            pairs.append((host.rpartition(":")[2], int(container)))
+    return pairs
+
+
+@needs_compose
+def test_the_readme_s_scale_out_publishes_no_fixed_host_port_and_balances_over_every_replica():
+    env, name, count = _readme_scale_out()
+    assert count > 1
+    rendered = _rendered(**env)["services"]
+    service = rendered[name]
+    # A container name, or a host port, can be had by one container only: replicas 2 to
+    # N would fail to start. Host port ranges are handed out unreliably to replicas that
+    # start together, so each replica's dashboard port is left to Docker.
+    assert "container_name" not in service
+    ui_port = _serve_ports()[1]
+    assert _ports(service) == [("", ui_port)]
+    # Unscaled, the dashboard keeps its fixed host port.
+    assert _ports(_rendered()["services"][name]) == [(str(ui_port), ui_port)]
+    # The Collector this command runs finds every replica by the service's name in
+    # Docker's DNS, at the port each one's OTLP/gRPC receiver listens on beyond loopback.
+    (command,) = rendered["otel-collector"]["command"]
+    config = yaml.safe_load((DEPLOY / Path(command.split("=", 1)[1]).name).read_text())
+    (exporter,) = config["exporters"].values()
+    assert exporter["resolver"]["dns"]["hostname"] == name
+    assert service["environment"]["SPYGLASS_OTLP_GRPC_ENABLED"] == "true"
+    host, grpc_port = split_addr(service["environment"]["SPYGLASS_OTLP_GRPC_ADDR"])
+    assert (host, grpc_port) == ("0.0.0.0", int(exporter["resolver"]["dns"]["port"]))
+    # Each replica is probed by the image's health check (its dashboard's /health, served
+    # once the gRPC receiver is up), which the Collector waits for.
+    assert not service.get("healthcheck", {}).get("disable")
+    assert f"http://127.0.0.1:{ui_port}/health" in (ROOT / "Dockerfile").read_text()
+    assert rendered["otel-collector"]["depends_on"][name]["condition"] == "service_healthy"
