@@ -7,8 +7,6 @@ batch's resources and keys usually cost no statement at all.
 from __future__ import annotations
 
 import threading
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -34,6 +32,7 @@ class Catalog:
         self._resource_ids: dict[str, int] = {}
         self._key_ids: dict[str, int] = {}
         self._key_names: dict[int, str] = {}
+        self._resources: dict[int, Resource] = {}
 
     def resolve(self, batch: list[Span]) -> tuple[dict[int, int], dict[str, int]]:
         """Row ids of the batch's resources (by id() of the Resource) and attribute keys.
@@ -64,19 +63,24 @@ class Catalog:
                 self._key_names.update({v: k for k, v in key_ids.items()})
         return {rid: self._resource_ids[d] for rid, d in digests.items()}, self._key_ids
 
-    def decode_attributes(self, conn: Connection, texts: list[str | None]) -> list[dict[str, Any]]:
-        """Decode ``spans.attributes`` values, in order.
-
-        A key id this process has not seen (written by another process) makes it read
-        the ``attribute_keys`` table once more.
-        """
-        try:
-            return [rows.decode_attributes(t, self._key_names) for t in texts]
-        except KeyError:
+    def key_names(self, conn: Connection, wanted: set[int]) -> dict[int, str]:
+        """Attribute-key names by id, covering ``wanted``: an id this process has not seen
+        (written by another process) makes it read the ``attribute_keys`` table again."""
+        names = self._key_names
+        if not wanted <= names.keys():
             found = conn.execute(sa.select(attribute_keys.c.id, attribute_keys.c.key)).all()
             with self._lock:
                 self._key_names.update({r.id: r.key for r in found})
-            return [rows.decode_attributes(t, self._key_names) for t in texts]
+        return self._key_names
+
+    def resources(self, conn: Connection, wanted: set[int]) -> dict[int, Resource]:
+        """Resources by row id, covering ``wanted`` (read once per process: rows never change)."""
+        missing = wanted - self._resources.keys()
+        if missing:
+            found = conn.execute(sa.select(resources).where(resources.c.id.in_(missing))).all()
+            with self._lock:
+                self._resources.update({r.id: rows.resource_from_row(r) for r in found})
+        return self._resources
 
     def _insert_resources(self, conn: Connection, new: dict[str, Resource]) -> dict[str, int]:
         """Row ids of resources (by digest), inserting those not stored yet, in digest order."""

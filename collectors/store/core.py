@@ -40,6 +40,7 @@ from collectors.store.patterns.sagas import SagaReader
 from collectors.store.patterns.traffic import TrafficReader
 from collectors.store.queries import TraceReader
 from collectors.store.retention import Retention
+from collectors.store.span_fragments import SpanFragments
 from collectors.store.writer import Writer
 
 
@@ -55,8 +56,9 @@ class SpanStore:
     def __init__(self, database: Database) -> None:
         self.database = database
         catalog = Catalog(database)
-        self._writer = Writer(database, catalog)
-        self._traces = TraceReader(database, catalog)
+        self.fragments = SpanFragments(database, catalog)
+        self._writer = Writer(database, catalog, self.fragments)
+        self._traces = TraceReader(database, catalog, self.fragments)
         self._traffic = TrafficReader(database, self._traces)
         self._breakers = BreakerReader(database)
         self._sagas = SagaReader(database)

@@ -6,14 +6,13 @@ spans and the stored spans of their traces.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
-
 from collectors.model import KIND_CLIENT, STATUS_ERROR, Span
+from collectors.store.fragments import Fragment
 from collectors.store.patterns.conventions import DISCOVERY_SERVICE, MODE_ASYNC, http_status, judge_call
 from collectors.store.patterns.traffic import EdgeAccumulator, edge_mode
-from collectors.store.schema import spans
 
 
 @dataclass(slots=True)
@@ -30,31 +29,26 @@ class StoredSpan:
     duration_ns: int
 
 
-STORED_SPAN_COLUMNS = (
-    spans.c.trace_id,
-    spans.c.span_id,
-    spans.c.parent_span_id,
-    spans.c.service,
-    spans.c.kind,
-    spans.c.status_code,
-    spans.c.start_ns,
-    spans.c.duration_ns,
-)
-"""The columns :func:`stored_span` reads."""
-
-
-def stored_span(r: sa.Row) -> StoredSpan:
-    """A StoredSpan from a row of STORED_SPAN_COLUMNS."""
-    return StoredSpan(
-        r.trace_id.hex(),
-        r.span_id.hex(),
-        r.parent_span_id.hex() if r.parent_span_id else "",
-        r.service,
-        r.kind,
-        r.status_code,
-        r.start_ns,
-        r.duration_ns,
-    )
+def stored_spans(fragments: Iterable[Fragment]) -> list[StoredSpan]:
+    """The StoredSpans of stored fragments (their columns only: no attributes are built)."""
+    out = []
+    for f in fragments:
+        c = f.columns()
+        trace_id = f.trace_id
+        out.extend(
+            StoredSpan(trace_id, span_id, parent, service, kind, status, start, duration)
+            for span_id, parent, service, kind, status, start, duration in zip(
+                c["span_id"],
+                c["parent_span_id"],
+                c["service"],
+                c["kind"],
+                c["status_code"],
+                c["start_ns"],
+                c["duration_ns"],
+                strict=True,
+            )
+        )
+    return out
 
 
 @dataclass(slots=True)

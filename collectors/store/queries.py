@@ -31,16 +31,19 @@ from collectors.store.contracts import (
 )
 from collectors.store.database import Database
 from collectors.store.patterns.conventions import PAIRED_MODES, in_window
+from collectors.store.fragments import Fragment
 from collectors.store.schema import (
     edge_stats,
     operations,
-    resources,
-    spans,
     trace_services,
     trace_summaries,
 )
+from collectors.store.span_fragments import SpanFragments
 
 _SCAN_CHUNK = 200
+ENTRY_LOOKBACK_NS = 60 * 1_000_000_000
+"""How long before a window :meth:`TraceReader.entry_calls` looks for traces whose later
+spans fall in it."""
 
 _SORT_KEYS = {
     "recent": lambda t: (t.start_ns,),
@@ -53,34 +56,23 @@ _SORT_KEYS = {
 class TraceReader:
     """Reads of traces, trace searches, services, operations and dependencies."""
 
-    def __init__(self, database: Database, catalog: Catalog) -> None:
+    def __init__(self, database: Database, catalog: Catalog, fragments: SpanFragments) -> None:
         self._database = database
         self._catalog = catalog
+        self._fragments = fragments
 
     def get_trace(self, trace_id: str) -> list[Span]:
         """All stored spans of a trace, ordered by start time; [] for an unknown id."""
-        key = bytes.fromhex(trace_id)
         with self._database.connect() as conn:
-            rows = conn.execute(sa.select(spans).where(spans.c.trace_id == key)).all()
-            resources_by_id = self._resources(conn, {r.resource_id for r in rows})
-            attributes = self._catalog.decode_attributes(conn, [r.attributes for r in rows])
-        out = [_rows.span_from_row(r, resources_by_id[r.resource_id], a) for r, a in zip(rows, attributes, strict=True)]
+            out = self._fragments.trace_spans(conn, [bytes.fromhex(trace_id)])
         out.sort(key=lambda s: (s.start_ns, s.span_id))
         return out
 
     def get_trace_outline(self, trace_id: str) -> list[SpanOutline]:
         """Every stored span of a trace without attributes, events or links, ordered by
         start time; [] for an unknown id."""
-        c = spans.c
-        stmt = sa.select(
-            c.span_id, c.parent_span_id, c.service, c.name, c.start_ns, c.duration_ns, c.status_code
-        ).where(c.trace_id == bytes.fromhex(trace_id))
         with self._database.connect() as conn:
-            rows = conn.execute(stmt).all()
-        out = [
-            SpanOutline(sid.hex(), pid.hex() if pid else "", service, name, start, start + duration, status)
-            for sid, pid, service, name, start, duration, status in rows
-        ]
+            out = self._fragments.outlines(conn, bytes.fromhex(trace_id))
         out.sort(key=attrgetter("start_ns", "span_id"))
         return out
 
@@ -226,36 +218,21 @@ class TraceReader:
             alive = {k: e for k, e in alive.items() if e > 0}
         elif q.status == "ok":
             alive = {k: e for k, e in alive.items() if e == 0}
-        if not needs_spans:
+        if not needs_spans or not alive:
             return set(alive)
-        cols = [
-            spans.c.trace_id,
-            spans.c.service,
-            spans.c.name,
-            spans.c.duration_ns,
-            spans.c.status_code,
-            spans.c.attributes,
-            spans.c.resource_id,
-        ]
-        stmt = sa.select(*cols).where(spans.c.trace_id.in_(list(alive)))
-        if q.service:
-            stmt = stmt.where(spans.c.service == q.service)
-        if q.operation:
-            stmt = stmt.where(spans.c.name == q.operation)
-        if q.min_duration_ns is not None:
-            stmt = stmt.where(spans.c.duration_ns >= q.min_duration_ns)
-        if q.max_duration_ns is not None:
-            stmt = stmt.where(spans.c.duration_ns <= q.max_duration_ns)
-        rows = conn.execute(stmt).all()
-        if not q.tags:
-            return {r.trace_id for r in rows}
-        res = self._resources(conn, {r.resource_id for r in rows})
-        keep = set()
-        for r, attrs in zip(rows, self._catalog.decode_attributes(conn, [r.attributes for r in rows]), strict=True):
-            if r.trace_id in keep:
-                continue
-            if all(_tag_matches(k, v, attrs, res[r.resource_id], r.status_code) for k, v in q.tags.items()):
-                keep.add(r.trace_id)
+        # One span must meet every span-level condition (as in Jaeger): read the
+        # candidates' fragments and look.
+        fragments = self._fragments.read(conn, alive)
+        names: dict[int, str] = {}
+        resources: dict[int, Resource] = {}
+        if q.tags:
+            names = self._catalog.key_names(conn, {k for f in fragments for k in f.key_ids})
+            resources = self._catalog.resources(conn, {r for f in fragments for r in f.resource_ids})
+        keep: set[bytes] = set()
+        for f in fragments:
+            key = bytes.fromhex(f.trace_id)
+            if key not in keep and _fragment_matches(f, q, names, resources):
+                keep.add(key)
         return keep
 
     def dependencies(self, start_ns: int, end_ns: int) -> list[Edge]:
@@ -282,16 +259,30 @@ class TraceReader:
         self, services: list[str], start_ns: int, end_ns: int, limit: int
     ) -> list[tuple[str, int, int, bool]]:
         """(service, start_ns, duration_ns, failed) of the SERVER spans of ``services`` that
-        started in [start_ns, end_ns), oldest first, at most ``limit``."""
-        c = spans.c
-        stmt = (
-            sa.select(c.service, c.start_ns, c.duration_ns, c.status_code)
-            .where(c.service.in_(services), c.kind == KIND_SERVER, c.start_ns >= start_ns, c.start_ns < end_ns)
-            .order_by(c.start_ns)
-            .limit(limit)
+        started in [start_ns, end_ns), oldest first, at most ``limit``.
+
+        The traces come from the service index, whose time is the service's first span in
+        the trace: traces in which it began up to :data:`ENTRY_LOOKBACK_NS` before the
+        window are read too, for their later spans."""
+        t = trace_services.c
+        stmt = sa.select(t.trace_id).where(
+            t.service.in_(services), t.start_ns >= start_ns - ENTRY_LOOKBACK_NS, t.start_ns < end_ns
         )
+        wanted = set(services)
+        out: list[tuple[str, int, int, bool]] = []
         with self._database.connect() as conn:
-            return [(str(sv), int(st), int(d), code == STATUS_ERROR) for sv, st, d, code in conn.execute(stmt)]
+            keys = conn.execute(stmt).scalars().all()
+            for f in self._fragments.read(conn, keys):
+                c = f.columns()
+                out.extend(
+                    (service, start, duration, code == STATUS_ERROR)
+                    for service, kind, start, duration, code in zip(
+                        c["service"], c["kind"], c["start_ns"], c["duration_ns"], c["status_code"], strict=True
+                    )
+                    if kind == KIND_SERVER and service in wanted and start_ns <= start < end_ns
+                )
+        out.sort(key=lambda call: call[1])
+        return out[:limit]
 
     def count_spans(self) -> int:
         """Number of spans stored (from the summaries, without scanning spans)."""
@@ -306,11 +297,29 @@ class TraceReader:
         with self._database.connect() as conn:
             return [_summary(r) for r in conn.execute(stmt)]
 
-    def _resources(self, conn: Connection, ids: set[int]) -> dict[int, Resource]:
-        if not ids:
-            return {}
-        rows = conn.execute(sa.select(resources).where(resources.c.id.in_(ids)))
-        return {r.id: _rows.resource_from_row(r) for r in rows}
+
+
+def _fragment_matches(f: Fragment, q: TraceQuery, names: dict[int, str], resources: dict[int, Resource]) -> bool:
+    """Whether one span of the fragment meets every span-level condition of the query."""
+    c = f.columns()
+    attributes = f.attributes(names) if q.tags else None
+    for i, (service, name, duration, status) in enumerate(
+        zip(c["service"], c["name"], c["duration_ns"], c["status_code"], strict=True)
+    ):
+        if q.service and service != q.service:
+            continue
+        if q.operation and name != q.operation:
+            continue
+        if q.min_duration_ns is not None and duration < q.min_duration_ns:
+            continue
+        if q.max_duration_ns is not None and duration > q.max_duration_ns:
+            continue
+        if attributes is not None:
+            resource = resources[c["resource_id"][i]]
+            if not all(_tag_matches(k, v, attributes[i], resource, status) for k, v in q.tags.items()):
+                continue
+        return True
+    return False
 
 
 def _tag_matches(key: str, value: str, attrs: dict, resource: Resource, status_code: int) -> bool:

@@ -11,7 +11,7 @@ from collectors.store.contracts import PruneResult
 from collectors.store.database import Database
 from collectors.store.patterns.batch import drop_stale_rows
 from collectors.store.schema import (
-    spans,
+    span_fragments,
     trace_services,
     trace_summaries,
     unpaired_consumers,
@@ -52,7 +52,7 @@ class Retention:
             if not victims:
                 break
             with self._database.write() as conn:
-                conn.execute(sa.delete(spans).where(spans.c.trace_id.in_(victims)))
+                conn.execute(sa.delete(span_fragments).where(span_fragments.c.trace_id.in_(victims)))
                 conn.execute(sa.delete(trace_summaries).where(trace_summaries.c.trace_id.in_(victims)))
             removed_traces += len(victims)
             if len(victims) < len(candidates):

@@ -1,8 +1,9 @@
 """The tables of the span store, declared once with SQLAlchemy Core.
 
-Ids are stored as binary (16 bytes for a trace, 8 for a span); attribute keys are
-stored inside compact JSON; resources (resource attributes plus instrumentation scope)
-are deduplicated into their own table so that a span row carries only an integer.
+Spans are stored per trace fragment (the spans of one trace that arrived in one batch),
+encoded and compressed together; trace ids are binary (16 bytes); attribute keys and
+resources (resource attributes plus instrumentation scope) are deduplicated into their
+own tables so that a fragment refers to them by integer.
 The Alembic migrations under ``collectors/migrations`` create exactly these tables;
 ``tests/collectors/test_migrations.py`` checks that the two agree.
 """
@@ -34,25 +35,28 @@ attribute_keys = sa.Table(
     sa.Column("key", sa.Text, nullable=False, unique=True),
 )
 
-spans = sa.Table(
-    "spans",
+span_fragments = sa.Table(
+    "span_fragments",
     metadata,
-    sa.Column("trace_id", sa.LargeBinary(16), primary_key=True),
-    sa.Column("span_id", sa.LargeBinary(8), primary_key=True),
-    sa.Column("parent_span_id", sa.LargeBinary(8), nullable=True),
-    sa.Column("service", sa.Text, nullable=False),
-    sa.Column("name", sa.Text, nullable=False),
-    sa.Column("kind", sa.SmallInteger, nullable=False),
-    sa.Column("start_ns", sa.BigInteger, nullable=False),
-    sa.Column("duration_ns", sa.BigInteger, nullable=False),
-    sa.Column("status_code", sa.SmallInteger, nullable=False),
-    sa.Column("status_message", sa.Text, nullable=True),
-    sa.Column("resource_id", sa.Integer, nullable=False),
-    sa.Column("attributes", sa.Text, nullable=True),
-    sa.Column("events", sa.Text, nullable=True),
-    sa.Column("links", sa.Text, nullable=True),
-    sa.Column("extra", sa.Text, nullable=True),
-    sqlite_with_rowid=False,
+    # The spans of one trace that arrived in one batch, encoded together
+    # (collectors/store/fragments.py) and compressed (collectors/store/compression.py).
+    # Rows are appended in arrival order (the integer key), so the table fills its pages;
+    # a trace's fragments are found through the trace id index.
+    # INTEGER on SQLite, so that it is the rowid; 64 bits on PostgreSQL.
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("trace_id", sa.LargeBinary(16), nullable=False),
+    sa.Column("span_count", sa.Integer, nullable=False),
+    sa.Column("dictionary_id", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Index("ix_span_fragments_trace_id", "trace_id"),
+)
+
+zstd_dictionaries = sa.Table(
+    "zstd_dictionaries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
 )
 
 trace_summaries = sa.Table(

@@ -14,19 +14,22 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from collectors.model import KIND_CONSUMER, KIND_PRODUCER, STATUS_ERROR, Span, SpanEvent, SpanLink
+from collectors.model import KIND_CONSUMER, KIND_PRODUCER, STATUS_ERROR, Span, SpanLink
 from collectors.store import rows as _rows
 from collectors.store import tag_index
 from collectors.store.bulk import insert_ignoring_duplicates, lock_traces, select_in, upsert
 from collectors.store.catalog import Catalog
 from collectors.store.contracts import StoreError, WriteResult, first_line
 from collectors.store.database import Database
-from collectors.store.pairing import STORED_SPAN_COLUMNS, Calls, StoredSpan, pair_calls, stored_span
+from collectors.store.span_fragments import COLUMNS as FRAGMENT_COLUMNS
+from collectors.store.span_fragments import SpanFragments
+from collectors.store.fragments import Fragment
+from collectors.store.pairing import Calls, StoredSpan, pair_calls, stored_spans
 from collectors.store.patterns.batch import PatternRows, pattern_rows, write_pattern_rows
 from collectors.store.patterns.traffic import write_edge_stats
 from collectors.store.schema import (
     operations,
-    spans,
+    span_fragments,
     trace_services,
     trace_summaries,
     unpaired_consumers,
@@ -55,9 +58,10 @@ class Writer:
     operations costs no statement for them.
     """
 
-    def __init__(self, database: Database, catalog: Catalog) -> None:
+    def __init__(self, database: Database, catalog: Catalog, fragments: SpanFragments) -> None:
         self._database = database
         self._catalog = catalog
+        self._fragments = fragments
         self._known_operations: set[tuple[str, str, int]] = set()
 
     def write_spans(self, batch: Iterable[Span], received_ns: int | None = None) -> WriteResult:
@@ -77,15 +81,16 @@ class Writer:
         offered = len(unique)
         try:
             resource_ids, key_ids = self._catalog.resolve(list(unique.values()))
-            # Everything that needs no database (row encoding, index entries, aggregates)
-            # is done before taking the write lock, so several workers overlap it and the
-            # lock is held only for the statements.
-            rows = {k: _rows.span_values(s, resource_ids[id(s.resource)], key_ids) for k, s in unique.items()}
+            # Everything that needs no database (fragment encoding and compression, index
+            # entries, aggregates) is done before taking the write lock, so several workers
+            # overlap it and the lock is held only for the statements.
+            encoding = _Encoding(self._fragments, resource_ids, key_ids)
+            rows = encoding.rows(unique.values())
             for attempt in range(1, WRITE_ATTEMPTS + 1):
                 prepared = _prepare(list(unique.values()), [], received_ns)
                 try:
                     with self._database.write() as conn:
-                        new_ops, inserted = self._write_in(conn, dict(unique), rows, prepared, received_ns)
+                        new_ops, inserted = self._write_in(conn, dict(unique), rows, encoding, prepared, received_ns)
                     break
                 except sa.exc.DBAPIError as err:
                     if attempt == WRITE_ATTEMPTS or getattr(err.orig, "sqlstate", None) not in _TRANSIENT:
@@ -100,7 +105,8 @@ class Writer:
         self,
         conn: Connection,
         unique: dict[tuple[str, str], Span],
-        rows: dict[tuple[str, str], tuple],
+        rows: list[tuple],
+        encoding: _Encoding,
         prepared: _Prepared,
         received_ns: int,
     ) -> tuple[set[tuple[str, str, int]], int]:
@@ -120,26 +126,28 @@ class Writer:
         ):
             existing[trace_id] = _rows.loads(services)
             stored_failures[trace_id] = failure
+        stored: list[Fragment] = []
         if existing:
             # Some traces have spans stored already: drop spans already stored (a retry),
             # and pair the new spans with the stored ones for edges.
-            old_spans = _stored_spans(conn, list(existing))
+            stored = self._fragments.read(conn, existing)
+            old_spans = stored_spans(stored)
             retried = {(x.trace_id, x.span_id) for x in old_spans} & unique.keys()
             for key in retried:
                 del unique[key]
             if not unique:
                 return set(), 0
-            if retried:
-                rows = {k: rows[k] for k in unique}
+            if retried:  # the fragments of the traces concerned hold only the new spans
+                rows = encoding.rows(unique.values())
                 prepared = _prepare(list(unique.values()), old_spans, received_ns)
             else:  # the same spans: only their edges pair differently with the stored ones
                 prepared.calls, prepared.by_id = pair_calls(list(unique.values()), old_spans)
         new = list(unique.values())
-        insert_ignoring_duplicates(conn, spans, _rows.SPAN_COLUMNS, list(rows.values()))
+        insert_ignoring_duplicates(conn, span_fragments, FRAGMENT_COLUMNS, rows)
         summaries = prepared.summaries
         if existing:
             summaries = [with_stored_services(row, existing) for row in summaries]
-        summaries = self._with_failures(conn, summaries, prepared.by_id, stored_failures)
+        summaries = self._with_failures(conn, summaries, prepared.by_id, stored_failures, stored)
         upsert(conn, trace_summaries, SUMMARY_COLUMNS, ("trace_id",), SUMMARY_SETS, summaries)
         insert_ignoring_duplicates(conn, trace_services, ("service", "start_ns", "trace_id"), prepared.services)
         tag_index.write(conn, prepared.tags)
@@ -151,7 +159,7 @@ class Writer:
             _pair_waiting_consumers(conn, producers, prepared.calls)
         links = [(s, lk) for s in new if s.kind == KIND_CONSUMER for lk in s.links]
         if links:
-            _pair_linked_consumers(conn, links, prepared)
+            self._pair_linked_consumers(conn, links, prepared)
         write_edge_stats(conn, prepared.calls.stats)
         write_pattern_rows(self._database, conn, prepared.patterns)
         return new_ops, len(unique)
@@ -163,6 +171,7 @@ class Writer:
         summaries: list[tuple],
         known: dict[tuple[str, str], StoredSpan | Span],
         stored: dict[bytes, bytes | None],
+        fragments: list[Fragment],
     ) -> list[tuple]:
         """The summary rows with the reason of each trace's deepest error span, judged over
         its stored and new spans; a row keeps NULLs (the stored reason stands) when that
@@ -180,22 +189,78 @@ class Writer:
             elif stored.get(key) != span_key:
                 wanted.append((key, span_key))
         if wanted:
-            reasons.update(self._stored_reasons(conn, wanted))
+            reasons.update(self._stored_reasons(conn, wanted, fragments))
         return [with_failure(row, *reasons[row[0]]) if row[0] in reasons else row for row in summaries]
 
-    def _stored_reasons(self, conn: Connection, wanted: list[tuple[bytes, bytes]]) -> dict[bytes, tuple[bytes, str, str]]:
-        c = spans.c
-        rows = conn.execute(
-            sa.select(c.trace_id, c.span_id, c.service, c.name, c.status_message, c.events, c.attributes).where(
-                sa.tuple_(c.trace_id, c.span_id).in_(wanted)
-            )
-        ).all()
-        attributes = self._catalog.decode_attributes(conn, [r.attributes for r in rows])
+    def _stored_reasons(
+        self, conn: Connection, wanted: list[tuple[bytes, bytes]], fragments: list[Fragment]
+    ) -> dict[bytes, tuple[bytes, str, str]]:
+        """The reasons of stored spans, read from the fragments of their traces (the
+        batch has read them already)."""
+        keys = {(t.hex(), s.hex()) for t, s in wanted}
+        holding = [f for f in fragments if any((f.trace_id, sid) in keys for sid in f.span_ids)]
         out = {}
-        for r, attrs in zip(rows, attributes, strict=True):
-            events = [SpanEvent(t, n, a, d) for t, n, a, d in _rows.loads(r.events)] if r.events else []
-            out[r.trace_id] = (r.span_id, r.service, failure_reason(r.name, r.status_message or "", events, attrs))
+        for x in self._fragments.spans(conn, holding):
+            if (x.trace_id, x.span_id) in keys:
+                reason = failure_reason(x.name, x.status_message, x.events, x.attributes)
+                out[bytes.fromhex(x.trace_id)] = (bytes.fromhex(x.span_id), x.service, reason)
         return out
+
+    def _pair_linked_consumers(self, conn: Connection, links: list[tuple[Span, SpanLink]], prepared: _Prepared) -> None:
+        """Count producer -> consumer calls of new CONSUMER spans that link to their producer.
+
+        Messaging consumers usually start a trace of their own and link to the producing
+        span (OpenTelemetry's messaging conventions), so there is no parent to pair with.
+        A consumer whose producer has not arrived is recorded in ``unpaired_consumers``;
+        the producer's batch pairs it (:func:`_pair_waiting_consumers`).
+        """
+        found = dict(prepared.by_id)
+        wanted = {(lk.trace_id, lk.span_id) for _, lk in links} - set(found)
+        if wanted:
+            stored = stored_spans(self._fragments.read(conn, {bytes.fromhex(t) for t, _ in wanted}))
+            found.update(((x.trace_id, x.span_id), x) for x in stored if (x.trace_id, x.span_id) in wanted)
+        waiting = []
+        for consumer, link in links:
+            producer = found.get((link.trace_id, link.span_id))
+            duration, failed = consumer.end_ns - consumer.start_ns, consumer.status_code == STATUS_ERROR
+            if producer is None:
+                waiting.append(
+                    (
+                        bytes.fromhex(link.span_id),
+                        bytes.fromhex(link.trace_id),
+                        bytes.fromhex(consumer.trace_id),
+                        bytes.fromhex(consumer.span_id),
+                        consumer.service,
+                        consumer.start_ns,
+                        duration,
+                        int(failed),
+                    )
+                )
+            elif producer.kind == KIND_PRODUCER:
+                prepared.calls.add_async(
+                    producer.service, consumer.service, consumer.start_ns, duration, failed, consumer.trace_id
+                )
+        insert_ignoring_duplicates(conn, unpaired_consumers, _UNPAIRED_COLUMNS, waiting)
+
+
+class _Encoding:
+    """Encodes a batch's spans as fragment rows, one per trace."""
+
+    def __init__(self, fragments: SpanFragments, resource_ids: dict[int, int], key_ids: dict[str, int]) -> None:
+        self._fragments = fragments
+        self._resource_ids = resource_ids
+        self._key_ids = key_ids
+
+    def rows(self, spans: Iterable[Span]) -> list[tuple]:
+        """The fragment rows of the spans (rows in FRAGMENT_COLUMNS order)."""
+        by_trace: dict[str, list[Span]] = {}
+        for s in spans:
+            group = by_trace.get(s.trace_id)
+            if group is None:
+                by_trace[s.trace_id] = [s]
+            else:
+                group.append(s)
+        return self._fragments.rows_for(by_trace, self._resource_ids, self._key_ids)
 
 
 @dataclass(slots=True)
@@ -228,53 +293,6 @@ def _prepare(new: list[Span], old: list[StoredSpan], received_ns: int) -> _Prepa
     summaries, services = summary_rows(new, received_ns)
     calls, by_id = pair_calls(new, old)
     return _Prepared(summaries, services, tag_index.rows_for(new), calls, pattern_rows(new), by_id)
-
-
-def _stored_spans(conn: Connection, trace_keys: list[bytes]) -> list[StoredSpan]:
-    rows = conn.execute(sa.select(*STORED_SPAN_COLUMNS).where(spans.c.trace_id.in_(trace_keys)))
-    return [stored_span(r) for r in rows]
-
-
-def _pair_linked_consumers(conn: Connection, links: list[tuple[Span, SpanLink]], prepared: _Prepared) -> None:
-    """Count producer -> consumer calls of new CONSUMER spans that link to their producer.
-
-    Messaging consumers usually start a trace of their own and link to the producing
-    span (OpenTelemetry's messaging conventions), so there is no parent to pair with.
-    A consumer whose producer has not arrived is recorded in ``unpaired_consumers``;
-    the producer's batch pairs it (:func:`_pair_waiting_consumers`).
-    """
-    found = dict(prepared.by_id)
-    wanted = {(lk.trace_id, lk.span_id) for _, lk in links} - set(found)
-    if wanted:
-        rows = conn.execute(
-            sa.select(*STORED_SPAN_COLUMNS).where(
-                spans.c.trace_id.in_({bytes.fromhex(t) for t, _ in wanted}),
-                spans.c.span_id.in_({bytes.fromhex(sp) for _, sp in wanted}),
-            )
-        )
-        found.update(((x.trace_id, x.span_id), x) for x in map(stored_span, rows))
-    waiting = []
-    for consumer, link in links:
-        producer = found.get((link.trace_id, link.span_id))
-        duration, failed = consumer.end_ns - consumer.start_ns, consumer.status_code == STATUS_ERROR
-        if producer is None:
-            waiting.append(
-                (
-                    bytes.fromhex(link.span_id),
-                    bytes.fromhex(link.trace_id),
-                    bytes.fromhex(consumer.trace_id),
-                    bytes.fromhex(consumer.span_id),
-                    consumer.service,
-                    consumer.start_ns,
-                    duration,
-                    int(failed),
-                )
-            )
-        elif producer.kind == KIND_PRODUCER:
-            prepared.calls.add_async(
-                producer.service, consumer.service, consumer.start_ns, duration, failed, consumer.trace_id
-            )
-    insert_ignoring_duplicates(conn, unpaired_consumers, _UNPAIRED_COLUMNS, waiting)
 
 
 def _pair_waiting_consumers(conn: Connection, producers: list[Span], calls: Calls) -> None:
