@@ -43,8 +43,15 @@ _CACHE_LIMIT = 1 << 17
 
 def tag_hash(key: str, text: str) -> int:
     """The 32-bit hash of ``key=text``: CRC-32 of the value seeded with the key's CRC-32."""
-    seed = zlib.crc32(key.encode("utf-8", "surrogatepass"))
+    seed = _seeds.get(key)
+    if seed is None:
+        seed = zlib.crc32(key.encode("utf-8", "surrogatepass"))
+        if len(_seeds) < _CACHE_LIMIT:
+            _seeds[key] = seed
     return zlib.crc32(text.encode("utf-8", "surrogatepass"), seed)
+
+
+_seeds: dict[str, int] = {}
 
 
 def needle(key: str, text: str) -> bytes:

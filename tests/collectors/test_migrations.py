@@ -174,5 +174,52 @@ def test_replicas_opening_an_empty_database_at_once_all_start_on_one_schema(data
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
+
+
+def test_a_row_per_span_store_upgrades_to_fragments_with_progress_and_reads_back(database_url: str, capfd):
+    """A data directory of the release before fragments (revision 0014, a row per span)
+    upgrades on open: every span reads back as it was written, field for field."""
+    from collectors.store import rows as _rows
+    from tests.collectors.test_fragments import GATEWAY, ORDERS, _batch, _same, spans
+
+    engine = sa.create_engine(database_url)
+    upgrade(engine, "0014")
+    written = [spans()] + [_batch(i) for i in range(1, 151)]
+    with engine.begin() as conn:
+        resource_ids = {}
+        for resource in (GATEWAY, ORDERS):
+            digest = _rows.resource_hash(resource)
+            conn.execute(sa.text(
+                "INSERT INTO resources (hash, service_name, attributes, scope_name, scope_version, scope_attributes) "
+                "VALUES (:hash, :service_name, :attributes, :scope_name, :scope_version, :scope_attributes)"
+            ), _rows.resource_row(resource, digest))
+            resource_ids[id(resource)] = conn.execute(
+                sa.text("SELECT id FROM resources WHERE hash = :h"), {"h": digest}
+            ).scalar_one()
+        keys = sorted({k for trace in written for s in trace for k in s.attributes})
+        for key in keys:
+            conn.execute(sa.text("INSERT INTO attribute_keys (key) VALUES (:k)"), {"k": key})
+        key_ids = dict(conn.execute(sa.text("SELECT key, id FROM attribute_keys")).all())
+        columns = ", ".join(_rows.SPAN_COLUMNS)
+        marks = ", ".join(f":c{i}" for i in range(len(_rows.SPAN_COLUMNS)))
+        for trace in written:
+            for s in trace:
+                values = _rows.span_values(s, resource_ids[id(s.resource)], key_ids)
+                conn.execute(sa.text(f"INSERT INTO spans ({columns}) VALUES ({marks})"),
+                             {f"c{i}": v for i, v in enumerate(values)})
+    engine.dispose()
+    capfd.readouterr()
+    store = SpanStore.from_url(database_url)
+    try:
+        progress = capfd.readouterr().err
+        assert "migration 0015: 0 of 1,204 spans" in progress and "1,204 of 1,204 spans" in progress
+        for trace in written:
+            back = store.get_trace(trace[0].trace_id)
+            expected = sorted(trace, key=lambda s: (s.start_ns, s.span_id))
+            assert len(back) == len(expected) and all(_same(a, b) for a, b in zip(expected, back, strict=True))
+        with store.engine.connect() as conn:
+            assert "spans" not in sa.inspect(conn).get_table_names()
+            dictionaries = conn.execute(sa.text("SELECT count(*) FROM zstd_dictionaries")).scalar_one()
+        assert dictionaries == 1  # trained on the converted fragments
     finally:
         store.close()
