@@ -41,6 +41,8 @@ from collectors.store.schema import (
 from collectors.store.span_fragments import SpanFragments
 
 _SCAN_CHUNK = 200
+_MIN_CHECKED = 16
+"""Candidates read at a time, at least, when a search checks them against their spans."""
 ENTRY_LOOKBACK_NS = 60 * 1_000_000_000
 """How long before a window :meth:`TraceReader.entry_calls` looks for traces whose later
 spans fall in it."""
@@ -141,14 +143,22 @@ class TraceReader:
         matched: list[bytes] = []
         truncated = False
         with self._database.connect() as conn:
-            for chunk in self._candidates(conn, query):
-                keep = self._filter_chunk(conn, chunk, query, needs_spans)
-                for key in chunk:
-                    if key in keep:
-                        if len(matched) == wanted:
-                            truncated = True
-                            break
-                        matched.append(key)
+            for candidates in self._candidates(conn, query):
+                # Candidates checked against their spans are read a few more than still
+                # wanted at a time, so a search decodes about as many traces as it returns.
+                step = max(_MIN_CHECKED, 2 * (wanted - len(matched))) if needs_spans else len(candidates)
+                for at in range(0, len(candidates), step):
+                    chunk = candidates[at : at + step]
+                    keep = self._filter_chunk(conn, chunk, query, needs_spans)
+                    for key in chunk:
+                        if key in keep:
+                            if len(matched) == wanted:
+                                truncated = True
+                                break
+                            matched.append(key)
+                    if truncated:
+                        break
+                    step = max(_MIN_CHECKED, 2 * (wanted - len(matched))) if needs_spans else step
                 if truncated:
                     break
             summaries = {}

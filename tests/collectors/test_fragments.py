@@ -70,7 +70,7 @@ def spans() -> list[Span]:
     ]
 
 
-def _same(a: Span, b: Span) -> bool:
+def same_span(a: Span, b: Span) -> bool:
     """Equal, with NaN equal to NaN (a span holding NaN is never == itself)."""
     return repr(a) == repr(b) and list(a.attributes) == list(b.attributes)
 
@@ -83,7 +83,7 @@ def test_every_field_of_every_span_comes_back_as_sent():
     fragment = Fragment(T, raw)
     back = fragment.spans({i: k for k, i in keys.items()}, {1: GATEWAY, 2: ORDERS})
     assert len(fragment) == 4
-    assert all(_same(a, b) for a, b in zip(sent, back, strict=True)), (sent, back)
+    assert all(same_span(a, b) for a, b in zip(sent, back, strict=True)), (sent, back)
     # Attribute keys keep the order they were sent in, span by span.
     assert list(back[1].attributes) == ["ok", "n", "http.route", "ratio", "empty"]
     assert [o.parent_span_id for o in fragment.outlines()] == ["", "00000000000000a1", "00000000000000ff", "00000000000000a3"]
@@ -99,7 +99,7 @@ def test_an_unknown_encoding_is_refused_not_misread():
         raise AssertionError("a fragment of an unknown format was read")
 
 
-def _batch(i: int) -> list[Span]:
+def eight_spans(i: int) -> list[Span]:
     trace = f"{i:032x}"
     return [
         Span(trace, f"{i:08x}{j:08x}", f"{i:08x}{j - 1:08x}" if j else "", f"op-{j % 3}", 2, NOW + i * 1_000 + j,
@@ -114,10 +114,10 @@ def test_a_dictionary_is_trained_saved_and_used_and_every_fragment_stays_readabl
         # Train early: after 40 fragments (the store's default waits for far more).
         store.fragments.compression = Compression(store.database, sample_fragments=40, sample_min_bytes=1)
         for i in range(60):
-            store.write_spans(_batch(i))
+            store.write_spans(eight_spans(i))
         store.fragments.compression.wait_for_training(30)
         for i in range(60, 80):
-            store.write_spans(_batch(i))
+            store.write_spans(eight_spans(i))
         with store.engine.connect() as conn:
             used = dict(
                 conn.execute(
@@ -128,7 +128,7 @@ def test_a_dictionary_is_trained_saved_and_used_and_every_fragment_stays_readabl
         assert saved == 1
         assert used[NO_DICTIONARY] >= 40 and sum(n for d, n in used.items() if d != NO_DICTIONARY) >= 20
         for i in (0, 59, 79):
-            assert [s.span_id for s in store.get_trace(f"{i:032x}")] == [s.span_id for s in _batch(i)]
+            assert [s.span_id for s in store.get_trace(f"{i:032x}")] == [s.span_id for s in eight_spans(i)]
     finally:
         store.close()
     # Another process (a new store) reads fragments of both kinds and compresses new ones
@@ -137,7 +137,7 @@ def test_a_dictionary_is_trained_saved_and_used_and_every_fragment_stays_readabl
     try:
         assert again.fragments.compression.dictionary_id != NO_DICTIONARY
         assert len(again.get_trace(f"{0:032x}")) == 8 and len(again.get_trace(f"{79:032x}")) == 8
-        again.write_spans(_batch(100))
-        assert [s.attributes for s in again.get_trace(f"{100:032x}")] == [s.attributes for s in _batch(100)]
+        again.write_spans(eight_spans(100))
+        assert [s.attributes for s in again.get_trace(f"{100:032x}")] == [s.attributes for s in eight_spans(100)]
     finally:
         again.close()

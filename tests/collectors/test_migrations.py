@@ -180,11 +180,11 @@ def test_a_row_per_span_store_upgrades_to_fragments_with_progress_and_reads_back
     """A data directory of the release before fragments (revision 0014, a row per span)
     upgrades on open: every span reads back as it was written, field for field."""
     from collectors.store import rows as _rows
-    from tests.collectors.test_fragments import GATEWAY, ORDERS, _batch, _same, spans
+    from tests.collectors.test_fragments import GATEWAY, ORDERS, eight_spans, same_span, spans
 
     engine = sa.create_engine(database_url)
     upgrade(engine, "0014")
-    written = [spans()] + [_batch(i) for i in range(1, 151)]
+    written = [spans()] + [eight_spans(i) for i in range(1, 151)]
     with engine.begin() as conn:
         resource_ids = {}
         for resource in (GATEWAY, ORDERS):
@@ -216,7 +216,7 @@ def test_a_row_per_span_store_upgrades_to_fragments_with_progress_and_reads_back
         for trace in written:
             back = store.get_trace(trace[0].trace_id)
             expected = sorted(trace, key=lambda s: (s.start_ns, s.span_id))
-            assert len(back) == len(expected) and all(_same(a, b) for a, b in zip(expected, back, strict=True))
+            assert len(back) == len(expected) and all(same_span(a, b) for a, b in zip(expected, back, strict=True))
         with store.engine.connect() as conn:
             assert "spans" not in sa.inspect(conn).get_table_names()
             dictionaries = conn.execute(sa.text("SELECT count(*) FROM zstd_dictionaries")).scalar_one()
