@@ -41,6 +41,14 @@ _MESSAGE, _EVENTS, _LINKS, _EXTRA = "m", "e", "l", "x"
 def encode(spans: Sequence[Span], resource_ids: Mapping[int, int], key_ids: Mapping[str, int]) -> bytes:
     """The encoded fragment of ``spans`` (all of one trace). ``resource_ids`` maps the
     ``id()`` of each span's Resource to its row id, ``key_ids`` attribute keys to theirs."""
+    return encode_with_columns(spans, resource_ids, key_ids)[0]
+
+
+def encode_with_columns(
+    spans: Sequence[Span], resource_ids: Mapping[int, int], key_ids: Mapping[str, int]
+) -> tuple[bytes, dict[str, list[Any]]]:
+    """The encoded fragment, and the values of each attribute key over its spans (the
+    tag index hashes those, and so reads every attribute once for both)."""
     base = min(s.start_ns for s in spans)
     index = {s.span_id: i for i, s in enumerate(spans)}
     shapes: dict[tuple[str, ...], int] = {}
@@ -90,7 +98,7 @@ def encode(spans: Sequence[Span], resource_ids: Mapping[int, int], key_ids: Mapp
         values,
         sparse,
     ]
-    return dumps(doc).encode()
+    return dumps(doc).encode(), columns
 
 
 class Fragment:

@@ -18,7 +18,8 @@ from collectors.model import Span, SpanOutline
 from collectors.store.catalog import Catalog
 from collectors.store.compression import Compression
 from collectors.store.database import Database
-from collectors.store.fragments import Fragment, encode
+from collectors.store import tag_index
+from collectors.store.fragments import Fragment, encode_with_columns
 from collectors.store.schema import span_fragments
 
 _IN_CHUNK = 500
@@ -36,13 +37,20 @@ class SpanFragments:
 
     def rows_for(
         self, by_trace: Mapping[str, Sequence[Span]], resource_ids: Mapping[int, int], key_ids: Mapping[str, int]
-    ) -> list[tuple[bytes, int, int, bytes]]:
-        """The rows (in :data:`COLUMNS` order) of the fragments of a batch: one per trace."""
-        out = []
+    ) -> tuple[list[tuple[bytes, int, int, bytes]], list[tuple[int, bytes, bytes]]]:
+        """The rows of the fragments of a batch, one per trace (in :data:`COLUMNS` order),
+        and their tag index rows (``trace_tags``: start, trace id, packed hashes)."""
+        fragments, tags = [], []
         for trace_id, spans in by_trace.items():
-            dictionary_id, data = self.compression.compress(encode(spans, resource_ids, key_ids))
-            out.append((bytes.fromhex(trace_id), len(spans), dictionary_id, data))
-        return out
+            raw, columns = encode_with_columns(spans, resource_ids, key_ids)
+            dictionary_id, data = self.compression.compress(raw)
+            key = bytes.fromhex(trace_id)
+            fragments.append((key, len(spans), dictionary_id, data))
+            resources = {id(s.resource): s.resource for s in spans}.values()
+            hashes = tag_index.packed_column_hashes(columns, resources)
+            if hashes:
+                tags.append((min(s.start_ns for s in spans), key, hashes))
+        return fragments, tags
 
     def read(self, conn: Connection, trace_keys: Iterable[bytes]) -> list[Fragment]:
         """The stored fragments of the given traces (binary ids), each trace's in the

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from collectors.model import Span
+from collectors.model import Resource
 from collectors.store.bulk import upsert
 from collectors.store.rows import MAX_INDEXED_VALUE_LENGTH, tag_text
 from collectors.store.schema import trace_tags
@@ -43,12 +43,16 @@ _CACHE_LIMIT = 1 << 17
 
 def tag_hash(key: str, text: str) -> int:
     """The 32-bit hash of ``key=text``: CRC-32 of the value seeded with the key's CRC-32."""
+    return zlib.crc32(text.encode("utf-8", "surrogatepass"), _seed(key))
+
+
+def _seed(key: str) -> int:
     seed = _seeds.get(key)
     if seed is None:
         seed = zlib.crc32(key.encode("utf-8", "surrogatepass"))
         if len(_seeds) < _CACHE_LIMIT:
             _seeds[key] = seed
-    return zlib.crc32(text.encode("utf-8", "surrogatepass"), seed)
+    return seed
 
 
 _seeds: dict[str, int] = {}
@@ -105,34 +109,37 @@ def _items(attributes: dict[str, Any]) -> set[tuple[str, Any]]:
         return {item for item in attributes.items() if type(item[1]) not in _UNHASHABLE}
 
 
-def rows_for(spans: Iterable[Span]) -> list[tuple[int, bytes, bytes]]:
-    """The ``trace_tags`` rows of a batch: (fragment start, trace id, packed hashes).
+def packed_column_hashes(columns: Mapping[str, list[Any]], resources: Iterable[Resource]) -> bytes:
+    """The packed hashes of a fragment: of every indexable value of each attribute key
+    (``columns``: the key's values over the fragment's spans) and of its resources.
 
-    Pure CPU work: the write path computes it before taking the write lock. Values repeat
-    across the spans of a trace, so each trace's distinct ``(key, value)`` items are
-    gathered first (a set update, in C) and only those are hashed.
-    """
-    per_trace: dict[str, tuple[list[int], set[tuple[str, Any]], dict[int, Any]]] = {}
-    for s in spans:
-        entry = per_trace.get(s.trace_id)
-        if entry is None:
-            entry = per_trace[s.trace_id] = ([s.start_ns], set(), {})
-        elif s.start_ns < entry[0][0]:
-            entry[0][0] = s.start_ns
+    Each key's distinct values are found by a set (in C) and hashed without a cache: in a
+    fragment most values are either repeated (hashed once here) or unique to a span (a
+    cache would only grow). In a set ``True``, ``1`` and ``1.0`` are one value, so such
+    values index both readings, as :func:`_hashes_into` does."""
+    out: set[int] = set()
+    for key, column in columns.items():
         try:
-            entry[1].update(s.attributes.items())
+            distinct = set(column)
         except TypeError:  # a list or map among the values: those are not indexed
-            entry[1].update(_items(s.attributes))
-        entry[2][id(s.resource)] = s.resource
-    out = []
-    for trace_id, (start, items, resources) in per_trace.items():
-        for resource in resources.values():
-            items.update(_items(resource.attributes))
-        hashes: set[int] = set()
-        _hashes_into(hashes, items)
-        if hashes:
-            out.append((start[0], bytes.fromhex(trace_id), _packed(sorted(hashes))))
-    return out
+            distinct = {v for v in column if type(v) not in _UNHASHABLE}
+        seed = _seed(key)
+        for value in distinct:
+            kind = type(value)
+            if kind is str:
+                if len(value) <= MAX_INDEXED_VALUE_LENGTH:
+                    out.add(zlib.crc32(value.encode("utf-8", "surrogatepass"), seed))
+            elif kind is int or kind is float or kind is bool:
+                if value == 0 or value == 1:
+                    out.add(zlib.crc32(b"true" if value else b"false", seed))
+                    out.add(zlib.crc32(b"1" if value else b"0", seed))
+                else:
+                    out.add(zlib.crc32((str(value) if kind is int else tag_text(value)).encode(), seed))
+    items: set[tuple[str, Any]] = set()
+    for resource in resources:
+        items.update(_items(resource.attributes))
+    _hashes_into(out, items)
+    return _packed(sorted(out))
 
 
 def packed_hashes(attribute_maps: Iterable[dict[str, Any]]) -> bytes:

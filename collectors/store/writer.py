@@ -85,9 +85,9 @@ class Writer:
             # entries, aggregates) is done before taking the write lock, so several workers
             # overlap it and the lock is held only for the statements.
             encoding = _Encoding(self._fragments, resource_ids, key_ids)
-            rows = encoding.rows(unique.values())
+            rows, tags = encoding.rows(unique.values())
             for attempt in range(1, WRITE_ATTEMPTS + 1):
-                prepared = _prepare(list(unique.values()), [], received_ns)
+                prepared = _prepare(list(unique.values()), [], tags, received_ns)
                 try:
                     with self._database.write() as conn:
                         new_ops, inserted = self._write_in(conn, dict(unique), rows, encoding, prepared, received_ns)
@@ -138,8 +138,8 @@ class Writer:
             if not unique:
                 return set(), 0
             if retried:  # the fragments of the traces concerned hold only the new spans
-                rows = encoding.rows(unique.values())
-                prepared = _prepare(list(unique.values()), old_spans, received_ns)
+                rows, tags = encoding.rows(unique.values())
+                prepared = _prepare(list(unique.values()), old_spans, tags, received_ns)
             else:  # the same spans: only their edges pair differently with the stored ones
                 prepared.calls, prepared.by_id = pair_calls(list(unique.values()), old_spans)
         new = list(unique.values())
@@ -251,8 +251,8 @@ class _Encoding:
         self._resource_ids = resource_ids
         self._key_ids = key_ids
 
-    def rows(self, spans: Iterable[Span]) -> list[tuple]:
-        """The fragment rows of the spans (rows in FRAGMENT_COLUMNS order)."""
+    def rows(self, spans: Iterable[Span]) -> tuple[list[tuple], list[tuple[int, bytes, bytes]]]:
+        """The fragment rows of the spans (in FRAGMENT_COLUMNS order) and their tag index rows."""
         by_trace: dict[str, list[Span]] = {}
         for s in spans:
             group = by_trace.get(s.trace_id)
@@ -287,12 +287,13 @@ _UNPAIRED_COLUMNS = (
 )
 
 
-def _prepare(new: list[Span], old: list[StoredSpan], received_ns: int) -> _Prepared:
+def _prepare(new: list[Span], old: list[StoredSpan], tags: list[tuple[int, bytes, bytes]], received_ns: int) -> _Prepared:
     """Summaries, index entries, calls and pattern rows of the new spans of a batch;
-    ``old`` are the stored spans of the batch's traces, for calls across batches."""
+    ``old`` are the stored spans of the batch's traces, for calls across batches, and
+    ``tags`` the tag index rows of the batch's fragments."""
     summaries, services = summary_rows(new, received_ns)
     calls, by_id = pair_calls(new, old)
-    return _Prepared(summaries, services, tag_index.rows_for(new), calls, pattern_rows(new), by_id)
+    return _Prepared(summaries, services, tags, calls, pattern_rows(new), by_id)
 
 
 def _pair_waiting_consumers(conn: Connection, producers: list[Span], calls: Calls) -> None:
