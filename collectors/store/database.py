@@ -68,11 +68,14 @@ class Database:
 
         Raises StoreError with a one-line reason when the database cannot be reached.
         """
-        from collectors.store.migrate import upgrade
+        from collectors.store.migrate import sqlite_file_lock, upgrade
 
         engine = create_engine(url)
         try:
-            with engine.connect() as conn:
+            # The first connection to a new SQLite file turns on its write-ahead log, which
+            # SQLite refuses at once (no busy wait) while another server opening the same
+            # file holds it to upgrade the schema: take the lock such servers hold.
+            with sqlite_file_lock(engine), engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
             if migrate:
                 upgrade(engine)

@@ -174,6 +174,21 @@ class Fragment:
         shapes = [[(key_names[k], columns[k]) for k in shape] for shape in d[_SHAPES]]
         return [{name: next(values) for name, values in shapes[s]} for s in d[_SHAPE_OF]]
 
+    def column(self, key_id: int) -> list[Any]:
+        """Each span's value of one attribute key (None where a span has not got it)."""
+        d = self._doc
+        flat = d[_VALUES]
+        values: list[Any] = []
+        for i in range(0, len(flat), 2):
+            if flat[i] == key_id:
+                values = flat[i + 1]
+                break
+        if not values:
+            return [None] * len(d[_IDS])
+        having = [key_id in shape for shape in d[_SHAPES]]
+        found = iter(values)
+        return [next(found) if having[s] else None for s in d[_SHAPE_OF]]
+
     def spans(self, key_names: Mapping[int, str], resources: Mapping[int, Resource]) -> list[Span]:
         """The fragment's spans, whole."""
         d = self._doc

@@ -43,7 +43,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     if revision == "head" and current_revision(engine) == head_revision():
         return  # the common case, and no lock to wait for
     config = _config()
-    with _sqlite_file_lock(engine), engine.connect() as conn, _postgres_lock(conn):
+    with sqlite_file_lock(engine), engine.connect() as conn, _postgres_lock(conn):
         # On SQLite, BEGIN IMMEDIATE: the write lock before Alembic reads the revision.
         conn = conn.execution_options(spyglass_write=True)
         with conn.begin():
@@ -52,7 +52,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 @contextmanager
-def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+def sqlite_file_lock(engine: Engine) -> Iterator[None]:
     """Hold the lock file beside an SQLite database, the one its writers queue on.
 
     It has no time limit, unlike SQLite's own lock: a server opening the database while

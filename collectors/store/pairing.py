@@ -6,12 +6,18 @@ spans and the stored spans of their traces.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from collectors.model import KIND_CLIENT, STATUS_ERROR, Span
 from collectors.store.fragments import Fragment
-from collectors.store.patterns.conventions import DISCOVERY_SERVICE, MODE_ASYNC, http_status, judge_call
+from collectors.store.patterns.conventions import (
+    DISCOVERY_SERVICE,
+    HTTP_STATUS_KEYS,
+    MODE_ASYNC,
+    http_status,
+    judge_call,
+)
 from collectors.store.patterns.traffic import EdgeAccumulator, edge_mode
 
 
@@ -27,17 +33,26 @@ class StoredSpan:
     status_code: int
     start_ns: int
     duration_ns: int
+    http_status: int | None = None
 
 
-def stored_spans(fragments: Iterable[Fragment]) -> list[StoredSpan]:
-    """The StoredSpans of stored fragments (their columns only: no attributes are built)."""
+def stored_spans(fragments: Iterable[Fragment], key_names: Mapping[int, str]) -> list[StoredSpan]:
+    """The StoredSpans of stored fragments: their columns and HTTP status only (no
+    attributes are built); ``key_names`` names the fragments' attribute keys."""
     out = []
     for f in fragments:
         c = f.columns()
         trace_id = f.trace_id
+        statuses: list[int | None] = [None] * len(f)
+        for key_id in f.key_ids:
+            name = key_names.get(key_id)
+            if name in HTTP_STATUS_KEYS:
+                for i, value in enumerate(f.column(key_id)):
+                    if statuses[i] is None and value is not None:
+                        statuses[i] = http_status({name: value})
         out.extend(
-            StoredSpan(trace_id, span_id, parent, service, kind, status, start, duration)
-            for span_id, parent, service, kind, status, start, duration in zip(
+            StoredSpan(trace_id, span_id, parent, service, kind, status, start, duration, http)
+            for span_id, parent, service, kind, status, start, duration, http in zip(
                 c["span_id"],
                 c["parent_span_id"],
                 c["service"],
@@ -45,6 +60,7 @@ def stored_spans(fragments: Iterable[Fragment]) -> list[StoredSpan]:
                 c["status_code"],
                 c["start_ns"],
                 c["duration_ns"],
+                statuses,
                 strict=True,
             )
         )
@@ -122,7 +138,7 @@ def judge_pair(parent: StoredSpan | Span, child: StoredSpan | Span) -> tuple[boo
     The callee's span failing fails the call; the caller's client span failing fails it
     too when the callee gave no 4xx answer (a timeout, a refused connection, a 5xx). The
     HTTP status comes from the callee's span, else the caller's: at least one of the two
-    is new in the batch, with its attributes (a stored span brings only its status).
+    is new in the batch, with its attributes, and a stored span brings its HTTP status.
     """
     status = _http_status_of(child)
     if status is None:
@@ -144,4 +160,4 @@ def _is_lookup(x: StoredSpan | Span) -> bool:
 
 
 def _http_status_of(x: StoredSpan | Span) -> int | None:
-    return http_status(x.attributes) if isinstance(x, Span) else None
+    return http_status(x.attributes) if isinstance(x, Span) else x.http_status

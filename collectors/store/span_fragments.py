@@ -81,6 +81,10 @@ class SpanFragments:
         resources = self._catalog.resources(conn, resource_ids)
         return [s for f in fragments for s in f.spans(names, resources)]
 
+    def key_names(self, conn: Connection, fragments: Sequence[Fragment]) -> Mapping[int, str]:
+        """The names of the attribute keys the fragments use (and others)."""
+        return self._catalog.key_names(conn, {k for f in fragments for k in f.key_ids})
+
     def trace_spans(self, conn: Connection, trace_keys: Iterable[bytes]) -> list[Span]:
         """Every stored span of the given traces."""
         return self.spans(conn, self.read(conn, trace_keys))

@@ -210,7 +210,8 @@ def candidates(conn: Connection, key: str, value: str, start_ns: int, end_ns: in
         if not rows:
             return
         cursor = (rows[-1].start_ns, rows[-1].trace_id)
-        chunk = [r.trace_id for r in rows if r.trace_id not in seen]
+        # A trace has a row per fragment: it is a candidate once.
+        chunk = [t for t in dict.fromkeys(r.trace_id for r in rows) if t not in seen]
         seen.update(chunk)
         if chunk:
             yield chunk

@@ -131,7 +131,7 @@ class Writer:
             # Some traces have spans stored already: drop spans already stored (a retry),
             # and pair the new spans with the stored ones for edges.
             stored = self._fragments.read(conn, existing)
-            old_spans = stored_spans(stored)
+            old_spans = stored_spans(stored, self._fragments.key_names(conn, stored))
             retried = {(x.trace_id, x.span_id) for x in old_spans} & unique.keys()
             for key in retried:
                 del unique[key]
@@ -217,7 +217,8 @@ class Writer:
         found = dict(prepared.by_id)
         wanted = {(lk.trace_id, lk.span_id) for _, lk in links} - set(found)
         if wanted:
-            stored = stored_spans(self._fragments.read(conn, {bytes.fromhex(t) for t, _ in wanted}))
+            fragments = self._fragments.read(conn, {bytes.fromhex(t) for t, _ in wanted})
+            stored = stored_spans(fragments, self._fragments.key_names(conn, fragments))
             found.update(((x.trace_id, x.span_id), x) for x in stored if (x.trace_id, x.span_id) in wanted)
         waiting = []
         for consumer, link in links:

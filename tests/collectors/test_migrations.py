@@ -174,6 +174,8 @@ def test_replicas_opening_an_empty_database_at_once_all_start_on_one_schema(data
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
+    finally:
+        store.close()
 
 
 def test_a_row_per_span_store_upgrades_to_fragments_with_progress_and_reads_back(database_url: str, capfd):
