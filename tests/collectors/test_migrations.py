@@ -220,6 +220,11 @@ def test_a_row_per_span_store_upgrades_to_fragments_with_progress_and_reads_back
             expected = sorted(trace, key=lambda s: (s.start_ns, s.span_id))
             assert len(back) == len(expected) and all(same_span(a, b) for a, b in zip(expected, back, strict=True))
         with store.engine.connect() as conn:
+            # The tag index is rebuilt in this release's format: a trace is a candidate for its tag.
+            from collectors.store import tag_index
+
+            candidates = [t for chunk in tag_index.candidates(conn, "user.id", "u57", 0, 2**62) for t in chunk]
+            assert bytes.fromhex(eight_spans(57)[0].trace_id) in candidates and len(candidates) <= 3
             assert "spans" not in sa.inspect(conn).get_table_names()
             dictionaries = conn.execute(sa.text("SELECT count(*) FROM zstd_dictionaries")).scalar_one()
         assert dictionaries == 1  # trained on the converted fragments

@@ -5,7 +5,8 @@ Revises: 0014
 
 Every stored trace's span rows become one fragment (collectors/store/fragments.py),
 compressed with zstd and a dictionary trained on the first fragments converted; then the
-``spans`` table is dropped. The conversion walks the spans in trace order and prints its
+``spans`` table is dropped. The tag index is rebuilt at the same time, a row per trace,
+with the 3-byte hashes this release packs (the rows before held 4-byte ones). The conversion walks the spans in trace order and prints its
 progress; a store of 10 million spans takes a few minutes.
 """
 
@@ -17,7 +18,8 @@ import zstandard
 from alembic import op
 
 from collectors.store.compression import DICTIONARY_BYTES, LEVEL, NO_DICTIONARY, SAMPLE_FRAGMENTS, SAMPLE_MIN_BYTES
-from collectors.store.fragments import encode
+from collectors.store.fragments import encode_with_columns
+from collectors.store.tag_index import packed_column_hashes
 from collectors.store.rows import decode_attributes, resource_from_row, span_from_row
 
 revision = "0015"
@@ -46,6 +48,7 @@ def upgrade() -> None:
         sa.Column("created_ns", sa.BigInteger, nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=False),
     )
+    op.execute("DELETE FROM trace_tags")
     _Conversion(op.get_bind(), fragments, dictionaries).run()
     op.drop_table("spans")
 
@@ -63,6 +66,10 @@ class _Conversion:
         self.resource_ids = {id(resource): rid for rid, resource in self.resources.items()}
         self.total = conn.execute(sa.text("SELECT count(*) FROM spans")).scalar_one()
         self.pending: list[tuple[bytes, int, bytes]] = []  # trace id, span count, encoded text
+        self.tags: list[dict] = []
+        self.trace_tags = sa.table(
+            "trace_tags", sa.column("start_ns"), sa.column("trace_id"), sa.column("hashes", sa.LargeBinary)
+        )
         self.dictionary_id = NO_DICTIONARY
         self.compressor = zstandard.ZstdCompressor(level=LEVEL)
         self.trained = False
@@ -91,7 +98,11 @@ class _Conversion:
     def _add(self, trace_id: bytes, spans: list) -> None:
         for key in (k for s in spans for k in s.attributes if k not in self.key_ids):
             self.key_ids[key] = self._new_key(key)  # a key of a row stored before keys had ids
-        self.pending.append((trace_id, len(spans), encode(spans, self.resource_ids, self.key_ids)))
+        text, columns = encode_with_columns(spans, self.resource_ids, self.key_ids)
+        self.pending.append((trace_id, len(spans), text))
+        hashes = packed_column_hashes(columns, {id(s.resource): s.resource for s in spans}.values())
+        if hashes:
+            self.tags.append({"start_ns": min(s.start_ns for s in spans), "trace_id": trace_id, "hashes": hashes})
         self.done += len(spans)
         if len(self.pending) >= (SAMPLE_FRAGMENTS if not self.trained else _WRITE_BATCH):
             self._flush()
@@ -124,6 +135,9 @@ class _Conversion:
                 ],
             )
             self.pending = []
+        if self.tags:
+            self.conn.execute(sa.insert(self.trace_tags), self.tags)
+            self.tags = []
 
     def _report(self, force: bool = False) -> None:
         now = time.monotonic()
