@@ -68,8 +68,9 @@ def test_the_detail_has_a_time_axis_from_zero_at_round_steps(client, tracer_prov
     assert all(t.get_text().startswith("+") for t in ticks[1:])
     lefts = [float(t["style"].removeprefix("left: ").removesuffix("%")) for t in ticks]
     assert lefts == sorted(lefts) and lefts[-1] <= 100.0
-    steps = {round(b - a, 2) for a, b in zip(lefts, lefts[1:])}
-    assert len(steps) == 1, "ticks are evenly spaced"
+    steps = [b - a for a, b in zip(lefts, lefts[1:])]
+    # Evenly spaced, but for the page's rounding of each position to 3 decimals.
+    assert max(steps) - min(steps) < 0.002, f"ticks are evenly spaced: {steps}"
 
 
 def test_the_detail_names_the_deepest_error_as_the_failure_reason(client, tracer_provider_factory):
