@@ -52,7 +52,7 @@ def _store_locked(database_url: str) -> Iterator[None]:
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn, conn.begin():
-            conn.exec_driver_sql("LOCK TABLE spans IN ACCESS EXCLUSIVE MODE")
+            conn.exec_driver_sql("LOCK TABLE span_fragments IN ACCESS EXCLUSIVE MODE")
             yield
     finally:
         engine.dispose()
