@@ -4,6 +4,7 @@ and the command and settings (environment) each child process is started with.""
 from __future__ import annotations
 
 import os
+import random
 import socket
 import sys
 from collections.abc import Mapping
@@ -32,6 +33,9 @@ SERVICES: list[tuple[str, str, int, str]] = [
 ]
 # name, port offset from base_port of its gRPC server
 GRPC_SERVERS: dict[str, int] = {"users": 10}
+FREE_PORTS_FROM = 10000
+"""Free ports are picked from here up to the ephemeral range (above the fixed ports of
+``spyglass demo``, Spyglass and PostgreSQL)."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,45 @@ def plan_children(
 
 def free_ports(count: int) -> list[int]:
     """``count`` distinct loopback ports that were free a moment ago (all held at once
-    while they are picked, so none is picked twice)."""
+    while they are picked, so none is picked twice).
+
+    They are drawn at random from below the kernel's ephemeral range (from
+    ``FREE_PORTS_FROM``): the kernel gives ports in that range to every ``bind`` to port 0
+    and every outgoing connection on the machine, any of which could otherwise take one
+    of them in the seconds between this pick and the demo's child binding it."""
+    low = ephemeral_low()
+    if low - FREE_PORTS_FROM < 1000:  # hardly any room below the range: let the kernel pick
+        return _kernel_picked_ports(count)
+    rng = random.SystemRandom()
+    sockets: list[socket.socket] = []
+    try:
+        tries = count * 50
+        while len(sockets) < count:
+            if tries == 0:
+                raise OSError(f"no {count} free loopback ports below {low}")
+            tries -= 1
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind(("127.0.0.1", rng.randrange(FREE_PORTS_FROM, low)))
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default when it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _kernel_picked_ports(count: int) -> list[int]:
     sockets = []
     try:
         for _ in range(count):
