@@ -26,29 +26,76 @@ LEFTOVER_GRACE_S = 5.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Mark this run in the environment every process it starts inherits."""
-    os.environ[RUN_MARK] = secrets.token_hex(8)
+    """Mark this run in the environment every process it starts inherits.
+
+    Under pytest-xdist a worker inherits the controller's mark and extends it with its id
+    (``<mark>.gw0``), so each worker checks only what its own tests started, never what
+    another worker's running tests did, and the controller checks what any worker left.
+    """
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        os.environ[RUN_MARK] = secrets.token_hex(8)
+    else:
+        os.environ[RUN_MARK] = f"{os.environ[RUN_MARK]}.{workerinput['workerid']}"
+    if config.pluginmanager.has_plugin("xdist"):
+        config.pluginmanager.register(_WorkerLeftovers(), _WorkerLeftovers.NAME)
+
+
+class _WorkerLeftovers:
+    """The controller's collection of what the workers' own checks found (and killed)."""
+
+    NAME = "spyglass-worker-leftovers"
+    KEY = "spyglass_leftover_processes"
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def pytest_testnodedown(self, node, error: object | None) -> None:
+        self.lines += getattr(node, "workeroutput", {}).get(self.KEY, [])
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Fail the run if any process it started outlived it (after killing each one)."""
-    mark = os.environ[RUN_MARK]
+    """Fail the run if any process it started outlived it (after killing each one).
+
+    A worker of pytest-xdist hands what it found to the controller, which reports it.
+    The controller itself starts no test's process; the processes carrying its own mark
+    are the workers, so it looks for the workers' marks, whatever a worker that died
+    before its own check left behind.
+    """
+    config = session.config
+    controller = config.pluginmanager.has_plugin("dsession")
+    lines = _kill_leftovers(os.environ[RUN_MARK], nested=controller)
+    if hasattr(config, "workerinput"):
+        config.workeroutput[_WorkerLeftovers.KEY] = lines
+        return
+    collected = config.pluginmanager.get_plugin(_WorkerLeftovers.NAME)
+    if collected is not None:
+        lines = collected.lines + lines
+    if not lines:
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("\n" + "\n".join(lines), red=True, bold=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _kill_leftovers(mark: str, nested: bool) -> list[str]:
+    """Wait a little for the processes marked ``mark`` (or, ``nested``, a mark under it)
+    to end; SIGKILL those still running and describe them."""
     deadline = time.monotonic() + LEFTOVER_GRACE_S
-    while (left := processes_marked(mark)) and time.monotonic() < deadline:
+    while (left := processes_marked(mark, nested=nested)) and time.monotonic() < deadline:
         time.sleep(0.1)
     if not left:
-        return
+        return []
     for pid in left:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    lines = [f"{len(left)} process(es) started by the tests were still running at the end (now killed):"]
-    lines += [f"  {pid}: {cmd}" for pid, cmd in sorted(left.items())]
-    if reporter is not None:
-        reporter.write_line("\n" + "\n".join(lines), red=True, bold=True)
-    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    where = f" (worker {worker})" if worker else ""
+    lines = [f"{len(left)} process(es) started by the tests{where} were still running at the end (now killed):"]
+    return lines + [f"  {pid}: {cmd}" for pid, cmd in sorted(left.items())]
 
 
 def _backends() -> list:

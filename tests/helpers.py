@@ -104,15 +104,19 @@ def group_members(pgid: int) -> list[int]:
     return [pid for pid, state, group in _processes() if group == pgid and state != "Z"]
 
 
-def processes_marked(mark: str) -> dict[int, str]:
-    """Running processes (but this one) whose environment has ``RUN_MARK=mark``: {pid: command line}."""
-    needle = f"{RUN_MARK}={mark}".encode()
+def processes_marked(mark: str, nested: bool = False) -> dict[int, str]:
+    """Running processes (but this one) whose environment has ``RUN_MARK=mark``, or with
+    ``nested`` a mark under it (``<mark>.gw0``, a pytest-xdist worker's): {pid: command line}."""
+    key = f"{RUN_MARK}=".encode()
+    wanted = mark.encode()
     found = {}
     for pid, state, _group in _processes():
         if pid == os.getpid() or state == "Z":
             continue
         try:
-            if needle not in (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0"):
+            environ = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+            values = [entry[len(key) :] for entry in environ if entry.startswith(key)]
+            if not any(value.startswith(wanted + b".") if nested else value == wanted for value in values):
                 continue
             cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
             found[pid] = cmdline.replace(b"\0", b" ").decode(errors="replace")
