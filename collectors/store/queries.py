@@ -35,7 +35,6 @@ from collectors.store.fragments import Fragment
 from collectors.store.schema import (
     edge_stats,
     operations,
-    trace_services,
     trace_summaries,
 )
 from collectors.store.span_fragments import SpanFragments
@@ -182,7 +181,8 @@ class TraceReader:
                 yield from tag_index.candidates(conn, key, value, q.start_ns, q.end_ns)
                 return
         elif q.service:
-            table, where = trace_services, [trace_services.c.service == q.service]
+            yield from tag_index.candidates(conn, tag_index.SERVICE_KEY, q.service, q.start_ns, q.end_ns)
+            return
         else:
             table, where = trace_summaries, []
         if table is trace_summaries and q.status == "error":
@@ -218,12 +218,14 @@ class TraceReader:
 
     def _filter_chunk(self, conn: Connection, chunk: list[bytes], q: TraceQuery, needs_spans: bool) -> set[bytes]:
         """The ids in ``chunk`` that exist and satisfy the query."""
-        stmt = sa.select(trace_summaries.c.trace_id, trace_summaries.c.error_count).where(
-            trace_summaries.c.trace_id.in_(chunk),
-            trace_summaries.c.start_ns <= q.end_ns,
-            trace_summaries.c.end_ns >= q.start_ns,
+        t = trace_summaries.c
+        stmt = sa.select(t.trace_id, t.error_count, t.services).where(
+            t.trace_id.in_(chunk), t.start_ns <= q.end_ns, t.end_ns >= q.start_ns
         )
-        alive = {r.trace_id: r.error_count for r in conn.execute(stmt)}
+        rows = conn.execute(stmt).all()
+        if q.service:  # a candidate by its service's hash may be a collision: the summary knows
+            rows = [r for r in rows if q.service in _rows.loads(r.services)]
+        alive = {r.trace_id: r.error_count for r in rows}
         if q.status == "error":
             alive = {k: e for k, e in alive.items() if e > 0}
         elif q.status == "ok":
@@ -271,17 +273,16 @@ class TraceReader:
         """(service, start_ns, duration_ns, failed) of the SERVER spans of ``services`` that
         started in [start_ns, end_ns), oldest first, at most ``limit``.
 
-        The traces come from the service index, whose time is the service's first span in
-        the trace: traces in which it began up to :data:`ENTRY_LOOKBACK_NS` before the
-        window are read too, for their later spans."""
-        t = trace_services.c
-        stmt = sa.select(t.trace_id).where(
-            t.service.in_(services), t.start_ns >= start_ns - ENTRY_LOOKBACK_NS, t.start_ns < end_ns
+        The traces are those of the summaries that overlap the window, took part in by one
+        of the services, and began at most :data:`ENTRY_LOOKBACK_NS` before it."""
+        t = trace_summaries.c
+        stmt = sa.select(t.trace_id, t.services).where(
+            t.start_ns >= start_ns - ENTRY_LOOKBACK_NS, t.start_ns < end_ns, t.end_ns >= start_ns
         )
         wanted = set(services)
         out: list[tuple[str, int, int, bool]] = []
         with self._database.connect() as conn:
-            keys = conn.execute(stmt).scalars().all()
+            keys = [r.trace_id for r in conn.execute(stmt) if wanted.intersection(_rows.loads(r.services))]
             for f in self._fragments.read(conn, keys):
                 c = f.columns()
                 out.extend(

@@ -12,7 +12,6 @@ from collectors.store.database import Database
 from collectors.store.patterns.batch import drop_stale_rows
 from collectors.store.schema import (
     span_fragments,
-    trace_services,
     trace_summaries,
     unpaired_consumers,
 )
@@ -69,8 +68,6 @@ class Retention:
             tag_index.drop_before(conn, oldest)
             drop_stale_rows(conn, oldest)
             if oldest is None:
-                for table in (trace_services, unpaired_consumers):
-                    conn.execute(sa.delete(table))
+                conn.execute(sa.delete(unpaired_consumers))
                 return
-            conn.execute(sa.delete(trace_services).where(trace_services.c.start_ns < oldest))
             conn.execute(sa.delete(unpaired_consumers).where(unpaired_consumers.c.start_ns < oldest))

@@ -82,15 +82,6 @@ trace_summaries = sa.Table(
     sa.Index("ix_trace_summaries_received_ns", "received_ns"),
 )
 
-trace_services = sa.Table(
-    "trace_services",
-    metadata,
-    sa.Column("service", sa.Text, primary_key=True),
-    sa.Column("start_ns", sa.BigInteger, primary_key=True),
-    sa.Column("trace_id", sa.LargeBinary(16), primary_key=True),
-    sqlite_with_rowid=False,
-)
-
 unpaired_consumers = sa.Table(
     "unpaired_consumers",
     metadata,

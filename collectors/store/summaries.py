@@ -63,14 +63,12 @@ SUMMARY_SETS = (
 ``services`` is merged beforehand, by :func:`with_stored_services`."""
 
 
-def summary_rows(new: list[Span], received_ns: int) -> tuple[list[tuple], list[tuple[str, int, bytes]]]:
-    """The batch's summary rows (SUMMARY_COLUMNS order) and ``trace_services`` rows
-    (service, first start of the service in the trace, trace id)."""
+def summary_rows(new: list[Span], received_ns: int) -> list[tuple]:
+    """The batch's summary rows (SUMMARY_COLUMNS order)."""
     per_trace: dict[str, list[Span]] = defaultdict(list)
     for s in new:
         per_trace[s.trace_id].append(s)
     summaries = []
-    first_start: dict[tuple[str, bytes], int] = {}
     for trace_id, group in per_trace.items():
         key = bytes.fromhex(trace_id)
         root = None
@@ -85,9 +83,6 @@ def summary_rows(new: list[Span], received_ns: int) -> tuple[list[tuple], list[t
             if s.end_ns > end:
                 end = s.end_ns
             errors += s.status_code == STATUS_ERROR
-            k = (s.service, key)
-            if s.start_ns < first_start.get(k, 1 << 63):
-                first_start[k] = s.start_ns
         stand_in = root or first
         services = sorted({s.service for s in group})
         summaries.append(
@@ -107,7 +102,7 @@ def summary_rows(new: list[Span], received_ns: int) -> tuple[list[tuple], list[t
                 None,
             )
         )
-    return summaries, [(service, start, trace) for (service, trace), start in first_start.items()]
+    return summaries
 
 
 def with_stored_services(row: tuple, existing: dict[bytes, list[str]]) -> tuple:

@@ -40,6 +40,10 @@ _CHUNK = 200
 _LITTLE = sys.byteorder == "little"
 assert array("I").itemsize == 4, "the tag index packs hashes as 4-byte unsigned integers"
 
+SERVICE_KEY = "\x00service"
+"""The key under which a fragment's services are indexed (NUL: no attribute key that
+reaches the store has one), so that a search by service goes through this index too."""
+
 _CACHE_LIMIT = 1 << 17
 """How many ``(key, value) -> hash`` entries to keep: most values repeat across spans."""
 
@@ -141,6 +145,7 @@ def packed_column_hashes(columns: Mapping[str, list[Any]], resources: Iterable[R
     items: set[tuple[str, Any]] = set()
     for resource in resources:
         items.update(_items(resource.attributes))
+        items.add((SERVICE_KEY, resource.service_name))
     _hashes_into(out, items)
     return _packed(sorted(out))
 

@@ -30,7 +30,6 @@ from collectors.store.patterns.traffic import write_edge_stats
 from collectors.store.schema import (
     operations,
     span_fragments,
-    trace_services,
     trace_summaries,
     unpaired_consumers,
 )
@@ -149,7 +148,6 @@ class Writer:
             summaries = [with_stored_services(row, existing) for row in summaries]
         summaries = self._with_failures(conn, summaries, prepared.by_id, stored_failures, stored)
         upsert(conn, trace_summaries, SUMMARY_COLUMNS, ("trace_id",), SUMMARY_SETS, summaries)
-        insert_ignoring_duplicates(conn, trace_services, ("service", "start_ns", "trace_id"), prepared.services)
         tag_index.write(conn, prepared.tags)
         new_ops = {(s.service, s.name, s.kind) for s in new} - self._known_operations
         if new_ops:
@@ -269,7 +267,6 @@ class _Prepared:
     """What a batch adds besides its span rows, computed without the database."""
 
     summaries: list[tuple]
-    services: list[tuple[str, int, bytes]]
     tags: list[tuple[int, bytes, bytes]]
     calls: Calls
     patterns: PatternRows
@@ -292,9 +289,8 @@ def _prepare(new: list[Span], old: list[StoredSpan], tags: list[tuple[int, bytes
     """Summaries, index entries, calls and pattern rows of the new spans of a batch;
     ``old`` are the stored spans of the batch's traces, for calls across batches, and
     ``tags`` the tag index rows of the batch's fragments."""
-    summaries, services = summary_rows(new, received_ns)
     calls, by_id = pair_calls(new, old)
-    return _Prepared(summaries, services, tags, calls, pattern_rows(new), by_id)
+    return _Prepared(summary_rows(new, received_ns), tags, calls, pattern_rows(new), by_id)
 
 
 def _pair_waiting_consumers(conn: Connection, producers: list[Span], calls: Calls) -> None:

@@ -99,7 +99,7 @@ def test_an_http_status_or_nothing_at_all(database_url: str):
             assert summary(store).failure == expected
         finally:
             with store.engine.begin() as conn:
-                for table in ("span_fragments", "trace_summaries", "trace_services", "trace_tags", "operation_stats"):
+                for table in ("span_fragments", "trace_summaries", "trace_tags", "operation_stats"):
                     conn.execute(sa.text(f"DELETE FROM {table}"))
             store.close()
 

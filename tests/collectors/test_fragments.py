@@ -155,7 +155,8 @@ def test_a_fragments_tag_hashes_are_those_of_every_attribute_and_resource_value(
     keys = {k: i for i, k in enumerate(sorted({k for s in sent for k in s.attributes}))}
     _, columns = encode_with_columns(sent, {id(GATEWAY): 1, id(ORDERS): 2}, keys)
     from_columns = tag_index.packed_column_hashes(columns, [GATEWAY, ORDERS])
-    from_spans = tag_index.packed_hashes([s.attributes for s in sent] + [GATEWAY.attributes, ORDERS.attributes])
+    services = [{tag_index.SERVICE_KEY: r.service_name} for r in (GATEWAY, ORDERS)]
+    from_spans = tag_index.packed_hashes([s.attributes for s in sent] + [GATEWAY.attributes, ORDERS.attributes] + services)
     def hashes(packed: bytes) -> set[bytes]:
         return {packed[i : i + 3] for i in range(0, len(packed), 3)}
 

@@ -6,8 +6,10 @@ Revises: 0014
 Every stored trace's span rows become one fragment (collectors/store/fragments.py),
 compressed with zstd and a dictionary trained on the first fragments converted; then the
 ``spans`` table is dropped. The tag index is rebuilt at the same time, a row per trace,
-with the 3-byte hashes this release packs (the rows before held 4-byte ones). The conversion walks the spans in trace order and prints its
-progress; a store of 10 million spans takes a few minutes.
+with the 3-byte hashes this release packs (the rows before held 4-byte ones) and the
+trace's services among them, which replaces the ``trace_services`` index. The conversion
+walks the spans in trace order and prints its progress; a store of 10 million spans takes
+a few minutes.
 """
 
 import sys
@@ -51,6 +53,7 @@ def upgrade() -> None:
     op.execute("DELETE FROM trace_tags")
     _Conversion(op.get_bind(), fragments, dictionaries).run()
     op.drop_table("spans")
+    op.drop_table("trace_services")  # the tag index finds traces by service now
 
 
 class _Conversion:

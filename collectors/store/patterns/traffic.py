@@ -54,12 +54,12 @@ from collectors.store.patterns.conventions import (
     judge_call,
     whole_number,
 )
+from collectors.store.rows import dumps as json_text
 from collectors.store.schema import (
     HISTOGRAM_COLUMNS,
     edge_stats,
     instance_stats,
     operation_stats,
-    trace_services,
     trace_summaries,
 )
 
@@ -397,11 +397,13 @@ class TrafficReader:
         if failing:
             query = TraceQuery(start_ns=start_ns, end_ns=end_ns, service=service, status="error", limit=limit)
             return self._traces.find_traces(query).traces
-        ts, sm = trace_services.c, trace_summaries.c
+        sm = trace_summaries.c
+        # The summary's services are a JSON list: the service's JSON text, quotes included,
+        # is in it exactly when the service is.
         stmt = (
             sa.select(sm.trace_id)
-            .select_from(trace_services.join(trace_summaries, ts.trace_id == sm.trace_id))
-            .where(ts.service == service, ts.start_ns >= start_ns, ts.start_ns <= end_ns)
+            .where(sm.start_ns >= start_ns, sm.start_ns <= end_ns)
+            .where(sm.services.contains(json_text([service])[1:-1], autoescape=True))
             .order_by((sm.end_ns - sm.start_ns).desc())
             .limit(limit)
         )
