@@ -96,7 +96,8 @@ def _batches(round_: int, base_ns: int) -> list[Batch]:
 @dataclass
 class _Stream:
     """Senders sharing one queue of batches; the one that receives the last 200 wanted
-    kills the server's process group at once."""
+    while another batch is on its way (so that the kill lands mid-traffic) kills the
+    server's process group at once."""
 
     server: ServeProcess
     batches: list[Batch]
@@ -104,6 +105,7 @@ class _Stream:
     killed: threading.Event = field(default_factory=threading.Event)
     acks: int = 0
     next: int = 0
+    flying: int = 0
 
     def send(self) -> None:
         with requests.Session() as session:
@@ -113,6 +115,7 @@ class _Stream:
                         return
                     batch = self.batches[self.next]
                     self.next += 1
+                    self.flying += 1
                 batch.outcome = "no answer"
                 try:
                     response = session.post(
@@ -120,13 +123,16 @@ class _Stream:
                     )
                 except requests.RequestException:
                     continue
+                finally:
+                    with self.lock:
+                        self.flying -= 1
                 if response.status_code != 200:
                     batch.outcome = f"refused {response.status_code}"
                     continue
                 batch.outcome = "acknowledged"
                 with self.lock:
                     self.acks += 1
-                    if self.acks == ACKS_BEFORE_KILL:
+                    if self.acks >= ACKS_BEFORE_KILL and self.flying and not self.killed.is_set():
                         os.killpg(self.server.proc.pid, signal.SIGKILL)
                         self.killed.set()
 
@@ -140,8 +146,9 @@ def _run_until_killed(server: ServeProcess, batches: list[Batch]) -> None:
         t.join(timeout=120)
     assert stream.killed.is_set(), f"only {stream.acks} batches were acknowledged:\n{server.output()}"
     wait_until(lambda: not group_members(server.proc.pid), timeout=10, message="the killed server's group to end")
-    in_flight = sum(b.outcome == "no answer" for b in batches)
-    assert in_flight, "the kill landed with batches in flight"
+    # Another request was on its way when the kill was sent (the stream waits for one);
+    # whether the server had answered it by then is up to timing, so the batches without
+    # an answer may be none.
 
 
 def _stored_spans(server: ServeProcess, trace_ids: set[str]) -> dict[str, set[str]]:

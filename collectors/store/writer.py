@@ -27,6 +27,7 @@ from collectors.store.fragments import Fragment
 from collectors.store.pairing import Calls, StoredSpan, pair_calls, stored_spans
 from collectors.store.patterns.batch import PatternRows, pattern_rows, write_pattern_rows
 from collectors.store.patterns.traffic import write_edge_stats
+from collectors.store.recent_traces import Fingerprint, RecentTraces, stored_span_of
 from collectors.store.schema import (
     operations,
     span_fragments,
@@ -62,6 +63,7 @@ class Writer:
         self._catalog = catalog
         self._fragments = fragments
         self._known_operations: set[tuple[str, str, int]] = set()
+        self.recent = RecentTraces()
 
     def write_spans(self, batch: Iterable[Span], received_ns: int | None = None) -> WriteResult:
         """Store spans, idempotently on (trace_id, span_id), and return after the commit.
@@ -89,7 +91,9 @@ class Writer:
                 prepared = _prepare(list(unique.values()), [], tags, received_ns)
                 try:
                     with self._database.write() as conn:
-                        new_ops, inserted = self._write_in(conn, dict(unique), rows, encoding, prepared, received_ns)
+                        new_ops, inserted, recent = self._write_in(
+                            conn, dict(unique), rows, encoding, prepared, received_ns
+                        )
                     break
                 except sa.exc.DBAPIError as err:
                     if attempt == WRITE_ATTEMPTS or getattr(err.orig, "sqlstate", None) not in _TRANSIENT:
@@ -97,6 +101,7 @@ class Writer:
         except sa.exc.SQLAlchemyError as err:
             raise StoreError(f"could not store the batch: {first_line(err)}") from err
         self._known_operations.update(new_ops)
+        self.recent.remember(recent)  # committed: what the next batch of these traces finds
         self._database.start_checkpoints()
         return WriteResult(inserted, offered - inserted)
 
@@ -108,9 +113,10 @@ class Writer:
         encoding: _Encoding,
         prepared: _Prepared,
         received_ns: int,
-    ) -> tuple[set[tuple[str, str, int]], int]:
+    ) -> tuple[set[tuple[str, str, int]], int, list[tuple[bytes, Fingerprint, list[StoredSpan]]]]:
         """Write the batch's new spans and what they add; return the operations not known
-        before and how many spans were new."""
+        before, how many spans were new, and what the batch leaves stored of its traces
+        (for :attr:`recent`, once committed)."""
         trace_keys = {bytes.fromhex(t) for t, _ in unique}
         # A consumer's link pairs it with a producer span of another trace: hold that
         # trace too, so the producer's batch and this one see each other's rows.
@@ -120,22 +126,35 @@ class Writer:
         # summary upsert merges with.
         existing: dict[bytes, list[str]] = {}
         stored_failures: dict[bytes, bytes | None] = {}
-        for trace_id, services, failure in select_in(
-            conn, trace_summaries, ("trace_id", "services", "failure_span_id"), "trace_id", list(trace_keys)
+        fingerprints: dict[bytes, Fingerprint] = {}
+        columns = ("trace_id", "services", "failure_span_id", "span_count", "start_ns", "end_ns")
+        for trace_id, services, failure, count, start, end in select_in(
+            conn, trace_summaries, columns, "trace_id", list(trace_keys)
         ):
             existing[trace_id] = _rows.loads(services)
             stored_failures[trace_id] = failure
+            fingerprints[trace_id] = (count, start, end)
         stored: list[Fragment] = []
+        old_spans: list[StoredSpan] = []
         if existing:
             # Some traces have spans stored already: drop spans already stored (a retry),
-            # and pair the new spans with the stored ones for edges.
-            stored = self._fragments.read(conn, existing)
-            old_spans = stored_spans(stored, self._fragments.key_names(conn, stored))
+            # and pair the new spans with the stored ones for edges. This process may have
+            # them in memory; the others are read.
+            unread = []
+            for key in existing:
+                known = self.recent.get(key, fingerprints[key])
+                if known is None:
+                    unread.append(key)
+                else:
+                    old_spans.extend(known)
+            if unread:
+                stored = self._fragments.read(conn, unread)
+                old_spans.extend(stored_spans(stored, self._fragments.key_names(conn, stored)))
             retried = {(x.trace_id, x.span_id) for x in old_spans} & unique.keys()
             for key in retried:
                 del unique[key]
             if not unique:
-                return set(), 0
+                return set(), 0, []
             if retried:  # the fragments of the traces concerned hold only the new spans
                 rows, tags = encoding.rows(unique.values())
                 prepared = _prepare(list(unique.values()), old_spans, tags, received_ns)
@@ -147,6 +166,7 @@ class Writer:
         if existing:
             summaries = [with_stored_services(row, existing) for row in summaries]
         summaries = self._with_failures(conn, summaries, prepared.by_id, stored_failures, stored)
+        recent = _left_stored(new, old_spans, fingerprints)
         upsert(conn, trace_summaries, SUMMARY_COLUMNS, ("trace_id",), SUMMARY_SETS, summaries)
         tag_index.write(conn, prepared.tags)
         new_ops = {(s.service, s.name, s.kind) for s in new} - self._known_operations
@@ -160,7 +180,7 @@ class Writer:
             self._pair_linked_consumers(conn, links, prepared)
         write_edge_stats(conn, prepared.calls.stats)
         write_pattern_rows(self._database, conn, prepared.patterns)
-        return new_ops, len(unique)
+        return new_ops, len(unique), recent
 
 
     def _with_failures(
@@ -193,9 +213,11 @@ class Writer:
     def _stored_reasons(
         self, conn: Connection, wanted: list[tuple[bytes, bytes]], fragments: list[Fragment]
     ) -> dict[bytes, tuple[bytes, str, str]]:
-        """The reasons of stored spans, read from the fragments of their traces (the
-        batch has read them already)."""
+        """The reasons of stored spans, read from the fragments of their traces (those the
+        batch has not read already are read now)."""
         keys = {(t.hex(), s.hex()) for t, s in wanted}
+        read = {f.trace_id for f in fragments}
+        fragments = fragments + self._fragments.read(conn, {t for t, _ in wanted if t.hex() not in read})
         holding = [f for f in fragments if any((f.trace_id, sid) in keys for sid in f.span_ids)]
         out = {}
         for x in self._fragments.spans(conn, holding):
@@ -291,6 +313,47 @@ def _prepare(new: list[Span], old: list[StoredSpan], tags: list[tuple[int, bytes
     ``tags`` the tag index rows of the batch's fragments."""
     calls, by_id = pair_calls(new, old)
     return _Prepared(summary_rows(new, received_ns), tags, calls, pattern_rows(new), by_id)
+
+
+def _left_stored(
+    new: list[Span], old: list[StoredSpan], fingerprints: dict[bytes, Fingerprint]
+) -> list[tuple[bytes, Fingerprint, list[StoredSpan]]]:
+    """The batch's traces that come in parts, as they are left stored: their summary's
+    fingerprint (the stored one's count, start and end, grown by the new spans, as the
+    summary upsert grows them) and all their spans.
+
+    A trace comes in parts when it had spans stored before, or when the batch lacks its
+    root or the parent of one of its spans. A trace that came whole (the usual case with
+    a single exporter) is not kept: no later batch is likely to need it."""
+    by_trace: dict[str, list[Span]] = {}
+    for s in new:
+        group = by_trace.get(s.trace_id)
+        if group is None:
+            by_trace[s.trace_id] = [s]
+        else:
+            group.append(s)
+    old_by_trace: dict[str, list[StoredSpan]] = {}
+    for x in old:
+        old_by_trace.setdefault(x.trace_id, []).append(x)
+    out = []
+    for trace_id, group in by_trace.items():
+        key = bytes.fromhex(trace_id)
+        before = fingerprints.get(key)
+        if before is None:
+            ids = {s.span_id for s in group}
+            whole = any(not s.parent_span_id for s in group) and all(
+                not s.parent_span_id or s.parent_span_id in ids for s in group
+            )
+            if whole:
+                continue
+        count = len(group) + (before[0] if before else 0)
+        start = min(s.start_ns for s in group)
+        end = max(s.end_ns for s in group)
+        if before is not None:
+            start, end = min(before[1], start), max(before[2], end)
+        spans = old_by_trace.get(trace_id, []) + [stored_span_of(s) for s in group]
+        out.append((key, (count, start, end), spans))
+    return out
 
 
 def _pair_waiting_consumers(conn: Connection, producers: list[Span], calls: Calls) -> None:

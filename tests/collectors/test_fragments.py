@@ -163,3 +163,27 @@ def test_a_fragments_tag_hashes_are_those_of_every_attribute_and_resource_value(
     assert len(from_columns) % 3 == 0 and hashes(from_columns) == hashes(from_spans) and len(from_columns) > 40
     for key, text in (("ok", "true"), ("ok", "1"), ("n", "3"), ("http.route", "/x"), ("host.name", "gw-1")):
         assert tag_index.needle(key, text) in from_columns, (key, text)
+
+
+def test_a_process_that_kept_a_trace_in_memory_reads_it_again_once_another_wrote_to_it(database_url: str):
+    """Two processes (two stores on one database) writing parts of one trace: the first
+    keeps its part in memory for its next batch, but must not trust it once the second
+    has added spans; a re-sent span of the second's part is still recognised."""
+    a = SpanStore.from_url(database_url, background_checkpoints=False)
+    b = SpanStore.from_url(database_url, background_checkpoints=False)
+    try:
+        root = Span(T, "00000000000000c1", "", "GET /", 2, NOW, NOW + 9_000, GATEWAY)
+        child = Span(T, "00000000000000c2", "00000000000000c1", "charge", 2, NOW + 10, NOW + 5_000, ORDERS)
+        grandchild = Span(T, "00000000000000c3", "00000000000000c2", "lookup", 3, NOW + 20, NOW + 90, GATEWAY)
+        assert a.write_spans([grandchild]).inserted == 1  # its parent is missing: a keeps it
+        assert b.write_spans([child]).inserted == 1
+        again = a.write_spans([root, child])  # child re-sent through a
+        assert (again.inserted, again.duplicates) == (1, 1)
+        assert sorted(s.span_id for s in a.get_trace(T)) == ["00000000000000c1", "00000000000000c2", "00000000000000c3"]
+        assert a.get_summaries([T])[0].span_count == 3
+        # Every call counted once: gateway -> orders and orders -> gateway.
+        calls = {(e.parent, e.child): e.call_count for e in a.dependencies(0, 2**62)}
+        assert calls == {("gateway", "orders"): 1, ("orders", "gateway"): 1}
+    finally:
+        a.close()
+        b.close()
