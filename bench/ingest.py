@@ -223,8 +223,8 @@ def run_phase(
         for t in threads:
             t.start()
         watcher.start()
-        if not target_spans:
-            stop.wait(seconds)
+        # Until the time is up, or until the watcher has seen the target reached.
+        stop.wait(None if target_spans else seconds)
     finally:  # also on SIGTERM or Ctrl-C, so that the servers are stopped
         stop.set()
         for t in [*threads, watcher]:
