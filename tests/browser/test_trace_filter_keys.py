@@ -68,6 +68,8 @@ def test_the_errors_pill_keeps_error_rows_and_greys_their_ancestors(trace_page):
     assert _visible(page) == ALL_ROWS
     page.click(".pill:has(input[name=status])")
     page.locator("[data-filter-count]").wait_for()
+    # htmx gives a swapped-in row its old classes until it settles (20 ms later).
+    page.wait_for_function("() => !document.querySelector('.htmx-settling')")
     assert page.locator("[data-filter-count]").inner_text() == "6 of 14 spans"
     shown = _shown(page)
     assert {n for n, m in shown.items() if m} == {2, 4, 9, 10, 11, 12}
