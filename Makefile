@@ -24,8 +24,13 @@ demo: setup
 serve: setup
 	$(BIN)/spyglass serve
 
+# Two pytest-xdist workers, each taking a whole test file at a time (so a file's demo or
+# browser, started once for the module, is never started twice); the suite spends much of
+# its time waiting on processes it starts. `make test TEST_WORKERS=0` runs it serially.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	$(BIN)/python bench/ingest.py
