@@ -58,7 +58,7 @@ class SpanStore:
         catalog = Catalog(database)
         self.fragments = SpanFragments(database, catalog)
         self._writer = Writer(database, catalog, self.fragments)
-        self._traces = TraceReader(database, catalog, self.fragments)
+        self._traces = TraceReader(database, self.fragments)
         self._traffic = TrafficReader(database, self._traces)
         self._breakers = BreakerReader(database)
         self._sagas = SagaReader(database)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from operator import attrgetter
 from typing import Any
 
@@ -21,7 +21,6 @@ from collectors.model import (
 )
 from collectors.store import rows as _rows
 from collectors.store import tag_index
-from collectors.store.catalog import Catalog
 from collectors.store.contracts import (
     MAX_QUERY_LIMIT,
     MAX_SORT_SCAN,
@@ -57,9 +56,8 @@ _SORT_KEYS = {
 class TraceReader:
     """Reads of traces, trace searches, services, operations and dependencies."""
 
-    def __init__(self, database: Database, catalog: Catalog, fragments: SpanFragments) -> None:
+    def __init__(self, database: Database, fragments: SpanFragments) -> None:
         self._database = database
-        self._catalog = catalog
         self._fragments = fragments
 
     def get_trace(self, trace_id: str) -> list[Span]:
@@ -235,11 +233,11 @@ class TraceReader:
         # One span must meet every span-level condition (as in Jaeger): read the
         # candidates' fragments and look.
         fragments = self._fragments.read(conn, alive)
-        names: dict[int, str] = {}
-        resources: dict[int, Resource] = {}
+        names: Mapping[int, str] = {}
+        resources: Mapping[int, Resource] = {}
         if q.tags:
-            names = self._catalog.key_names(conn, {k for f in fragments for k in f.key_ids})
-            resources = self._catalog.resources(conn, {r for f in fragments for r in f.resource_ids})
+            names = self._fragments.key_names(conn, fragments)
+            resources = self._fragments.resources(conn, fragments)
         keep: set[bytes] = set()
         for f in fragments:
             key = bytes.fromhex(f.trace_id)
@@ -310,7 +308,7 @@ class TraceReader:
 
 
 
-def _fragment_matches(f: Fragment, q: TraceQuery, names: dict[int, str], resources: dict[int, Resource]) -> bool:
+def _fragment_matches(f: Fragment, q: TraceQuery, names: Mapping[int, str], resources: Mapping[int, Resource]) -> bool:
     """Whether one span of the fragment meets every span-level condition of the query."""
     c = f.columns()
     attributes = f.attributes(names) if q.tags else None

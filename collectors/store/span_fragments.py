@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from collectors.model import Span, SpanOutline
+from collectors.model import Resource, Span, SpanOutline
 from collectors.store.catalog import Catalog
 from collectors.store.compression import Compression
 from collectors.store.database import Database
@@ -72,18 +72,16 @@ class SpanFragments:
         """Every span of the fragments, whole (attribute keys and resources resolved)."""
         if not fragments:
             return []
-        key_ids: set[int] = set()
-        resource_ids: set[int] = set()
-        for f in fragments:
-            key_ids |= f.key_ids
-            resource_ids |= f.resource_ids
-        names = self._catalog.key_names(conn, key_ids)
-        resources = self._catalog.resources(conn, resource_ids)
+        names, resources = self.key_names(conn, fragments), self.resources(conn, fragments)
         return [s for f in fragments for s in f.spans(names, resources)]
 
     def key_names(self, conn: Connection, fragments: Sequence[Fragment]) -> Mapping[int, str]:
         """The names of the attribute keys the fragments use (and others)."""
         return self._catalog.key_names(conn, {k for f in fragments for k in f.key_ids})
+
+    def resources(self, conn: Connection, fragments: Sequence[Fragment]) -> Mapping[int, Resource]:
+        """The resources the fragments' spans refer to (and others), by row id."""
+        return self._catalog.resources(conn, {r for f in fragments for r in f.resource_ids})
 
     def trace_spans(self, conn: Connection, trace_keys: Iterable[bytes]) -> list[Span]:
         """Every stored span of the given traces."""
