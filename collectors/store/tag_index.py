@@ -23,6 +23,7 @@ from __future__ import annotations
 import sys
 import zlib
 from array import array
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -44,8 +45,8 @@ SERVICE_KEY = "\x00service"
 """The key under which a fragment's services are indexed (NUL: no attribute key that
 reaches the store has one), so that a search by service goes through this index too."""
 
-_CACHE_LIMIT = 1 << 17
-"""How many ``(key, value) -> hash`` entries to keep: most values repeat across spans."""
+_SEEDS_LIMIT = 1 << 17
+"""How many keys' CRC-32 seeds to keep."""
 
 
 def tag_hash(key: str, text: str) -> int:
@@ -57,7 +58,7 @@ def _seed(key: str) -> int:
     seed = _seeds.get(key)
     if seed is None:
         seed = zlib.crc32(key.encode("utf-8", "surrogatepass"))
-        if len(_seeds) < _CACHE_LIMIT:
+        if len(_seeds) < _SEEDS_LIMIT:
             _seeds[key] = seed
     return seed
 
@@ -70,94 +71,63 @@ def needle(key: str, text: str) -> bytes:
     return _packed([tag_hash(key, text)])
 
 
-def _hashes_into(out: set[int], items: set[tuple[str, Any]]) -> None:
-    """Add the hashes of the indexable ones of a set of ``(key, value)`` items.
-
-    Hashes of values seen recently come from a cache, looked up in C (a set difference
-    finds the new items, ``map`` reads the rest). In a set or a dict ``(k, True)`` is the
-    same item as ``(k, 1)`` and ``(k, 1.0)`` (and likewise for 0), so such values are not
-    cached and index both readings, ``true`` and ``1``: the extra one can only add a
-    candidate, which searches verify against the spans.
-    """
-    global _hashes
-    cache = _hashes
-    if len(cache) > _CACHE_LIMIT:
-        # Replaced, never cleared: a thread between its lookups keeps the dict it started
-        # with (a cleared one would answer None for hashes it had just stored).
-        _hashes = cache = {}
-    for item in items.difference(cache):  # with a dict argument: a lookup per item, in C
-        key, value = item
-        kind = type(value)
-        if kind is str:
-            cache[item] = tag_hash(key, value) if len(value) <= MAX_INDEXED_VALUE_LENGTH else _NOT_INDEXED
-        elif kind is int or kind is float or kind is bool:
-            if value == 0 or value == 1:
-                out.add(tag_hash(key, "true" if value else "false"))
-                out.add(tag_hash(key, "1" if value else "0"))
-                continue
-            cache[item] = tag_hash(key, tag_text(value))
-        else:
-            cache[item] = _NOT_INDEXED  # an empty value
-    out.update(map(cache.get, items))
-    out.discard(None)
-    out.discard(_NOT_INDEXED)
-
-
-_hashes: dict[tuple[str, Any], int] = {}
-_NOT_INDEXED = -1
 _UNHASHABLE = (list, dict)
-
-
-def _items(attributes: dict[str, Any]) -> set[tuple[str, Any]]:
-    """The attributes as a set of items, without lists, maps and bytes (not indexed)."""
-    try:
-        return set(attributes.items())
-    except TypeError:
-        return {item for item in attributes.items() if type(item[1]) not in _UNHASHABLE}
 
 
 def packed_column_hashes(columns: Mapping[str, list[Any]], resources: Iterable[Resource]) -> bytes:
     """The packed hashes of a fragment: of every indexable value of each attribute key
-    (``columns``: the key's values over the fragment's spans) and of its resources.
-
-    Each key's distinct values are found by a set (in C) and hashed without a cache: in a
-    fragment most values are either repeated (hashed once here) or unique to a span (a
-    cache would only grow). In a set ``True``, ``1`` and ``1.0`` are one value, so such
-    values index both readings, as :func:`_hashes_into` does."""
+    (``columns``: the key's values over the fragment's spans) and of its resources (their
+    attributes and service names)."""
     out: set[int] = set()
     for key, column in columns.items():
-        try:
-            distinct = set(column)
-        except TypeError:  # a list or map among the values: those are not indexed
-            distinct = {v for v in column if type(v) not in _UNHASHABLE}
-        seed = _seed(key)
-        for value in distinct:
-            kind = type(value)
-            if kind is str:
-                if len(value) <= MAX_INDEXED_VALUE_LENGTH:
-                    out.add(zlib.crc32(value.encode("utf-8", "surrogatepass"), seed))
-            elif kind is int or kind is float or kind is bool:
-                if value == 0 or value == 1:
-                    out.add(zlib.crc32(b"true" if value else b"false", seed))
-                    out.add(zlib.crc32(b"1" if value else b"0", seed))
-                else:
-                    out.add(zlib.crc32((str(value) if kind is int else tag_text(value)).encode(), seed))
-    items: set[tuple[str, Any]] = set()
+        _add_hashes(out, key, column)
+    by_key: dict[str, list[Any]] = defaultdict(list)
     for resource in resources:
-        items.update(_items(resource.attributes))
-        items.add((SERVICE_KEY, resource.service_name))
-    _hashes_into(out, items)
+        for key, value in resource.attributes.items():
+            by_key[key].append(value)
+        by_key[SERVICE_KEY].append(resource.service_name)
+    for key, values in by_key.items():
+        _add_hashes(out, key, values)
     return _packed(sorted(out))
 
 
 def packed_hashes(attribute_maps: Iterable[dict[str, Any]]) -> bytes:
     """The packed hashes of every indexable ``key=value`` in the given attribute maps."""
-    items: set[tuple[str, Any]] = set()
+    by_key: dict[str, list[Any]] = defaultdict(list)
     for attributes in attribute_maps:
-        items.update(_items(attributes))
-    hashes: set[int] = set()
-    _hashes_into(hashes, items)
-    return _packed(sorted(hashes))
+        for key, value in attributes.items():
+            by_key[key].append(value)
+    out: set[int] = set()
+    for key, values in by_key.items():
+        _add_hashes(out, key, values)
+    return _packed(sorted(out))
+
+
+def _add_hashes(out: set[int], key: str, values: list[Any]) -> None:
+    """Add the hashes of the indexable ones of one key's values.
+
+    The distinct values are found by a set (in C) and each hashed once, without a cache:
+    values are either repeated within a fragment (hashed once here) or unique to a span
+    (a cache would only grow). In a set ``True``, ``1`` and ``1.0`` are one value (and
+    likewise for 0), so such values index both readings, ``true`` and ``1``: the extra
+    one can only add a candidate, which searches verify against the spans. Arrays, maps
+    and strings longer than MAX_INDEXED_VALUE_LENGTH are not indexed."""
+    try:
+        distinct = set(values)
+    except TypeError:  # a list or map among the values
+        distinct = {v for v in values if type(v) not in _UNHASHABLE}
+    seed = _seed(key)
+    for value in distinct:
+        kind = type(value)
+        if kind is str:
+            if len(value) <= MAX_INDEXED_VALUE_LENGTH:
+                out.add(zlib.crc32(value.encode("utf-8", "surrogatepass"), seed))
+        elif kind is int or kind is float or kind is bool:
+            if value == 0 or value == 1:
+                out.add(zlib.crc32(b"true" if value else b"false", seed))
+                out.add(zlib.crc32(b"1" if value else b"0", seed))
+            else:
+                out.add(zlib.crc32((str(value) if kind is int else tag_text(value)).encode(), seed))
 
 
 def _packed(values: Iterable[int]) -> bytes:

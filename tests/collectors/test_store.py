@@ -292,8 +292,9 @@ def test_true_and_one_on_spans_of_one_trace_are_each_searchable(store: SpanStore
     assert store.find_traces(TraceQuery(*ALL, tags={"flag": "false"})).traces == []
 
 
-def test_values_stay_searchable_when_the_hash_cache_starts_over(store: SpanStore, monkeypatch):
-    monkeypatch.setattr(tag_index, "_CACHE_LIMIT", 3)
+def test_values_stay_searchable_when_the_seed_cache_is_full(store: SpanStore, monkeypatch):
+    monkeypatch.setattr(tag_index, "_SEEDS_LIMIT", 1)
+    monkeypatch.setattr(tag_index, "_seeds", {})
     for trace in range(20, 26):
         store.write_spans([span(trace, 1, None, FRONT, user=f"u{trace}", n=trace * 7, region="eu")])
     for trace in range(20, 26):
