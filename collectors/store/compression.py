@@ -59,7 +59,9 @@ class Compression:
         self._training: threading.Thread | None = None
         with database.connect() as conn:
             newest = conn.execute(
-                sa.select(zstd_dictionaries.c.id, zstd_dictionaries.c.data).order_by(zstd_dictionaries.c.id.desc()).limit(1)
+                sa.select(zstd_dictionaries.c.id, zstd_dictionaries.c.data)
+                .order_by(zstd_dictionaries.c.id.desc())
+                .limit(1)
             ).first()
         if newest is not None:
             self._adopt(newest.id, newest.data)

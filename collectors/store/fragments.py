@@ -71,7 +71,8 @@ def encode_with_columns(
         if s.status_message:
             sparse.append([i, _MESSAGE, s.status_message])
         if s.events:
-            sparse.append([i, _EVENTS, [[e.time_ns, e.name, e.attributes, e.dropped_attributes_count] for e in s.events]])
+            events = [[e.time_ns, e.name, e.attributes, e.dropped_attributes_count] for e in s.events]
+            sparse.append([i, _EVENTS, events])
         if s.links:
             sparse.append([i, _LINKS, [[lk.trace_id, lk.span_id, lk.attributes, lk.trace_state] for lk in s.links]])
         if s.trace_state or s.flags or s.dropped_attributes_count or s.dropped_events_count or s.dropped_links_count:

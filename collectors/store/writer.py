@@ -307,7 +307,9 @@ _UNPAIRED_COLUMNS = (
 )
 
 
-def _prepare(new: list[Span], old: list[StoredSpan], tags: list[tuple[int, bytes, bytes]], received_ns: int) -> _Prepared:
+def _prepare(
+    new: list[Span], old: list[StoredSpan], tags: list[tuple[int, bytes, bytes]], received_ns: int
+) -> _Prepared:
     """Summaries, index entries, calls and pattern rows of the new spans of a batch;
     ``old`` are the stored spans of the batch's traces, for calls across batches, and
     ``tags`` the tag index rows of the batch's fragments."""
