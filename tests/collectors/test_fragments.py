@@ -86,7 +86,8 @@ def test_every_field_of_every_span_comes_back_as_sent():
     assert all(same_span(a, b) for a, b in zip(sent, back, strict=True)), (sent, back)
     # Attribute keys keep the order they were sent in, span by span.
     assert list(back[1].attributes) == ["ok", "n", "http.route", "ratio", "empty"]
-    assert [o.parent_span_id for o in fragment.outlines()] == ["", "00000000000000a1", "00000000000000ff", "00000000000000a3"]
+    parents = [o.parent_span_id for o in fragment.outlines()]
+    assert parents == ["", "00000000000000a1", "00000000000000ff", "00000000000000a3"]
     assert fragment.resource_ids == {1, 2} and fragment.key_ids == set(keys.values())
 
 
@@ -103,7 +104,8 @@ def eight_spans(i: int) -> list[Span]:
     trace = f"{i:032x}"
     return [
         Span(trace, f"{i:08x}{j:08x}", f"{i:08x}{j - 1:08x}" if j else "", f"op-{j % 3}", 2, NOW + i * 1_000 + j,
-             NOW + i * 1_000 + j + 500, GATEWAY, {"url.full": f"http://shop/api/orders/{i * 97 + j}", "user.id": f"u{i}"})
+             NOW + i * 1_000 + j + 500, GATEWAY,
+             {"url.full": f"http://shop/api/orders/{i * 97 + j}", "user.id": f"u{i}"})
         for j in range(8)
     ]
 
@@ -150,13 +152,15 @@ def test_a_fragments_tag_hashes_are_those_of_every_attribute_and_resource_value(
     from collectors.store.fragments import encode_with_columns
 
     sent = spans() + [
-        Span(T, "00000000000000b1", "", "x", 1, NOW, NOW, ORDERS, {"n": 1, "ok": 1.0, "f": 0.0, "big": 2**60, "s": "x" * 300})
+        Span(T, "00000000000000b1", "", "x", 1, NOW, NOW, ORDERS,
+             {"n": 1, "ok": 1.0, "f": 0.0, "big": 2**60, "s": "x" * 300})
     ]
     keys = {k: i for i, k in enumerate(sorted({k for s in sent for k in s.attributes}))}
     _, columns = encode_with_columns(sent, {id(GATEWAY): 1, id(ORDERS): 2}, keys)
     from_columns = tag_index.packed_column_hashes(columns, [GATEWAY, ORDERS])
     services = [{tag_index.SERVICE_KEY: r.service_name} for r in (GATEWAY, ORDERS)]
-    from_spans = tag_index.packed_hashes([s.attributes for s in sent] + [GATEWAY.attributes, ORDERS.attributes] + services)
+    maps = [s.attributes for s in sent] + [GATEWAY.attributes, ORDERS.attributes] + services
+    from_spans = tag_index.packed_hashes(maps)
     def hashes(packed: bytes) -> set[bytes]:
         return {packed[i : i + 3] for i in range(0, len(packed), 3)}
 
